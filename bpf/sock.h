@@ -1,0 +1,36 @@
+/* Reading TCP endpoints out of a struct sock with CO-RE, for the hooks that
+ * only have the socket (kprobes, accept's new fd). */
+#pragma once
+
+#include "owl.h"
+
+struct owl_endpoints {
+	__u16 family;
+	__u16 lport; /* host order */
+	__u16 rport; /* host order */
+	__u8 laddr[16];
+	__u8 raddr[16];
+};
+
+/* Returns false for sockets that are not TCP over IPv4 or IPv6. */
+static __always_inline bool owl_sock_endpoints(struct sock *sk, struct owl_endpoints *ep)
+{
+	__u16 proto = BPF_CORE_READ_BITFIELD_PROBED(sk, sk_protocol);
+
+	if (proto != IPPROTO_TCP)
+		return false;
+	ep->family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	ep->lport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	ep->rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	if (ep->family == AF_INET) {
+		bpf_core_read(ep->laddr, 4, &sk->__sk_common.skc_rcv_saddr);
+		bpf_core_read(ep->raddr, 4, &sk->__sk_common.skc_daddr);
+		return true;
+	}
+	if (ep->family == AF_INET6) {
+		bpf_core_read(ep->laddr, 16, &sk->__sk_common.skc_v6_rcv_saddr);
+		bpf_core_read(ep->raddr, 16, &sk->__sk_common.skc_v6_daddr);
+		return true;
+	}
+	return false;
+}

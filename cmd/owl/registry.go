@@ -1,0 +1,11 @@
+package main
+
+import (
+	"github.com/owlbpf/owl/internal/cli"
+	"github.com/owlbpf/owl/internal/tools/tcpconnect"
+)
+
+// registry lists every tool; adding a tool is one line here.
+var registry = []cli.Tool{
+	tcpconnect.Tool,
+}

@@ -1,0 +1,47 @@
+package main
+
+import (
+	"fmt"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/owlbpf/owl/internal/cli"
+)
+
+// toolsCommand lists each tool with the hook it would use on this kernel. It
+// finds out by loading and attaching each tool, then detaching at once.
+func toolsCommand(tools []cli.Tool) *cobra.Command {
+	var verbose bool
+	var only string
+	cmd := &cobra.Command{
+		Use:   "tools",
+		Short: "List the tools and the hook each would use on this kernel",
+		Example: `  owl tools               # hook per tool on this kernel
+  owl tools -v            # also why the hooks before it were not used
+  owl tools --hook kprobe # what each tool would do with kprobes only`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(w, "TOOL\tSUMMARY\tHOOK")
+			for _, t := range tools {
+				s, err := t.Probe(only)
+				if err != nil {
+					fmt.Fprintf(w, "%s\t%s\tunavailable: %v\n", t.Name, t.Summary, err)
+					continue
+				}
+				fmt.Fprintf(w, "%s\t%s\t%s\n", t.Name, t.Summary, s.Hook.Name)
+				if verbose {
+					for _, f := range s.Tried {
+						fmt.Fprintf(w, "\t\t  not %s: %v\n", f.Hook, f.Err)
+					}
+				}
+				s.Close()
+			}
+			return w.Flush()
+		},
+	}
+	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "also show why preferred hooks were not used")
+	cmd.Flags().StringVar(&only, "hook", "", "consider only hooks of this `KIND` (default: env OWL_HOOKS)")
+	return cmd
+}

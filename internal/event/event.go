@@ -1,0 +1,43 @@
+// Package event holds the field types shared by the typed events of every
+// tool. It imports nothing of BPF so that output, detectors and tests can use
+// events without loading anything.
+package event
+
+import (
+	"bytes"
+	"net/netip"
+)
+
+// Comm is a task's command name as the kernel keeps it: up to 16 bytes,
+// NUL-padded. It stays an array so that decoding an event allocates nothing.
+type Comm [16]byte
+
+// Bytes returns the name without its NUL padding.
+func (c *Comm) Bytes() []byte {
+	if i := bytes.IndexByte(c[:], 0); i >= 0 {
+		return c[:i]
+	}
+	return c[:]
+}
+
+func (c Comm) String() string { return string(c.Bytes()) }
+
+// MarshalText makes JSON print the name as a string.
+func (c Comm) MarshalText() ([]byte, error) { return c.Bytes(), nil }
+
+// Addrs converts a pair of kernel addresses (IPv4 in the first 4 bytes for
+// AF_INET) to the family number users know (4 or 6) and netip addresses.
+func Addrs(afFamily uint16, a, b *[16]byte) (family uint8, x, y netip.Addr) {
+	switch afFamily {
+	case afInet:
+		return 4, netip.AddrFrom4([4]byte(a[:4])), netip.AddrFrom4([4]byte(b[:4]))
+	case afInet6:
+		return 6, netip.AddrFrom16(*a), netip.AddrFrom16(*b)
+	}
+	return 0, netip.Addr{}, netip.Addr{}
+}
+
+const (
+	afInet  = 2
+	afInet6 = 10
+)

@@ -1,0 +1,92 @@
+package output
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+)
+
+// Format is how events are printed.
+type Format string
+
+const (
+	Text Format = "text"
+	JSON Format = "json"
+)
+
+// ParseFormat accepts the values of -o.
+func ParseFormat(s string) (Format, error) {
+	switch Format(s) {
+	case Text, JSON:
+		return Format(s), nil
+	}
+	return "", fmt.Errorf("output %q: want text or json", s)
+}
+
+// Writer prints events of type E as text rows or JSON lines through one
+// buffer; Flush writes it out (the reader flushes when the ring is drained).
+type Writer[E any] struct {
+	format Format
+	table  Table[E]
+	w      *bufio.Writer
+	enc    *json.Encoder
+	buf    []byte
+}
+
+// NewWriter prints to w in format, with table's columns for text.
+func NewWriter[E any](w io.Writer, format Format, table Table[E]) *Writer[E] {
+	bw := bufio.NewWriterSize(w, 64*1024)
+	out := &Writer[E]{format: format, table: table, w: bw, buf: make([]byte, 0, 256)}
+	if format == JSON {
+		out.enc = json.NewEncoder(bw)
+		out.enc.SetEscapeHTML(false)
+	}
+	return out
+}
+
+// Header prints the column header (text only).
+func (o *Writer[E]) Header() {
+	if o.format == Text {
+		o.buf = o.table.AppendHeader(o.buf[:0])
+		o.w.Write(o.buf)
+	}
+}
+
+// Event prints one event.
+func (o *Writer[E]) Event(e *E) error {
+	if o.format == JSON {
+		return o.enc.Encode(e)
+	}
+	o.buf = o.table.AppendRow(o.buf[:0], e)
+	_, err := o.w.Write(o.buf)
+	return err
+}
+
+// Value prints any value as a JSON line (summaries, counts) in JSON mode.
+func (o *Writer[E]) Value(v any) error {
+	return o.enc.Encode(v)
+}
+
+// Raw writes text as is (summaries in text mode).
+func (o *Writer[E]) Raw(b []byte) {
+	o.w.Write(b)
+}
+
+// Format reports the output format.
+func (o *Writer[E]) Format() Format { return o.format }
+
+// Lost reports events dropped by the BPF side: on stderr when there were
+// any, and always as {"lost": N} in JSON so consumers know the stream was
+// complete.
+func (o *Writer[E]) Lost(stderr io.Writer, n uint64) {
+	if o.format == JSON {
+		fmt.Fprintf(o.w, "{\"lost\":%d}\n", n)
+	}
+	if n > 0 {
+		fmt.Fprintf(stderr, "owl: %d events lost: the ring buffer was full\n", n)
+	}
+}
+
+// Flush writes buffered output.
+func (o *Writer[E]) Flush() error { return o.w.Flush() }
