@@ -2,10 +2,14 @@ package main
 
 import (
 	"github.com/owlbpf/owl/internal/cli"
+	"github.com/owlbpf/owl/internal/tools/tcpaccept"
 	"github.com/owlbpf/owl/internal/tools/tcpconnect"
+	"github.com/owlbpf/owl/internal/tools/tcpreset"
 )
 
 // registry lists every tool; adding a tool is one line here.
 var registry = []cli.Tool{
 	tcpconnect.Tool,
+	tcpaccept.Tool,
+	tcpreset.Tool,
 }

@@ -72,7 +72,7 @@ func Open(spec *ebpf.CollectionSpec, hooks []Hook, opts Options) (*Session, erro
 	}
 	var tried []Failure
 	for _, h := range hooks {
-		s, err := tryHook(spec, h, opts)
+		s, err := tryHook(spec, h, opts, only != "")
 		if err != nil {
 			tried = append(tried, Failure{Hook: h.Name, Err: explain(h.Kind, err)})
 			continue
@@ -83,8 +83,10 @@ func Open(spec *ebpf.CollectionSpec, hooks []Hook, opts Options) (*Session, erro
 	return nil, &NoHookError{Tool: opts.Tool, Tried: tried}
 }
 
-func tryHook(spec *ebpf.CollectionSpec, h Hook, opts Options) (_ *Session, err error) {
-	if h.Check != nil {
+// tryHook loads the programs of h and attaches them. A forced hook skips
+// its Check: whoever forces it wants that path even where it is not the best.
+func tryHook(spec *ebpf.CollectionSpec, h Hook, opts Options, forced bool) (_ *Session, err error) {
+	if h.Check != nil && !forced {
 		if err := h.Check(); err != nil {
 			return nil, err
 		}
