@@ -1,0 +1,230 @@
+package tcpaccept
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/owlbpf/owl/internal/e2e"
+)
+
+func TestMain(m *testing.M) {
+	e2e.Main(m, map[string]func([]string) error{
+		// accept ADDR: listen on ADDR, accept one connection (as another process).
+		"accept": func(args []string) error {
+			l, err := net.Listen("tcp", args[0])
+			if err != nil {
+				return err
+			}
+			defer l.Close()
+			// Tell the parent the port, then block in accept.
+			fmt.Println(l.Addr().(*net.TCPAddr).Port)
+			c, err := l.Accept()
+			if err != nil {
+				return err
+			}
+			return c.Close()
+		},
+	})
+}
+
+const timeout = 5 * time.Second
+
+func selfComm(t *testing.T) string {
+	b, err := os.ReadFile("/proc/self/comm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// serve accepts connections on host until the test ends.
+func serve(t *testing.T, host string) netip.AddrPort {
+	t.Helper()
+	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	return l.Addr().(*net.TCPAddr).AddrPort()
+}
+
+func dial(t *testing.T, ap netip.AddrPort) netip.AddrPort {
+	t.Helper()
+	c, err := net.Dial("tcp", ap.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.TCPAddr).AddrPort()
+}
+
+func TestAccept(t *testing.T) {
+	e2e.Require(t)
+	for _, host := range []string{"127.0.0.1", "::1"} {
+		t.Run(host, func(t *testing.T) {
+			tr, err := New(Config{PID: os.Getpid()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			events := e2e.Collect(t, tr)
+			server := serve(t, host)
+			client := dial(t, server)
+			e := e2e.Wait(t, events, timeout, "accept", func(e Event) bool { return e.Lport == server.Port() })
+			checkAccept(t, e, server, client)
+		})
+	}
+}
+
+func checkAccept(t *testing.T, e Event, server, client netip.AddrPort) {
+	t.Helper()
+	if e.PID != uint32(os.Getpid()) || e.Comm.String() != selfComm(t) {
+		t.Errorf("task: got pid %d comm %q, want %d %q", e.PID, e.Comm, os.Getpid(), selfComm(t))
+	}
+	if e.Raddr != client.Addr() || e.Rport != client.Port() {
+		t.Errorf("remote: got %v:%d, want the client socket %v", e.Raddr, e.Rport, client)
+	}
+	if e.Laddr != server.Addr() || e.Lport != server.Port() {
+		t.Errorf("local: got %v:%d, want the listener %v", e.Laddr, e.Lport, server)
+	}
+	wantFamily := uint8(4)
+	if server.Addr().Is6() {
+		wantFamily = 6
+	}
+	if e.Family != wantFamily {
+		t.Errorf("family: got %d, want %d", e.Family, wantFamily)
+	}
+}
+
+// An accept(2) already blocked in the kernel when tracing starts must be
+// seen when it returns. Go's net package never blocks in accept (it polls),
+// so a raw blocking socket is used.
+func TestAcceptBlockedBeforeStart(t *testing.T) {
+	e2e.Require(t)
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Listen(fd, 1); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	server := netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), uint16(sa.(*unix.SockaddrInet4).Port))
+
+	tids := make(chan int)
+	accepted := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		tids <- unix.Gettid()
+		nfd, _, err := unix.Accept4(fd, 0)
+		if err == nil {
+			unix.Close(nfd)
+		}
+		accepted <- err
+	}()
+	if err := e2e.InSyscall(<-tids, unix.SYS_ACCEPT4, unix.SYS_ACCEPT); err != nil {
+		t.Fatal(err)
+	}
+
+	tr, err := New(Config{PID: os.Getpid()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	events := e2e.Collect(t, tr)
+	client := dial(t, server)
+	if err := <-accepted; err != nil {
+		t.Fatalf("accept: %v", err)
+	}
+	e := e2e.Wait(t, events, timeout, "the blocked accept", func(e Event) bool { return e.Lport == server.Port() })
+	checkAccept(t, e, server, client)
+}
+
+// -p filters in the kernel: an accept by another process, made before ours,
+// never arrives.
+func TestPIDFilter(t *testing.T) {
+	e2e.Require(t)
+	mine := serve(t, "127.0.0.1")
+	tr, err := New(Config{PID: os.Getpid()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	events := e2e.Collect(t, tr)
+
+	child := e2e.Child("accept", "127.0.0.1:0")
+	out, err := child.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var childPort uint16
+	if _, err := fmt.Fscan(out, &childPort); err != nil {
+		t.Fatalf("read child's port: %v", err)
+	}
+	dial(t, netip.AddrPortFrom(mine.Addr(), childPort))
+	if err := child.Wait(); err != nil {
+		t.Fatalf("child: %v", err)
+	}
+	dial(t, mine)
+	e := e2e.Wait(t, events, timeout, "any accept", func(Event) bool { return true })
+	if e.PID != uint32(os.Getpid()) || e.Lport != mine.Port() {
+		t.Fatalf("first event: pid %d port %d; want pid %d port %d (the child %d accepted on %d first)",
+			e.PID, e.Lport, os.Getpid(), mine.Port(), child.Process.Pid, childPort)
+	}
+}
+
+// -P filters local ports in the kernel, and -4/-6 families.
+func TestPortAndFamilyFilters(t *testing.T) {
+	e2e.Require(t)
+	wanted := serve(t, "::1")
+	other := serve(t, "::1")
+	v4 := serve(t, "127.0.0.1")
+	tr, err := New(Config{Family: 6, Ports: []uint16{wanted.Port(), v4.Port()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	events := e2e.Collect(t, tr)
+	dial(t, other)
+	dial(t, v4)
+	dial(t, wanted)
+	e := e2e.Wait(t, events, timeout, "any accept", func(Event) bool { return true })
+	if e.Lport != wanted.Port() || e.Family != 6 {
+		t.Fatalf("first event: port %d family %d; want %d over IPv6 (other port %d, IPv4 port %d)",
+			e.Lport, e.Family, wanted.Port(), other.Port(), v4.Port())
+	}
+}
+
+func TestHeader(t *testing.T) {
+	want := "PID    COMM         IP RADDR            RPORT LADDR            LPORT\n"
+	if got := string((&flags{}).table().AppendHeader(nil)); got != want {
+		t.Errorf("got %q, want BCC's %q", got, want)
+	}
+	if got := string((&flags{clock: true}).table().AppendHeader(nil)); !strings.HasPrefix(got, "TIME     PID") {
+		t.Errorf("-T header: got %q", got)
+	}
+}

@@ -1,0 +1,170 @@
+package tcpreset
+
+import (
+	"errors"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/owlbpf/owl/internal/e2e"
+)
+
+func TestMain(m *testing.M) { e2e.Main(m, nil) }
+
+const timeout = 5 * time.Second
+
+// closedPort returns a port nothing listens on: bound, then released.
+func closedPort(t *testing.T, host string) uint16 {
+	t.Helper()
+	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).AddrPort().Port()
+}
+
+// refused connects from src (port chosen by the kernel) to dst, which must
+// refuse, and returns the client's address.
+func refused(t *testing.T, src netip.Addr, dst netip.AddrPort) netip.AddrPort {
+	t.Helper()
+	var family int
+	var local, remote unix.Sockaddr
+	if src.Is6() {
+		family, local, remote = unix.AF_INET6, &unix.SockaddrInet6{Addr: src.As16()}, &unix.SockaddrInet6{Addr: dst.Addr().As16(), Port: int(dst.Port())}
+	} else {
+		family, local, remote = unix.AF_INET, &unix.SockaddrInet4{Addr: src.As4()}, &unix.SockaddrInet4{Addr: dst.Addr().As4(), Port: int(dst.Port())}
+	}
+	fd, err := unix.Socket(family, unix.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	if err := unix.Bind(fd, local); err != nil {
+		t.Fatalf("bind %v: %v", src, err)
+	}
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Connect(fd, remote); !errors.Is(err, unix.ECONNREFUSED) {
+		t.Fatalf("connect %v: got %v, want ECONNREFUSED", dst, err)
+	}
+	switch a := sa.(type) {
+	case *unix.SockaddrInet4:
+		return netip.AddrPortFrom(src, uint16(a.Port))
+	case *unix.SockaddrInet6:
+		return netip.AddrPortFrom(src, uint16(a.Port))
+	}
+	t.Fatalf("sockaddr %T", sa)
+	return netip.AddrPort{}
+}
+
+// uniqueLoopback is a 127/8 address no other test uses, so events can be
+// told apart by remote address even when packages run in parallel.
+func uniqueLoopback() netip.Addr {
+	return netip.AddrFrom4([4]byte{127, byte(1 + rand.IntN(254)), byte(rand.IntN(256)), byte(2 + rand.IntN(250))})
+}
+
+func TestResetToClosedPort(t *testing.T) {
+	e2e.Require(t)
+	for _, tc := range []struct{ src, dst string }{
+		{uniqueLoopback().String(), "127.0.0.1"},
+		{"::1", "::1"},
+	} {
+		t.Run(tc.dst, func(t *testing.T) {
+			tr, err := New(Config{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			events := e2e.Collect(t, tr)
+			dst := netip.AddrPortFrom(netip.MustParseAddr(tc.dst), closedPort(t, tc.dst))
+			client := refused(t, netip.MustParseAddr(tc.src), dst)
+			e := e2e.Wait(t, events, timeout, "reset from "+dst.String(), func(e Event) bool {
+				return e.Lport == dst.Port() && e.Rport == client.Port()
+			})
+			if e.Laddr != dst.Addr() || e.Raddr != client.Addr() {
+				t.Errorf("addresses: got %v -> %v, want %v -> %v", e.Laddr, e.Raddr, dst.Addr(), client.Addr())
+			}
+			if e.Reason != "NO_SOCKET" || e.State != 0 {
+				t.Errorf("got reason %q state %v, want NO_SOCKET and no socket state", e.Reason, e.State)
+			}
+			if want := map[bool]uint8{false: 4, true: 6}[dst.Addr().Is6()]; e.Family != want {
+				t.Errorf("family %d, want %d", e.Family, want)
+			}
+		})
+	}
+}
+
+// A scan of 50 closed ports from one address is one summary line with 50
+// distinct ports.
+func TestScanSummary(t *testing.T) {
+	e2e.Require(t)
+	tr, err := New(Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	events := e2e.Collect(t, tr)
+	src := uniqueLoopback()
+	ports := map[uint16]bool{}
+	for len(ports) < 50 {
+		p := closedPort(t, "127.0.0.1")
+		if !ports[p] {
+			ports[p] = true
+			refused(t, src, netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), p))
+		}
+	}
+	s := &summarizer{remote: map[netip.Addr]*remoteCount{}}
+	for n := 0; n < 50; {
+		e := e2e.Wait(t, events, timeout, "the scan's resets", func(Event) bool { return true })
+		s.add(&e)
+		if e.Raddr == src {
+			n++
+		}
+	}
+	var lines []Remote
+	for _, r := range s.take(time.Now()) {
+		if r.Raddr == src {
+			lines = append(lines, r)
+		}
+	}
+	if len(lines) != 1 || lines[0].Resets != 50 || lines[0].Ports != 50 {
+		t.Fatalf("summary for %v: got %+v, want one line with 50 resets on 50 ports", src, lines)
+	}
+}
+
+func TestSummarizer(t *testing.T) {
+	s := &summarizer{remote: map[netip.Addr]*remoteCount{}}
+	a, b := netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("::2")
+	for _, e := range []Event{{Raddr: a, Lport: 1}, {Raddr: a, Lport: 1}, {Raddr: a, Lport: 2}, {Raddr: b, Lport: 9}} {
+		s.add(&e)
+	}
+	got := s.take(time.Time{})
+	if len(got) != 2 || got[0].Raddr != a || got[0].Resets != 3 || got[0].Ports != 2 || got[1].Ports != 1 {
+		t.Errorf("got %+v", got)
+	}
+	if again := s.take(time.Time{}); len(again) != 0 {
+		t.Errorf("take did not start a new interval: %+v", again)
+	}
+}
+
+func TestTableAndJSONNames(t *testing.T) {
+	e := Event{Laddr: netip.MustParseAddr("127.0.0.1"), Lport: 22, Raddr: netip.MustParseAddr("127.0.0.9"), Rport: 5555, Family: 4}
+	row := string(table.AppendRow(nil, &e))
+	if want := "127.0.0.1        22    127.0.0.9        5555  -           -\n"; row[9:] != want {
+		t.Errorf("row %q, want ...%q", row, want)
+	}
+	if want := "TIME     LADDR            LPORT RADDR            RPORT STATE       REASON\n"; string(table.AppendHeader(nil)) != want {
+		t.Errorf("header %q", table.AppendHeader(nil))
+	}
+	if b, _ := State(10).MarshalJSON(); string(b) != `"LISTEN"` {
+		t.Errorf("state 10: %s", b)
+	}
+	if b, _ := State(0).MarshalJSON(); string(b) != "null" {
+		t.Errorf("state 0: %s", b)
+	}
+}
