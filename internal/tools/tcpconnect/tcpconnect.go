@@ -142,7 +142,16 @@ func New(cfg Config) (*probe.Tracer[Event], error) {
 		}
 	}
 	t := &probe.Tracer[Event]{Session: s}
-	t.Decode = func(raw []byte, e *Event) bool { return decode(s, raw, e) }
+	t.Decode = func(raw []byte, e *Event) bool {
+		if !decode(s, raw, e) {
+			return false
+		}
+		if !cfg.Outcome {
+			// -L alone also waits for the handshake; report only what was asked.
+			e.Outcome, e.LatencyUS, e.Errno = OutcomeNone, 0, 0
+		}
+		return true
+	}
 	return t, nil
 }
 

@@ -1,0 +1,400 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf/link"
+
+	"github.com/owlbpf/owl/internal/e2e"
+)
+
+// owlBin is the binary under test: $OWL_BIN, or one built for this run.
+var owlBin string
+
+func TestMain(m *testing.M) {
+	owlBin = os.Getenv("OWL_BIN")
+	if owlBin == "" {
+		dir, err := os.MkdirTemp("", "owl-test")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		owlBin = filepath.Join(dir, "owl")
+		build := exec.Command("go", "build", "-o", owlBin, ".")
+		build.Env = append(os.Environ(), "CGO_ENABLED=0")
+		build.Stderr = os.Stderr
+		if err := build.Run(); err != nil {
+			fmt.Fprintln(os.Stderr, "build owl:", err)
+			os.Exit(1)
+		}
+		defer os.RemoveAll(dir)
+	}
+	e2e.Main(m, nil)
+}
+
+// owl is a running owl process.
+type owl struct {
+	cmd    *exec.Cmd
+	stdout *bufio.Reader
+	stderr *bufio.Reader
+}
+
+// start runs owl with args and waits for its "Tracing ..." line.
+func start(t *testing.T, args ...string) *owl {
+	t.Helper()
+	cmd := exec.Command(owlBin, args...)
+	stdout, _ := cmd.StdoutPipe()
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	o := &owl{cmd: cmd, stdout: bufio.NewReader(stdout), stderr: bufio.NewReader(stderr)}
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+	})
+	ready := make(chan string, 1)
+	go func() {
+		line, _ := o.stderr.ReadString('\n')
+		ready <- line
+	}()
+	select {
+	case line := <-ready:
+		if !strings.HasPrefix(line, "Tracing ") || !strings.HasSuffix(line, "Hit Ctrl-C to end.\n") {
+			t.Fatalf("owl %v: first stderr line %q, want the Tracing line", args, line)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("owl %v: no Tracing line after 10 s", args)
+	}
+	return o
+}
+
+// line reads one stdout line with a deadline.
+func (o *owl) line(t *testing.T) string {
+	t.Helper()
+	ch := make(chan string, 1)
+	go func() {
+		l, _ := o.stdout.ReadString('\n')
+		ch <- l
+	}()
+	select {
+	case l := <-ch:
+		return l
+	case <-time.After(5 * time.Second):
+		t.Fatal("no output line within 5 s")
+		return ""
+	}
+}
+
+// stop sends SIGINT and returns the rest of stdout; owl must exit 0.
+func (o *owl) stop(t *testing.T) string {
+	t.Helper()
+	o.cmd.Process.Signal(os.Interrupt)
+	rest, _ := io.ReadAll(o.stdout)
+	if err := o.cmd.Wait(); err != nil {
+		t.Errorf("owl after SIGINT: %v", err)
+	}
+	return string(rest)
+}
+
+func TestBadInputExits2WithOneLine(t *testing.T) {
+	cases := [][]string{
+		{"nosuchtool"},
+		{"tcpconnect", "--bogus"},
+		{"tcpconnect", "-p", "999999999"},
+		{"tcpconnect", "-P", "70000"},
+		{"tcpaccept", "-P", "0"},
+		{"tcpaccept", "-o", "xml"},
+		{"tcpconnect", "-4", "-6"},
+		{"tcpreset", "--hook", "uprobe"},
+		{"tcpconnect", "extra-arg"},
+	}
+	if os.Geteuid() == 0 && !haveKprobes() {
+		// A hook this kernel lacks is bad input too.
+		cases = append(cases, []string{"tcpconnect", "--hook", "kprobe"})
+	}
+	for _, args := range cases {
+		cmd := exec.Command(owlBin, args...)
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		err := cmd.Run()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 2 {
+			t.Errorf("owl %v: got %v, want exit status 2", args, err)
+		}
+		lines := strings.Split(strings.TrimSuffix(stderr.String(), "\n"), "\n")
+		if len(lines) != 1 || !strings.HasPrefix(lines[0], "owl: ") {
+			t.Errorf("owl %v: stderr %q, want one line starting with owl:", args, stderr.String())
+		}
+	}
+}
+
+func haveKprobes() bool {
+	_, err := os.Stat("/sys/bus/event_source/devices/kprobe")
+	return err == nil
+}
+
+func listen(t *testing.T, host string) netip.AddrPort {
+	t.Helper()
+	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	return l.Addr().(*net.TCPAddr).AddrPort()
+}
+
+func dial(t *testing.T, ap netip.AddrPort) netip.AddrPort {
+	t.Helper()
+	c, err := net.Dial("tcp", ap.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.TCPAddr).AddrPort()
+}
+
+// decode parses one JSON line and checks it has exactly the wanted keys.
+func decode(t *testing.T, line string, keys ...string) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal([]byte(line), &m); err != nil {
+		t.Fatalf("line %q: %v", line, err)
+	}
+	for _, k := range keys {
+		if _, ok := m[k]; !ok {
+			t.Errorf("line %q lacks %q", line, k)
+		}
+	}
+	if len(m) != len(keys) {
+		t.Errorf("line %q: want exactly the keys %v", line, keys)
+	}
+	if ts, ok := m["time"].(string); ok {
+		if _, err := time.Parse(time.RFC3339Nano, ts); err != nil || !strings.Contains(ts, ".") {
+			t.Errorf("time %q is not RFC 3339 with nanoseconds: %v", ts, err)
+		}
+	}
+	return m
+}
+
+func num(m map[string]any, k string) int { f, _ := m[k].(float64); return int(f) }
+
+func TestJSON(t *testing.T) {
+	e2e.Require(t)
+	self := strconv.Itoa(os.Getpid())
+
+	t.Run("tcpconnect", func(t *testing.T) {
+		server := listen(t, "127.0.0.1")
+		o := start(t, "tcpconnect", "-L", "-o", "json", "-p", self)
+		client := dial(t, server)
+		m := decode(t, o.line(t), "time", "pid", "comm", "uid", "family", "saddr", "sport", "daddr", "dport")
+		if num(m, "pid") != os.Getpid() || num(m, "family") != 4 || m["daddr"] != "127.0.0.1" ||
+			num(m, "dport") != int(server.Port()) || num(m, "sport") != int(client.Port()) {
+			t.Errorf("got %v, want pid %s to %v from port %d", m, self, server, client.Port())
+		}
+		if rest := o.stop(t); strings.TrimSpace(rest) != `{"lost":0}` {
+			t.Errorf("after the events: %q, want the lost count", rest)
+		}
+	})
+
+	t.Run("tcpconnect --outcome", func(t *testing.T) {
+		server := listen(t, "::1")
+		o := start(t, "tcpconnect", "--outcome", "-o", "json", "-p", self, "-P", strconv.Itoa(int(server.Port())))
+		dial(t, server)
+		m := decode(t, o.line(t), "time", "pid", "comm", "uid", "family", "saddr", "sport", "daddr", "dport", "outcome", "latency_us")
+		if m["outcome"] != "established" || num(m, "family") != 6 {
+			t.Errorf("got %v, want an established IPv6 connect", m)
+		}
+		o.stop(t)
+	})
+
+	t.Run("tcpaccept", func(t *testing.T) {
+		server := listen(t, "::1")
+		o := start(t, "tcpaccept", "-o", "json", "-p", self)
+		client := dial(t, server)
+		m := decode(t, o.line(t), "time", "pid", "comm", "uid", "family", "raddr", "rport", "laddr", "lport")
+		if num(m, "pid") != os.Getpid() || num(m, "rport") != int(client.Port()) || num(m, "lport") != int(server.Port()) || m["laddr"] != "::1" {
+			t.Errorf("got %v, want pid %s accepting %v on %v", m, self, client, server)
+		}
+		o.stop(t)
+	})
+
+	t.Run("tcpreset", func(t *testing.T) {
+		closed := closedPort(t)
+		o := start(t, "tcpreset", "-o", "json")
+		net.Dial("tcp", closed.String())
+		for {
+			m := decode(t, o.line(t), "time", "laddr", "lport", "raddr", "rport", "family", "state", "reason")
+			if num(m, "lport") == int(closed.Port()) {
+				if m["reason"] != "NO_SOCKET" || m["state"] != nil {
+					t.Errorf("got %v, want reason NO_SOCKET, state null", m)
+				}
+				break
+			}
+		}
+		o.stop(t)
+	})
+
+	t.Run("tcpreset -s", func(t *testing.T) {
+		src := netip.AddrFrom4([4]byte{127, byte(1 + rand.IntN(254)), byte(rand.IntN(256)), byte(2 + rand.IntN(250))})
+		o := start(t, "tcpreset", "-s", "60", "-d", "2", "-o", "json")
+		for i := 0; i < 5; i++ {
+			refusedFrom(t, src, closedPort(t))
+		}
+		out, _ := io.ReadAll(o.stdout)
+		if err := o.cmd.Wait(); err != nil {
+			t.Fatalf("owl tcpreset -d 2: %v", err)
+		}
+		found := false
+		for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+			if strings.HasPrefix(l, `{"lost"`) {
+				continue
+			}
+			m := decode(t, l, "time", "raddr", "resets", "ports")
+			if m["raddr"] == src.String() {
+				found = num(m, "resets") == 5 && num(m, "ports") == 5
+			}
+		}
+		if !found {
+			t.Errorf("no summary line for %v with 5 resets on 5 ports in %q", src, out)
+		}
+	})
+}
+
+func closedPort(t *testing.T) netip.AddrPort {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).AddrPort()
+}
+
+func refusedFrom(t *testing.T, src netip.Addr, dst netip.AddrPort) {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: src.AsSlice()}}
+	if _, err := d.Dial("tcp", dst.String()); err == nil {
+		t.Fatalf("%v answered", dst)
+	}
+}
+
+func TestTextHeaderAndDuration(t *testing.T) {
+	e2e.Require(t)
+	start := time.Now()
+	out, err := exec.Command(owlBin, "tcpaccept", "-d", "1", "-p", strconv.Itoa(os.Getpid())).Output()
+	if err != nil {
+		t.Fatalf("owl tcpaccept -d 1: %v", err)
+	}
+	if string(out) != "PID    COMM         IP RADDR            RPORT LADDR            LPORT\n" {
+		t.Errorf("stdout %q, want only the header", out)
+	}
+	if d := time.Since(start); d < time.Second || d > 5*time.Second {
+		t.Errorf("-d 1 ran %v", d)
+	}
+}
+
+// Links are fd-based: a SIGKILLed owl leaves nothing attached.
+func TestSIGKILLLeavesNothingAttached(t *testing.T) {
+	e2e.Require(t)
+	o := start(t, "tcpconnect", "--outcome")
+	ids := linkIDs(t, o.cmd.Process.Pid)
+	if len(ids) == 0 {
+		t.Fatal("owl holds no BPF links while tracing")
+	}
+	o.cmd.Process.Signal(syscall.SIGKILL)
+	o.cmd.Wait()
+	deadline := time.Now().Add(3 * time.Second)
+	for _, id := range ids {
+		for {
+			l, err := link.NewFromID(id)
+			if errors.Is(err, os.ErrNotExist) {
+				break
+			}
+			if err == nil {
+				l.Close()
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("link %d still exists after SIGKILL (%v)", id, err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	if out, err := exec.Command("bpftool", "link", "list").Output(); err == nil {
+		for _, id := range ids {
+			if strings.Contains("\n"+string(out), fmt.Sprintf("\n%d: ", id)) {
+				t.Errorf("bpftool link list still shows link %d:\n%s", id, out)
+			}
+		}
+	}
+}
+
+// linkIDs reads the ids of the BPF links pid holds from /proc/PID/fdinfo.
+func linkIDs(t *testing.T, pid int) []link.ID {
+	t.Helper()
+	dir := fmt.Sprintf("/proc/%d/fdinfo", pid)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []link.ID
+	for _, e := range ents {
+		b, _ := os.ReadFile(filepath.Join(dir, e.Name()))
+		for _, l := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(l, "link_id:"); ok {
+				n, _ := strconv.Atoi(strings.TrimSpace(v))
+				ids = append(ids, link.ID(n))
+			}
+		}
+	}
+	return ids
+}
+
+func TestToolsListsHooks(t *testing.T) {
+	e2e.Require(t)
+	out, err := exec.Command(owlBin, "tools").Output()
+	if err != nil {
+		t.Fatalf("owl tools: %v", err)
+	}
+	for _, want := range []string{
+		"tcpconnect", "tracepoint sock:inet_sock_set_state",
+		"tcpaccept", "tracepoint syscalls:sys_exit_accept4",
+		"tcpreset", "tracepoint tcp:tcp_send_reset",
+	} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("owl tools lacks %q:\n%s", want, out)
+		}
+	}
+	if !haveKprobes() {
+		out, _ := exec.Command(owlBin, "tools", "--hook", "kprobe").Output()
+		if n := strings.Count(string(out), "unavailable: "); n != len(registry) {
+			t.Errorf("owl tools --hook kprobe on a kernel without kprobes: %d unavailable, want %d:\n%s", n, len(registry), out)
+		}
+	}
+}
