@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
 	"golang.org/x/sys/unix"
@@ -70,9 +71,12 @@ func Open(spec *ebpf.CollectionSpec, hooks []Hook, opts Options) (*Session, erro
 	if err := EnsureTracefs(); err != nil {
 		return nil, err
 	}
+	// One BTF cache for all attempts: parsing the kernel's BTF for CO-RE is
+	// the dearest step of a load, and a fallback should not pay it twice.
+	cache := btf.NewCache()
 	var tried []Failure
 	for _, h := range hooks {
-		s, err := tryHook(spec, h, opts, only != "")
+		s, err := tryHook(spec, h, opts, cache, only != "")
 		if err != nil {
 			tried = append(tried, Failure{Hook: h.Name, Err: explain(h.Kind, err)})
 			continue
@@ -85,7 +89,7 @@ func Open(spec *ebpf.CollectionSpec, hooks []Hook, opts Options) (*Session, erro
 
 // tryHook loads the programs of h and attaches them. A forced hook skips
 // its Check: whoever forces it wants that path even where it is not the best.
-func tryHook(spec *ebpf.CollectionSpec, h Hook, opts Options, forced bool) (_ *Session, err error) {
+func tryHook(spec *ebpf.CollectionSpec, h Hook, opts Options, cache *btf.Cache, forced bool) (_ *Session, err error) {
 	if h.Check != nil && !forced {
 		if err := h.Check(); err != nil {
 			return nil, err
@@ -106,7 +110,7 @@ func tryHook(spec *ebpf.CollectionSpec, h Hook, opts Options, forced bool) (_ *S
 			return nil, fmt.Errorf("configure: %w", err)
 		}
 	}
-	coll, err := ebpf.NewCollection(cs)
+	coll, err := ebpf.NewCollectionWithOptions(cs, ebpf.CollectionOptions{Cache: cache})
 	if err != nil {
 		var verr *ebpf.VerifierError
 		if errors.As(err, &verr) {

@@ -63,6 +63,24 @@ struct {
 	__type(value, __u64);
 } connecting SEC(".maps");
 
+/* sock:inet_sock_set_state as laid out since Linux 4.16; the hook's Check
+ * compares it with tracefs before attaching. Deliberately not CO-RE:
+ * parsing the kernel's BTF would cost more than all the rest of startup. */
+struct set_state_args {
+	__u64 common;
+	__u64 skaddr;
+	int oldstate;
+	int newstate;
+	__u16 sport;
+	__u16 dport;
+	__u16 family;
+	__u16 protocol;
+	__u8 saddr[4];
+	__u8 daddr[4];
+	__u8 saddr_v6[16];
+	__u8 daddr_v6[16];
+};
+
 static __always_inline bool task_wanted(void)
 {
 	__u64 id = bpf_get_current_pid_tgid();
@@ -98,9 +116,11 @@ static __always_inline void connect_started(__u64 sk, struct event *e, bool lpor
 		owl_emit(e, sizeof(*e));
 }
 
-static __always_inline void handshake_done(struct trace_event_raw_inet_sock_set_state *ctx)
+/* with_err reads sk_err to tell refused from timed out; only --outcome
+ * needs it, and it is the one CO-RE read of the tracepoint path. */
+static __always_inline void handshake_done(struct set_state_args *ctx, bool with_err)
 {
-	__u64 sk = (__u64)ctx->skaddr;
+	__u64 sk = ctx->skaddr;
 	struct event *e = bpf_map_lookup_elem(&pending, &sk);
 	int err;
 
@@ -110,8 +130,10 @@ static __always_inline void handshake_done(struct trace_event_raw_inet_sock_set_
 	e->latency_ns = bpf_ktime_get_ns() - e->ts_ns;
 	if (ctx->newstate == TCP_ESTABLISHED) {
 		e->outcome = OUTCOME_ESTABLISHED;
-	} else {
-		err = BPF_CORE_READ((struct sock *)ctx->skaddr, sk_err);
+	} else if (with_err) {
+		struct sock *s = (struct sock *)sk;
+
+		err = BPF_CORE_READ(s, sk_err);
 		e->err = err;
 		if (err == ECONNREFUSED)
 			e->outcome = OUTCOME_REFUSED;
@@ -119,20 +141,21 @@ static __always_inline void handshake_done(struct trace_event_raw_inet_sock_set_
 			e->outcome = OUTCOME_TIMEOUT;
 		else
 			e->outcome = OUTCOME_ERROR;
+	} else {
+		e->outcome = OUTCOME_ERROR;
 	}
 	owl_emit(e, sizeof(*e));
 	bpf_map_delete_elem(&pending, &sk);
 }
 
-SEC("tracepoint/sock/inet_sock_set_state")
-int tp_state(struct trace_event_raw_inet_sock_set_state *ctx)
+static __always_inline int set_state(struct set_state_args *ctx, bool with_err)
 {
 	struct event e = {};
 
 	if (ctx->protocol != IPPROTO_TCP)
 		return 0;
 	if (ctx->oldstate == TCP_SYN_SENT) {
-		handshake_done(ctx);
+		handshake_done(ctx, with_err);
 		return 0;
 	}
 	if (ctx->oldstate != TCP_CLOSE || ctx->newstate != TCP_SYN_SENT)
@@ -151,8 +174,20 @@ int tp_state(struct trace_event_raw_inet_sock_set_state *ctx)
 		bpf_probe_read_kernel(e.saddr, 16, ctx->saddr_v6);
 		bpf_probe_read_kernel(e.daddr, 16, ctx->daddr_v6);
 	}
-	connect_started((__u64)ctx->skaddr, &e, false);
+	connect_started(ctx->skaddr, &e, false);
 	return 0;
+}
+
+SEC("tracepoint/sock/inet_sock_set_state")
+int tp_state(struct set_state_args *ctx)
+{
+	return set_state(ctx, false);
+}
+
+SEC("tracepoint/sock/inet_sock_set_state")
+int tp_state_outcome(struct set_state_args *ctx)
+{
+	return set_state(ctx, true);
 }
 
 /* Kernels without the tracepoint (< 4.16) or where it cannot attach. */
@@ -197,10 +232,10 @@ int BPF_KRETPROBE(krp_connect, int ret)
 /* With the kprobe path, only the end of the handshake comes from the
  * tracepoint (when it exists) for --outcome. */
 SEC("tracepoint/sock/inet_sock_set_state")
-int tp_state_done(struct trace_event_raw_inet_sock_set_state *ctx)
+int tp_state_done(struct set_state_args *ctx)
 {
 	if (ctx->protocol == IPPROTO_TCP && ctx->oldstate == TCP_SYN_SENT)
-		handshake_done(ctx);
+		handshake_done(ctx, true);
 	return 0;
 }
 

@@ -68,6 +68,13 @@ type Config struct {
 // DefaultConfig traces every connect.
 func DefaultConfig() Config { return Config{UID: -1} }
 
+// setStateLayout is struct set_state_args of tcpconnect.bpf.c, which reads
+// the tracepoint without CO-RE.
+var setStateLayout = map[string]int{
+	"skaddr": 8, "oldstate": 16, "newstate": 20, "sport": 24, "dport": 26,
+	"family": 28, "protocol": 30, "saddr": 32, "daddr": 36, "saddr_v6": 40, "daddr_v6": 56,
+}
+
 func hooks(cfg Config) []probe.Hook {
 	kp := probe.Hook{
 		Kind: probe.Kprobe,
@@ -84,11 +91,16 @@ func hooks(cfg Config) []probe.Hook {
 		kp.Name += " + tracepoint sock:inet_sock_set_state"
 		kp.Attachments = append(kp.Attachments, probe.TracepointAt("tp_state_done", "sock", "inet_sock_set_state"))
 	}
+	tp := "tp_state"
+	if cfg.Outcome {
+		tp = "tp_state_outcome"
+	}
 	return []probe.Hook{
 		{
 			Kind:        probe.Tracepoint,
 			Name:        "tracepoint sock:inet_sock_set_state",
-			Attachments: []probe.Attachment{probe.TracepointAt("tp_state", "sock", "inet_sock_set_state")},
+			Attachments: []probe.Attachment{probe.TracepointAt(tp, "sock", "inet_sock_set_state")},
+			Check:       probe.CheckLayout("sock", "inet_sock_set_state", setStateLayout),
 		},
 		kp,
 	}

@@ -35,22 +35,23 @@ type tcpconnectEvent struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	tcpconnectMapConnecting   = "connecting"
-	tcpconnectMapEvents       = "events"
-	tcpconnectMapPending      = "pending"
-	tcpconnectMapPorts        = "ports"
-	tcpconnectProgKpConnect   = "kp_connect"
-	tcpconnectProgKrpConnect  = "krp_connect"
-	tcpconnectProgTpState     = "tp_state"
-	tcpconnectProgTpStateDone = "tp_state_done"
-	tcpconnectVarFilterPorts  = "filter_ports"
-	tcpconnectVarOwlLost      = "owl_lost"
-	tcpconnectVarTargFamily   = "targ_family"
-	tcpconnectVarTargTgid     = "targ_tgid"
-	tcpconnectVarTargUid      = "targ_uid"
-	tcpconnectVarUnusedEvent  = "unused_event"
-	tcpconnectVarWantLport    = "want_lport"
-	tcpconnectVarWantOutcome  = "want_outcome"
+	tcpconnectMapConnecting      = "connecting"
+	tcpconnectMapEvents          = "events"
+	tcpconnectMapPending         = "pending"
+	tcpconnectMapPorts           = "ports"
+	tcpconnectProgKpConnect      = "kp_connect"
+	tcpconnectProgKrpConnect     = "krp_connect"
+	tcpconnectProgTpState        = "tp_state"
+	tcpconnectProgTpStateDone    = "tp_state_done"
+	tcpconnectProgTpStateOutcome = "tp_state_outcome"
+	tcpconnectVarFilterPorts     = "filter_ports"
+	tcpconnectVarOwlLost         = "owl_lost"
+	tcpconnectVarTargFamily      = "targ_family"
+	tcpconnectVarTargTgid        = "targ_tgid"
+	tcpconnectVarTargUid         = "targ_uid"
+	tcpconnectVarUnusedEvent     = "unused_event"
+	tcpconnectVarWantLport       = "want_lport"
+	tcpconnectVarWantOutcome     = "want_outcome"
 )
 
 // loadTcpconnect returns the embedded CollectionSpec for tcpconnect.
@@ -95,10 +96,11 @@ type tcpconnectSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tcpconnectProgramSpecs struct {
-	KpConnect   *ebpf.ProgramSpec `ebpf:"kp_connect"`
-	KrpConnect  *ebpf.ProgramSpec `ebpf:"krp_connect"`
-	TpState     *ebpf.ProgramSpec `ebpf:"tp_state"`
-	TpStateDone *ebpf.ProgramSpec `ebpf:"tp_state_done"`
+	KpConnect      *ebpf.ProgramSpec `ebpf:"kp_connect"`
+	KrpConnect     *ebpf.ProgramSpec `ebpf:"krp_connect"`
+	TpState        *ebpf.ProgramSpec `ebpf:"tp_state"`
+	TpStateDone    *ebpf.ProgramSpec `ebpf:"tp_state_done"`
+	TpStateOutcome *ebpf.ProgramSpec `ebpf:"tp_state_outcome"`
 }
 
 // tcpconnectMapSpecs contains maps before they are loaded into the kernel.
@@ -178,10 +180,11 @@ type tcpconnectVariables struct {
 //
 // It can be passed to loadTcpconnectObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tcpconnectPrograms struct {
-	KpConnect   *ebpf.Program `ebpf:"kp_connect"`
-	KrpConnect  *ebpf.Program `ebpf:"krp_connect"`
-	TpState     *ebpf.Program `ebpf:"tp_state"`
-	TpStateDone *ebpf.Program `ebpf:"tp_state_done"`
+	KpConnect      *ebpf.Program `ebpf:"kp_connect"`
+	KrpConnect     *ebpf.Program `ebpf:"krp_connect"`
+	TpState        *ebpf.Program `ebpf:"tp_state"`
+	TpStateDone    *ebpf.Program `ebpf:"tp_state_done"`
+	TpStateOutcome *ebpf.Program `ebpf:"tp_state_outcome"`
 }
 
 func (p *tcpconnectPrograms) Close() error {
@@ -190,6 +193,7 @@ func (p *tcpconnectPrograms) Close() error {
 		p.KrpConnect,
 		p.TpState,
 		p.TpStateDone,
+		p.TpStateOutcome,
 	)
 }
 
