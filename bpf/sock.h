@@ -21,6 +21,10 @@ static __always_inline bool owl_sock_endpoints(struct sock *sk, struct owl_endpo
 		return false;
 	ep->family = BPF_CORE_READ(sk, __sk_common.skc_family);
 	ep->lport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	/* A connection reset before it was accepted has released its port
+	 * binding (skc_num is 0) but still has the port it used. */
+	if (!ep->lport)
+		ep->lport = bpf_ntohs(BPF_CORE_READ((struct inet_sock *)sk, inet_sport));
 	ep->rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
 	if (ep->family == AF_INET) {
 		bpf_core_read(ep->laddr, 4, &sk->__sk_common.skc_rcv_saddr);

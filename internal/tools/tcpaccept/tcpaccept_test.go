@@ -228,3 +228,35 @@ func TestHeader(t *testing.T) {
 		t.Errorf("-T header: got %q", got)
 	}
 }
+
+// A connection reset by the client before the server accepts it has given
+// up its port binding in the kernel; the local port must still be right.
+func TestAcceptAfterClientReset(t *testing.T) {
+	e2e.Require(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	server := l.Addr().(*net.TCPAddr).AddrPort()
+	tr, err := New(Config{PID: os.Getpid()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	events := e2e.Collect(t, tr)
+	c, err := net.Dial("tcp", server.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := c.LocalAddr().(*net.TCPAddr).AddrPort()
+	c.(*net.TCPConn).SetLinger(0) // close sends a reset
+	c.Close()
+	time.Sleep(50 * time.Millisecond) // let the reset reach the queued connection
+	a, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Close()
+	e := e2e.Wait(t, events, timeout, "the accept", func(e Event) bool { return e.Rport == client.Port() })
+	checkAccept(t, e, server, client)
+}
