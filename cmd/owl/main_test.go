@@ -234,6 +234,26 @@ func TestJSON(t *testing.T) {
 		o.stop(t)
 	})
 
+	t.Run("tcpconnect -c", func(t *testing.T) {
+		server := listen(t, "127.0.0.1")
+		o := start(t, "tcpconnect", "-c", "-d", "2", "-o", "json", "-p", self)
+		for i := 0; i < 3; i++ {
+			dial(t, server)
+		}
+		out, _ := io.ReadAll(o.stdout)
+		if err := o.cmd.Wait(); err != nil {
+			t.Fatalf("owl tcpconnect -c -d 2: %v", err)
+		}
+		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+		if len(lines) != 2 || lines[1] != `{"lost":0}` {
+			t.Fatalf("got %q, want one count line and the lost line", out)
+		}
+		m := decode(t, lines[0], "saddr", "daddr", "dport", "count")
+		if num(m, "count") != 3 || num(m, "dport") != int(server.Port()) {
+			t.Errorf("got %v, want 3 connects to %v", m, server)
+		}
+	})
+
 	t.Run("tcpaccept", func(t *testing.T) {
 		server := listen(t, "::1")
 		o := start(t, "tcpaccept", "-o", "json", "-p", self)
