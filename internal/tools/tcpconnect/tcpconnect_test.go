@@ -7,9 +7,11 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/owlbpf/owl/internal/cli"
 	"github.com/owlbpf/owl/internal/e2e"
+	"github.com/owlbpf/owl/internal/probe"
 )
 
 func TestMain(m *testing.M) {
@@ -217,5 +219,25 @@ func TestConfigErrors(t *testing.T) {
 	cfg, err := f.config()
 	if err != nil || len(cfg.Ports) != 2 || cfg.Ports[1] != 443 {
 		t.Errorf("ports 80, 443: got %v %v", cfg.Ports, err)
+	}
+}
+
+// The per-event path (decode a ring record, format a text row into a reused
+// buffer) must not allocate.
+func TestEventPathDoesNotAllocate(t *testing.T) {
+	raw := make([]byte, unsafe.Sizeof(tcpconnectEvent{}))
+	r, _ := probe.View[tcpconnectEvent](raw)
+	r.Family, r.Dport, r.Pid = 10, 443, 77
+	copy(r.Comm[:], "curl")
+	s := &probe.Session{}
+	tab := (&flags{timestamp: true, printUID: true, lport: true, outcome: true}).table()
+	var e Event
+	buf := make([]byte, 0, 256)
+	allocs := testing.AllocsPerRun(100, func() {
+		decode(s, raw, &e)
+		buf = tab.AppendRow(buf[:0], &e)
+	})
+	if allocs != 0 {
+		t.Errorf("%.1f allocations per event, want 0", allocs)
 	}
 }
