@@ -2,6 +2,8 @@ package main
 
 import (
 	"github.com/owlbpf/owl/internal/cli"
+	"github.com/owlbpf/owl/internal/tools/eperm"
+	"github.com/owlbpf/owl/internal/tools/setuids"
 	"github.com/owlbpf/owl/internal/tools/tcpaccept"
 	"github.com/owlbpf/owl/internal/tools/tcpconnect"
 	"github.com/owlbpf/owl/internal/tools/tcpreset"
@@ -12,4 +14,6 @@ var registry = []cli.Tool{
 	tcpconnect.Tool,
 	tcpaccept.Tool,
 	tcpreset.Tool,
+	setuids.Tool,
+	eperm.Tool,
 }
