@@ -64,7 +64,7 @@ func startChild(t *testing.T) (*childProc, string) {
 }
 
 type childProc struct {
-	pid int
+	pid     int
 	proceed func() error
 }
 
