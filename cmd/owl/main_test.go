@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -19,6 +20,7 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
 
 	"github.com/owlbpf/owl/internal/e2e"
 )
@@ -44,7 +46,22 @@ func TestMain(m *testing.M) {
 		}
 		defer os.RemoveAll(dir)
 	}
-	e2e.Main(m, nil)
+	e2e.Main(m, map[string]func([]string) error{
+		// privileged: wait for a line on stdin, then on one thread drop to
+		// nobody and make a capability check, a failed setuid and a failed
+		// kill: events for capable, setuids and eperm.
+		"privileged": func([]string) error {
+			runtime.LockOSThread()
+			if _, err := bufio.NewReader(os.Stdin).ReadString('\n'); err != nil {
+				return err
+			}
+			unix.RawSyscall(unix.SYS_SETRESUID, 65534, 65534, 65534)
+			unix.RawSyscall(unix.SYS_SETUID, 0, 0, 0)
+			unix.Kill(1, 0)
+			unix.Chroot("/")
+			return nil
+		},
+	})
 }
 
 // owl is a running owl process.
@@ -264,6 +281,51 @@ func TestJSON(t *testing.T) {
 		}
 		o.stop(t)
 	})
+
+	for _, tc := range []struct {
+		args []string
+		keys []string
+		want map[string]any
+	}{
+		{[]string{"capable"}, []string{"time", "uid", "pid", "tid", "comm", "cap", "cap_name", "audit", "insetid", "verdict", "syscall"},
+			map[string]any{"cap_name": "CAP_SYS_CHROOT", "verdict": "deny", "uid": 65534.0, "syscall": nil}},
+		{[]string{"setuids"}, []string{"time", "pid", "tid", "comm", "uid", "syscall", "args", "ret"},
+			map[string]any{"syscall": "setuid", "ret": -1.0, "uid": 65534.0}},
+		{[]string{"eperm", "-e"}, []string{"time", "pid", "tid", "comm", "syscall", "syscall_nr", "errno"},
+			map[string]any{"syscall": "kill", "errno": "EPERM"}},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			child := e2e.Child("privileged")
+			stdin, _ := child.StdinPipe()
+			if err := child.Start(); err != nil {
+				t.Fatal(err)
+			}
+			o := start(t, append(tc.args, "-o", "json", "-p", strconv.Itoa(child.Process.Pid))...)
+			stdin.Write([]byte("go\n"))
+			if err := child.Wait(); err != nil {
+				t.Fatalf("child: %v", err)
+			}
+			for {
+				m := decode(t, o.line(t), tc.keys...)
+				if m["uid"] != nil && m["uid"] != tc.want["uid"] && tc.want["uid"] != nil {
+					continue // events before the child dropped privileges
+				}
+				if m["syscall"] != tc.want["syscall"] && tc.args[0] != "capable" {
+					continue
+				}
+				if tc.args[0] == "capable" && m["cap_name"] != "CAP_SYS_CHROOT" {
+					continue
+				}
+				for k, v := range tc.want {
+					if m[k] != v {
+						t.Errorf("%s: %v, want %v (line %v)", k, m[k], v, m)
+					}
+				}
+				break
+			}
+			o.stop(t)
+		})
+	}
 
 	t.Run("tcpreset", func(t *testing.T) {
 		closed := closedPort(t)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"github.com/owlbpf/owl/internal/cli"
+	"github.com/owlbpf/owl/internal/tools/capable"
 	"github.com/owlbpf/owl/internal/tools/eperm"
 	"github.com/owlbpf/owl/internal/tools/setuids"
 	"github.com/owlbpf/owl/internal/tools/tcpaccept"
@@ -16,4 +17,5 @@ var registry = []cli.Tool{
 	tcpreset.Tool,
 	setuids.Tool,
 	eperm.Tool,
+	capable.Tool,
 }

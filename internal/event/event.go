@@ -6,6 +6,7 @@ package event
 import (
 	"bytes"
 	"net/netip"
+	"strconv"
 )
 
 // Comm is a task's command name as the kernel keeps it: up to 16 bytes,
@@ -41,3 +42,15 @@ const (
 	afInet  = 2
 	afInet6 = 10
 )
+
+// Name is a string field that is null in JSON when empty: a value the hook
+// in use could not provide, rather than an empty one.
+type Name string
+
+// MarshalJSON prints the name, or null when it is empty.
+func (n Name) MarshalJSON() ([]byte, error) {
+	if n == "" {
+		return []byte("null"), nil
+	}
+	return strconv.AppendQuote(nil, string(n)), nil
+}

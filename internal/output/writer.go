@@ -27,11 +27,12 @@ func ParseFormat(s string) (Format, error) {
 // Writer prints events of type E as text rows or JSON lines through one
 // buffer; Flush writes it out (the reader flushes when the ring is drained).
 type Writer[E any] struct {
-	format Format
-	table  Table[E]
-	w      *bufio.Writer
-	enc    *json.Encoder
-	buf    []byte
+	format  Format
+	table   Table[E]
+	trailer func(b []byte, e *E) []byte
+	w       *bufio.Writer
+	enc     *json.Encoder
+	buf     []byte
 }
 
 // NewWriter prints to w in format, with table's columns for text.
@@ -43,6 +44,12 @@ func NewWriter[E any](w io.Writer, format Format, table Table[E]) *Writer[E] {
 		out.enc.SetEscapeHTML(false)
 	}
 	return out
+}
+
+// SetTrailer adds lines after each text row, such as an indented stack.
+// trailer appends whole lines, newlines included.
+func (o *Writer[E]) SetTrailer(trailer func(b []byte, e *E) []byte) {
+	o.trailer = trailer
 }
 
 // Header prints the column header (text only).
@@ -59,6 +66,9 @@ func (o *Writer[E]) Event(e *E) error {
 		return o.enc.Encode(e)
 	}
 	o.buf = o.table.AppendRow(o.buf[:0], e)
+	if o.trailer != nil {
+		o.buf = o.trailer(o.buf, e)
+	}
 	_, err := o.w.Write(o.buf)
 	return err
 }

@@ -1,0 +1,209 @@
+package syms
+
+import (
+	"bytes"
+	"debug/elf"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"sync"
+)
+
+// Cache keeps the symbol tables of ELF files so that a file mapped by many
+// processes (libc, a container image's binary) is parsed once. Tables are
+// keyed by build-id, which also matches copies of one file, or without one
+// by (dev, inode). The caller owns it, shares it between Resolvers and drops
+// it to free the memory; it is safe for concurrent use.
+type Cache struct {
+	mu     sync.Mutex
+	tables map[string]*table
+	vdso   *table // the kernel's vDSO, the same image in every process
+	vdsoOK bool
+}
+
+// NewCache returns an empty cache.
+func NewCache() *Cache { return &Cache{tables: map[string]*table{}} }
+
+// Len is the number of ELF files whose symbols are cached.
+func (c *Cache) Len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.tables)
+}
+
+// load returns the table of the file of m, opened through one of paths.
+func (c *Cache) load(m Mapping, paths []string) (*table, error) {
+	ef, err := openELF(paths)
+	if err != nil {
+		return nil, err
+	}
+	defer ef.Close()
+	key := fileID(ef)
+	if key == "" {
+		key = fmt.Sprintf("dev:%d:%d:%d", m.Major, m.Minor, m.Inode)
+	}
+	c.mu.Lock()
+	t := c.tables[key]
+	c.mu.Unlock()
+	if t != nil {
+		return t, nil
+	}
+	// Parse without the lock: another Resolver may parse the same file at
+	// the same time, which wastes work once but never blocks on a big file.
+	if t, err = loadTable(ef); err != nil {
+		return nil, fmt.Errorf("symbols of %s: %w", m.Path, err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if old := c.tables[key]; old != nil {
+		return old, nil
+	}
+	c.tables[key] = t
+	return t, nil
+}
+
+// loadVDSO reads the vDSO's symbols from this process's own copy: the
+// kernel maps one image into every process, and it is not a file.
+func (c *Cache) loadVDSO() *table {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.vdsoOK {
+		c.vdsoOK = true
+		c.vdso, _ = readVDSO()
+	}
+	return c.vdso
+}
+
+func readVDSO() (*table, error) {
+	maps, err := ReadMaps(os.Getpid())
+	if err != nil {
+		return nil, err
+	}
+	for _, m := range maps {
+		if m.Path != "[vdso]" {
+			continue
+		}
+		f, err := os.Open("/proc/self/mem")
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		buf := make([]byte, m.End-m.Start)
+		if _, err := f.ReadAt(buf, int64(m.Start)); err != nil && err != io.EOF {
+			return nil, fmt.Errorf("read vdso: %w", err)
+		}
+		ef, err := elf.NewFile(bytes.NewReader(buf))
+		if err != nil {
+			return nil, fmt.Errorf("read vdso: %w", err)
+		}
+		return loadTable(ef)
+	}
+	return nil, fmt.Errorf("no vdso")
+}
+
+// Resolver symbolizes the user-space addresses of one process. It reads
+// the mappings once: call Refresh after the process loaded libraries or
+// wrote more JIT symbols. Not safe for concurrent use.
+type Resolver struct {
+	pid   int
+	cache *Cache
+	maps  []Mapping
+	files map[fileKey]*table // nil when the file has no usable symbols
+	errs  []error            // why files had none
+	perf  *PerfMap
+	// perfRead is set once the perf map was looked for, found or not.
+	perfRead bool
+}
+
+// NewResolver reads the mappings of pid. Symbol tables are loaded on first
+// use and kept in cache, which may be shared by many Resolvers.
+func NewResolver(pid int, cache *Cache) (*Resolver, error) {
+	r := &Resolver{pid: pid, cache: cache}
+	if err := r.Refresh(); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// Refresh rereads the process's mappings and, when next needed, its perf
+// map.
+func (r *Resolver) Refresh() error {
+	maps, err := ReadMaps(r.pid)
+	if err != nil {
+		return err
+	}
+	r.maps, r.files, r.errs = maps, map[fileKey]*table{}, nil
+	r.perf, r.perfRead = nil, false
+	return nil
+}
+
+// Maps returns the mappings the Resolver read.
+func (r *Resolver) Maps() []Mapping { return r.maps }
+
+// Resolve names addr in the process: from the symbols of the mapped file,
+// else from the perf map (JIT code lives in anonymous mappings), else as
+// "[unknown]" with the mapping's file as module.
+func (r *Resolver) Resolve(addr uint64) Frame {
+	f := Frame{Addr: addr, Symbol: Unknown}
+	i := sort.Search(len(r.maps), func(i int) bool { return r.maps[i].End > addr })
+	if i < len(r.maps) && r.maps[i].Start <= addr {
+		m := r.maps[i]
+		f.Module = m.Module()
+		if t := r.fileTable(m); t != nil {
+			if name, off, ok := t.lookup(addr - t.bias(m)); ok {
+				f.Symbol, f.Offset = name, off
+			}
+			return f
+		}
+	}
+	if !r.perfRead {
+		r.perfRead = true
+		r.perf, _ = LoadPerfMap(r.pid)
+	}
+	if r.perf != nil {
+		if name, off, ok := r.perf.Lookup(addr); ok {
+			f.Symbol, f.Offset, f.Module = name, off, fmt.Sprintf("perf-%d.map", r.pid)
+		}
+	}
+	return f
+}
+
+// Errors returns why files mapped by the process could not be symbolized
+// (permissions, not ELF, no symbols), one per file tried since Refresh.
+func (r *Resolver) Errors() []error { return r.errs }
+
+// fileKey identifies a mapped file within one process.
+type fileKey struct {
+	major, minor uint32
+	inode        uint64
+	path         string
+}
+
+// fileTable returns the symbols of m's file, loading them once per file.
+func (r *Resolver) fileTable(m Mapping) *table {
+	if m.Path == "[vdso]" {
+		return r.cache.loadVDSO()
+	}
+	if !m.File() {
+		return nil
+	}
+	key := fileKey{m.Major, m.Minor, m.Inode, m.Path}
+	if t, ok := r.files[key]; ok {
+		return t
+	}
+	// Read the file as the process sees it (its mount namespace). A deleted
+	// or replaced file is gone from its path, but map_files still opens the
+	// mapped one.
+	var paths []string
+	if !m.Deleted() {
+		paths = append(paths, fmt.Sprintf("/proc/%d/root%s", r.pid, m.Path))
+	}
+	paths = append(paths, fmt.Sprintf("/proc/%d/map_files/%x-%x", r.pid, m.Start, m.End))
+	t, err := r.cache.load(m, paths)
+	if err != nil {
+		r.errs = append(r.errs, err)
+	}
+	r.files[key] = t
+	return t
+}

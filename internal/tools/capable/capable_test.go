@@ -1,0 +1,195 @@
+package capable
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/owlbpf/owl/internal/e2e"
+	"github.com/owlbpf/owl/internal/syms"
+)
+
+func TestMain(m *testing.M) {
+	e2e.Main(m, map[string]func([]string) error{
+		// chroot [nobody]: wait for a line on stdin, then chroot("/"),
+		// first dropping to nobody on this thread when asked.
+		"chroot": func(args []string) error {
+			runtime.LockOSThread()
+			if len(args) > 0 && args[0] == "nobody" {
+				if _, _, errno := unix.RawSyscall(unix.SYS_SETRESUID, 65534, 65534, 65534); errno != 0 {
+					return errno
+				}
+			}
+			if _, err := bufio.NewReader(os.Stdin).ReadString('\n'); err != nil {
+				return err
+			}
+			root, _ := unix.BytePtrFromString("/")
+			_, _, errno := unix.RawSyscall(unix.SYS_CHROOT, uintptr(unsafe.Pointer(root)), 0, 0)
+			fmt.Println(int(errno))
+			return nil
+		},
+	})
+}
+
+// child is a process stopped before its chroot until go is called.
+type child struct {
+	cmd   *exec.Cmd
+	stdin interface{ Write([]byte) (int, error) }
+	out   *bufio.Reader
+}
+
+func start(t *testing.T, cmd *exec.Cmd) *child {
+	t.Helper()
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	return &child{cmd: cmd, stdin: stdin, out: bufio.NewReader(stdout)}
+}
+
+// chroot lets the child call chroot and returns the errno it got.
+func (c *child) chroot(t *testing.T) int {
+	t.Helper()
+	c.stdin.Write([]byte("go\n"))
+	var errno int
+	if _, err := fmt.Fscan(c.out, &errno); err != nil {
+		t.Fatalf("child's result: %v", err)
+	}
+	return errno
+}
+
+const capSysChroot = 18
+
+func waitChroot(t *testing.T, events <-chan Event, pid int) Event {
+	t.Helper()
+	return e2e.Wait(t, events, 5*time.Second, "CAP_SYS_CHROOT check", func(e Event) bool {
+		return e.PID == uint32(pid) && e.Cap == capSysChroot
+	})
+}
+
+func TestChrootAllowedWithStackAndSyscall(t *testing.T) {
+	e2e.Require(t)
+	c := start(t, e2e.Child("chroot"))
+	tr, err := New(Config{PID: c.cmd.Process.Pid, UID: -1, KStack: true, Syscall: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	events := e2e.Collect(t, tr)
+	if errno := c.chroot(t); errno != 0 {
+		t.Fatalf("chroot as root: errno %d", errno)
+	}
+	e := waitChroot(t, events, c.cmd.Process.Pid)
+	if e.CapName != "CAP_SYS_CHROOT" || e.Verdict != "allow" || e.UID != 0 || e.Syscall != "chroot" {
+		t.Errorf("got %s %s uid %d syscall %q, want CAP_SYS_CHROOT allow uid 0 syscall chroot", e.CapName, e.Verdict, e.UID, e.Syscall)
+	}
+	if e.TID == 0 || e.Comm.String() == "" {
+		t.Errorf("tid %d comm %q", e.TID, e.Comm)
+	}
+	if !hasFrame(e.KStack, "chroot") || !hasFrame(e.KStack, "cap_capable") {
+		t.Errorf("kernel stack lacks the chroot path:\n%s", frames(e))
+	}
+	if e.Audit != nil && tr.Hook.Kind == "tracepoint" {
+		t.Errorf("audit %v: the tracepoint has no opts, want nil", *e.Audit)
+	}
+}
+
+func TestChrootDeniedForNobody(t *testing.T) {
+	e2e.Require(t)
+	c := start(t, e2e.Child("chroot", "nobody"))
+	tr, err := New(Config{PID: c.cmd.Process.Pid, UID: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	events := e2e.Collect(t, tr)
+	if errno := c.chroot(t); errno != int(unix.EPERM) {
+		t.Fatalf("chroot as nobody: errno %d, want EPERM", errno)
+	}
+	e := waitChroot(t, events, c.cmd.Process.Pid)
+	if e.Verdict != "deny" || e.UID != 65534 {
+		t.Errorf("got verdict %s uid %d, want deny for 65534", e.Verdict, e.UID)
+	}
+}
+
+// The user stack names the C function that made the syscall.
+func TestUserStackOfCProgram(t *testing.T) {
+	e2e.Require(t)
+	gcc, err := exec.LookPath("gcc")
+	if err != nil {
+		if os.Getenv("OWL_E2E") == "require" {
+			t.Fatal("gcc is needed to build the test program")
+		}
+		t.Skip("gcc is not installed")
+	}
+	bin := filepath.Join(t.TempDir(), "chroot")
+	if out, err := exec.Command(gcc, "-O0", "-fno-omit-frame-pointer", "-o", bin, "testdata/chroot.c").CombinedOutput(); err != nil {
+		t.Fatalf("gcc: %v\n%s", err, out)
+	}
+	c := start(t, exec.Command(bin))
+	tr, err := New(Config{PID: c.cmd.Process.Pid, UID: -1, UStack: true, KStack: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	events := e2e.Collect(t, tr)
+	if errno := c.chroot(t); errno != 0 {
+		t.Fatalf("chroot: %d", errno)
+	}
+	e := waitChroot(t, events, c.cmd.Process.Pid)
+	if !hasFrame(e.UStack, "owl_chroot_caller") || !hasFrame(e.UStack, "main") {
+		t.Errorf("user stack lacks owl_chroot_caller and main:\n%s", frames(e))
+	}
+	if len(e.UStack) > 0 && e.UStack[0].Module != "chroot" {
+		t.Errorf("innermost user frame's module %q, want the program", e.UStack[0].Module)
+	}
+	c.stdin.Write([]byte("done\n"))
+}
+
+func TestHeaders(t *testing.T) {
+	f := flags{}
+	tab := f.table()
+	if got, want := string(tab.AppendHeader(nil)), "TIME      UID    PID    COMM             CAP  NAME                 AUDIT VERDICT\n"; got != want {
+		t.Errorf("header %q, want %q", got, want)
+	}
+	x := (&flags{extra: true, syscall: true}).table()
+	if got := string(x.AppendHeader(nil)); !strings.Contains(got, "PID    TID    COMM") || !strings.Contains(got, "AUDIT INSETID VERDICT SYSCALL") {
+		t.Errorf("-x -S header %q", got)
+	}
+}
+
+func hasFrame(st []syms.Frame, sym string) bool {
+	for _, f := range st {
+		if strings.Contains(f.Symbol, sym) {
+			return true
+		}
+	}
+	return false
+}
+
+func frames(e Event) string {
+	var b []byte
+	return string(appendStacks(b, &e))
+}
+
+func TestUnique(t *testing.T) {
+	a := Event{PID: 1, Cap: 21, kstack: 5, ustack: -1}
+	b := Event{PID: 2, Cap: 21, kstack: 5, ustack: -1} // same cap and stack, other pid
+	c := Event{PID: 1, Cap: 21, kstack: 6, ustack: -1} // same pid and cap, other stack
+	byStack := unique{}
+	if !byStack.first(&a, false) || byStack.first(&b, false) || !byStack.first(&c, false) {
+		t.Error("without -p: want each capability and stack once")
+	}
+	byPID := unique{}
+	if !byPID.first(&a, true) || !byPID.first(&b, true) || byPID.first(&c, true) {
+		t.Error("with -p: want each pid and capability once")
+	}
+}
