@@ -168,35 +168,6 @@ func haveKprobes() bool {
 	return err == nil
 }
 
-func listen(t *testing.T, host string) netip.AddrPort {
-	t.Helper()
-	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
-	return l.Addr().(*net.TCPAddr).AddrPort()
-}
-
-func dial(t *testing.T, ap netip.AddrPort) netip.AddrPort {
-	t.Helper()
-	c, err := net.Dial("tcp", ap.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	return c.LocalAddr().(*net.TCPAddr).AddrPort()
-}
-
 // decode parses one JSON line and checks it has exactly the wanted keys.
 func decode(t *testing.T, line string, keys ...string) map[string]any {
 	t.Helper()
@@ -227,9 +198,9 @@ func TestJSON(t *testing.T) {
 	self := strconv.Itoa(os.Getpid())
 
 	t.Run("tcpconnect", func(t *testing.T) {
-		server := listen(t, "127.0.0.1")
+		server := e2e.Serve(t, "127.0.0.1")
 		o := start(t, "tcpconnect", "-L", "-o", "json", "-p", self)
-		client := dial(t, server)
+		client := e2e.Dial(t, server)
 		m := decode(t, o.line(t), "time", "pid", "comm", "uid", "family", "saddr", "sport", "daddr", "dport")
 		if num(m, "pid") != os.Getpid() || num(m, "family") != 4 || m["daddr"] != "127.0.0.1" ||
 			num(m, "dport") != int(server.Port()) || num(m, "sport") != int(client.Port()) {
@@ -241,9 +212,9 @@ func TestJSON(t *testing.T) {
 	})
 
 	t.Run("tcpconnect --outcome", func(t *testing.T) {
-		server := listen(t, "::1")
+		server := e2e.Serve(t, "::1")
 		o := start(t, "tcpconnect", "--outcome", "-o", "json", "-p", self, "-P", strconv.Itoa(int(server.Port())))
-		dial(t, server)
+		e2e.Dial(t, server)
 		m := decode(t, o.line(t), "time", "pid", "comm", "uid", "family", "saddr", "sport", "daddr", "dport", "outcome", "latency_us")
 		if m["outcome"] != "established" || num(m, "family") != 6 {
 			t.Errorf("got %v, want an established IPv6 connect", m)
@@ -252,10 +223,10 @@ func TestJSON(t *testing.T) {
 	})
 
 	t.Run("tcpconnect -c", func(t *testing.T) {
-		server := listen(t, "127.0.0.1")
+		server := e2e.Serve(t, "127.0.0.1")
 		o := start(t, "tcpconnect", "-c", "-d", "2", "-o", "json", "-p", self)
 		for i := 0; i < 3; i++ {
-			dial(t, server)
+			e2e.Dial(t, server)
 		}
 		out, _ := io.ReadAll(o.stdout)
 		if err := o.cmd.Wait(); err != nil {
@@ -272,9 +243,9 @@ func TestJSON(t *testing.T) {
 	})
 
 	t.Run("tcpaccept", func(t *testing.T) {
-		server := listen(t, "::1")
+		server := e2e.Serve(t, "::1")
 		o := start(t, "tcpaccept", "-o", "json", "-p", self)
-		client := dial(t, server)
+		client := e2e.Dial(t, server)
 		m := decode(t, o.line(t), "time", "pid", "comm", "uid", "family", "raddr", "rport", "laddr", "lport")
 		if num(m, "pid") != os.Getpid() || num(m, "rport") != int(client.Port()) || num(m, "lport") != int(server.Port()) || m["laddr"] != "::1" {
 			t.Errorf("got %v, want pid %s accepting %v on %v", m, self, client, server)
@@ -328,7 +299,7 @@ func TestJSON(t *testing.T) {
 	}
 
 	t.Run("tcpreset", func(t *testing.T) {
-		closed := closedPort(t)
+		closed := e2e.ClosedPort(t, "127.0.0.1")
 		o := start(t, "tcpreset", "-o", "json")
 		net.Dial("tcp", closed.String())
 		for {
@@ -347,7 +318,7 @@ func TestJSON(t *testing.T) {
 		src := netip.AddrFrom4([4]byte{127, byte(1 + rand.IntN(254)), byte(rand.IntN(256)), byte(2 + rand.IntN(250))})
 		o := start(t, "tcpreset", "-s", "60", "-d", "2", "-o", "json")
 		for i := 0; i < 5; i++ {
-			refusedFrom(t, src, closedPort(t))
+			refusedFrom(t, src, e2e.ClosedPort(t, "127.0.0.1"))
 		}
 		out, _ := io.ReadAll(o.stdout)
 		if err := o.cmd.Wait(); err != nil {
@@ -367,16 +338,6 @@ func TestJSON(t *testing.T) {
 			t.Errorf("no summary line for %v with 5 resets on 5 ports in %q", src, out)
 		}
 	})
-}
-
-func closedPort(t *testing.T) netip.AddrPort {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).AddrPort()
 }
 
 func refusedFrom(t *testing.T, src netip.Addr, dst netip.AddrPort) {

@@ -177,3 +177,25 @@ func Finish[E any](cmd *cobra.Command, s *probe.Session, out *output.Writer[E]) 
 	out.Lost(cmd.ErrOrStderr(), lost)
 	return Fail(out.Flush())
 }
+
+// Family is the -4/-6 pair of flags.
+type Family struct{ v4, v6 bool }
+
+// AddFlags registers -4 and -6.
+func (f *Family) AddFlags(cmd *cobra.Command) {
+	cmd.Flags().BoolVarP(&f.v4, "ipv4", "4", false, "trace IPv4 only")
+	cmd.Flags().BoolVarP(&f.v6, "ipv6", "6", false, "trace IPv6 only")
+}
+
+// Value is 0 (both), 4 or 6.
+func (f Family) Value() (int, error) {
+	switch {
+	case f.v4 && f.v6:
+		return 0, Usagef("-4 and -6 exclude each other")
+	case f.v4:
+		return 4, nil
+	case f.v6:
+		return 6, nil
+	}
+	return 0, nil
+}

@@ -75,3 +75,16 @@ func Clock(b []byte, t time.Time) []byte {
 func Seconds(b []byte, d time.Duration) []byte {
 	return strconv.AppendFloat(b, d.Seconds(), 'f', 3, 64)
 }
+
+// SinceFirst is BCC's TIME(s) column: seconds since the first event printed,
+// from the events' kernel timestamps in ns.
+func SinceFirst[E any](ktimeNs func(*E) uint64) Column[E] {
+	var first uint64
+	return Column[E]{Name: "TIME(s)", Width: 9, Append: func(b []byte, e *E) []byte {
+		t := ktimeNs(e)
+		if first == 0 {
+			first = t
+		}
+		return Seconds(b, time.Duration(t-first))
+	}}
+}

@@ -1,8 +1,6 @@
 package tcpaccept
 
 import (
-	"time"
-
 	"github.com/spf13/cobra"
 
 	"github.com/owlbpf/owl/internal/cli"
@@ -24,8 +22,7 @@ type flags struct {
 	timestamp bool
 	clock     bool
 	ports     string
-	ipv4      bool
-	ipv6      bool
+	family    cli.Family
 }
 
 func command() *cobra.Command {
@@ -56,8 +53,7 @@ JSON fields: time, pid, comm, uid, family (4|6), raddr, rport, laddr, lport.`,
 	fl.BoolVarP(&f.timestamp, "timestamp", "t", false, "include a TIME(s) column: seconds since the first event")
 	fl.BoolVarP(&f.clock, "time", "T", false, "include a TIME column (HH:MM:SS)")
 	fl.StringVarP(&f.ports, "port", "P", "", "trace these local `PORTS` only (comma-separated)")
-	fl.BoolVarP(&f.ipv4, "ipv4", "4", false, "trace IPv4 only")
-	fl.BoolVarP(&f.ipv6, "ipv6", "6", false, "trace IPv6 only")
+	f.family.AddFlags(cmd)
 	return cmd
 }
 
@@ -66,15 +62,10 @@ func (f *flags) config() (Config, error) {
 	if err := f.common.Validate(); err != nil {
 		return cfg, err
 	}
-	if f.ipv4 && f.ipv6 {
-		return cfg, cli.Usagef("-4 and -6 exclude each other")
-	}
-	if f.ipv4 {
-		cfg.Family = 4
-	} else if f.ipv6 {
-		cfg.Family = 6
-	}
 	var err error
+	if cfg.Family, err = f.family.Value(); err != nil {
+		return cfg, err
+	}
 	cfg.Ports, err = cli.ParsePorts(f.ports)
 	return cfg, err
 }
@@ -99,13 +90,7 @@ func (f *flags) table() output.Table[Event] {
 		t = append(t, output.Column[Event]{Name: "TIME", Width: 8, Append: func(b []byte, e *Event) []byte { return output.Clock(b, e.Time) }})
 	}
 	if f.timestamp {
-		var first uint64
-		t = append(t, output.Column[Event]{Name: "TIME(s)", Width: 9, Append: func(b []byte, e *Event) []byte {
-			if first == 0 {
-				first = e.KtimeNs
-			}
-			return output.Seconds(b, time.Duration(e.KtimeNs-first))
-		}})
+		t = append(t, output.SinceFirst(func(e *Event) uint64 { return e.KtimeNs }))
 	}
 	return append(t,
 		output.Column[Event]{Name: "PID", Width: 6, Append: func(b []byte, e *Event) []byte { return output.Uint(b, e.PID) }},

@@ -37,44 +37,6 @@ func TestMain(m *testing.M) {
 
 const timeout = 5 * time.Second
 
-func selfComm(t *testing.T) string {
-	b, err := os.ReadFile("/proc/self/comm")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return strings.TrimSpace(string(b))
-}
-
-// serve accepts connections on host until the test ends.
-func serve(t *testing.T, host string) netip.AddrPort {
-	t.Helper()
-	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
-	return l.Addr().(*net.TCPAddr).AddrPort()
-}
-
-func dial(t *testing.T, ap netip.AddrPort) netip.AddrPort {
-	t.Helper()
-	c, err := net.Dial("tcp", ap.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	return c.LocalAddr().(*net.TCPAddr).AddrPort()
-}
-
 func TestAccept(t *testing.T) {
 	e2e.Require(t)
 	for _, host := range []string{"127.0.0.1", "::1"} {
@@ -84,8 +46,8 @@ func TestAccept(t *testing.T) {
 				t.Fatal(err)
 			}
 			events := e2e.Collect(t, tr)
-			server := serve(t, host)
-			client := dial(t, server)
+			server := e2e.Serve(t, host)
+			client := e2e.Dial(t, server)
 			e := e2e.Wait(t, events, timeout, "accept", func(e Event) bool { return e.Lport == server.Port() })
 			checkAccept(t, e, server, client)
 		})
@@ -94,8 +56,8 @@ func TestAccept(t *testing.T) {
 
 func checkAccept(t *testing.T, e Event, server, client netip.AddrPort) {
 	t.Helper()
-	if e.PID != uint32(os.Getpid()) || e.Comm.String() != selfComm(t) {
-		t.Errorf("task: got pid %d comm %q, want %d %q", e.PID, e.Comm, os.Getpid(), selfComm(t))
+	if e.PID != uint32(os.Getpid()) || e.Comm.String() != e2e.Comm(t) {
+		t.Errorf("task: got pid %d comm %q, want %d %q", e.PID, e.Comm, os.Getpid(), e2e.Comm(t))
 	}
 	if e.Raddr != client.Addr() || e.Rport != client.Port() {
 		t.Errorf("remote: got %v:%d, want the client socket %v", e.Raddr, e.Rport, client)
@@ -155,7 +117,7 @@ func TestAcceptBlockedBeforeStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	events := e2e.Collect(t, tr)
-	client := dial(t, server)
+	client := e2e.Dial(t, server)
 	if err := <-accepted; err != nil {
 		t.Fatalf("accept: %v", err)
 	}
@@ -167,7 +129,7 @@ func TestAcceptBlockedBeforeStart(t *testing.T) {
 // never arrives.
 func TestPIDFilter(t *testing.T) {
 	e2e.Require(t)
-	mine := serve(t, "127.0.0.1")
+	mine := e2e.Serve(t, "127.0.0.1")
 	tr, err := New(Config{PID: os.Getpid()})
 	if err != nil {
 		t.Fatal(err)
@@ -186,11 +148,11 @@ func TestPIDFilter(t *testing.T) {
 	if _, err := fmt.Fscan(out, &childPort); err != nil {
 		t.Fatalf("read child's port: %v", err)
 	}
-	dial(t, netip.AddrPortFrom(mine.Addr(), childPort))
+	e2e.Dial(t, netip.AddrPortFrom(mine.Addr(), childPort))
 	if err := child.Wait(); err != nil {
 		t.Fatalf("child: %v", err)
 	}
-	dial(t, mine)
+	e2e.Dial(t, mine)
 	e := e2e.Wait(t, events, timeout, "any accept", func(Event) bool { return true })
 	if e.PID != uint32(os.Getpid()) || e.Lport != mine.Port() {
 		t.Fatalf("first event: pid %d port %d; want pid %d port %d (the child %d accepted on %d first)",
@@ -201,17 +163,17 @@ func TestPIDFilter(t *testing.T) {
 // -P filters local ports in the kernel, and -4/-6 families.
 func TestPortAndFamilyFilters(t *testing.T) {
 	e2e.Require(t)
-	wanted := serve(t, "::1")
-	other := serve(t, "::1")
-	v4 := serve(t, "127.0.0.1")
+	wanted := e2e.Serve(t, "::1")
+	other := e2e.Serve(t, "::1")
+	v4 := e2e.Serve(t, "127.0.0.1")
 	tr, err := New(Config{Family: 6, Ports: []uint16{wanted.Port(), v4.Port()}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	events := e2e.Collect(t, tr)
-	dial(t, other)
-	dial(t, v4)
-	dial(t, wanted)
+	e2e.Dial(t, other)
+	e2e.Dial(t, v4)
+	e2e.Dial(t, wanted)
 	e := e2e.Wait(t, events, timeout, "any accept", func(Event) bool { return true })
 	if e.Lport != wanted.Port() || e.Family != 6 {
 		t.Fatalf("first event: port %d family %d; want %d over IPv6 (other port %d, IPv4 port %d)",

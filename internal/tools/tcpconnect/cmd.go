@@ -3,7 +3,6 @@ package tcpconnect
 import (
 	"net/netip"
 	"sort"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -31,8 +30,7 @@ type flags struct {
 	outcome   bool
 	uid       int
 	ports     string
-	ipv4      bool
-	ipv6      bool
+	family    cli.Family
 }
 
 func command() *cobra.Command {
@@ -70,8 +68,7 @@ known), daddr, dport; with --outcome also outcome and latency_us.`,
 	fl.BoolVar(&f.outcome, "outcome", false, "add the handshake's result (established, refused, timeout, error) and latency in µs")
 	fl.IntVarP(&f.uid, "uid", "u", -1, "trace this UID only")
 	fl.StringVarP(&f.ports, "port", "P", "", "trace these destination `PORTS` only (comma-separated)")
-	fl.BoolVarP(&f.ipv4, "ipv4", "4", false, "trace IPv4 only")
-	fl.BoolVarP(&f.ipv6, "ipv6", "6", false, "trace IPv6 only")
+	f.family.AddFlags(cmd)
 	return cmd
 }
 
@@ -80,18 +77,13 @@ func (f *flags) config() (Config, error) {
 	if err := f.common.Validate(); err != nil {
 		return cfg, err
 	}
-	if f.ipv4 && f.ipv6 {
-		return cfg, cli.Usagef("-4 and -6 exclude each other")
-	}
-	if f.ipv4 {
-		cfg.Family = 4
-	} else if f.ipv6 {
-		cfg.Family = 6
+	var err error
+	if cfg.Family, err = f.family.Value(); err != nil {
+		return cfg, err
 	}
 	if f.uid < -1 {
 		return cfg, cli.Usagef("uid %d: must be positive", f.uid)
 	}
-	var err error
 	cfg.Ports, err = cli.ParsePorts(f.ports)
 	return cfg, err
 }
@@ -116,13 +108,7 @@ func run(cmd *cobra.Command, f *flags) error {
 func (f *flags) table() output.Table[Event] {
 	var t output.Table[Event]
 	if f.timestamp {
-		var first uint64
-		t = append(t, output.Column[Event]{Name: "TIME(s)", Width: 9, Append: func(b []byte, e *Event) []byte {
-			if first == 0 {
-				first = e.KtimeNs
-			}
-			return output.Seconds(b, time.Duration(e.KtimeNs-first))
-		}})
+		t = append(t, output.SinceFirst(func(e *Event) uint64 { return e.KtimeNs }))
 	}
 	if f.printUID {
 		t = append(t, output.Column[Event]{Name: "UID", Width: 6, Append: func(b []byte, e *Event) []byte { return output.Uint(b, e.UID) }})

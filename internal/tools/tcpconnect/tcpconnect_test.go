@@ -4,10 +4,11 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"strings"
 	"testing"
 	"time"
 	"unsafe"
+
+	"github.com/spf13/cobra"
 
 	"github.com/owlbpf/owl/internal/cli"
 	"github.com/owlbpf/owl/internal/e2e"
@@ -29,55 +30,6 @@ func TestMain(m *testing.M) {
 
 const timeout = 5 * time.Second
 
-func selfComm(t *testing.T) string {
-	b, err := os.ReadFile("/proc/self/comm")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return strings.TrimSpace(string(b))
-}
-
-func listen(t *testing.T, host string) (net.Listener, netip.AddrPort) {
-	t.Helper()
-	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
-	return l, l.Addr().(*net.TCPAddr).AddrPort()
-}
-
-// closedPort returns a port nothing listens on: bound, then released.
-func closedPort(t *testing.T, host string) netip.AddrPort {
-	t.Helper()
-	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ap := l.Addr().(*net.TCPAddr).AddrPort()
-	l.Close()
-	return ap
-}
-
-func dial(t *testing.T, ap netip.AddrPort) netip.AddrPort {
-	t.Helper()
-	c, err := net.Dial("tcp", ap.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	return c.LocalAddr().(*net.TCPAddr).AddrPort()
-}
-
 func TestConnectOutcomeAndLocalPort(t *testing.T) {
 	e2e.Require(t)
 	for _, host := range []string{"127.0.0.1", "::1"} {
@@ -87,10 +39,10 @@ func TestConnectOutcomeAndLocalPort(t *testing.T) {
 				t.Fatal(err)
 			}
 			events := e2e.Collect(t, tr)
-			_, open := listen(t, host)
-			closed := closedPort(t, host)
+			open := e2e.Serve(t, host)
+			closed := e2e.ClosedPort(t, host)
 
-			local := dial(t, open)
+			local := e2e.Dial(t, open)
 			if _, err := net.Dial("tcp", closed.String()); err == nil {
 				t.Fatalf("connect to closed port %v succeeded", closed)
 			}
@@ -100,8 +52,8 @@ func TestConnectOutcomeAndLocalPort(t *testing.T) {
 			if open.Addr().Is6() {
 				wantFamily = 6
 			}
-			if e.PID != uint32(os.Getpid()) || e.Comm.String() != selfComm(t) || e.UID != uint32(os.Getuid()) {
-				t.Errorf("task: got pid %d comm %q uid %d, want %d %q %d", e.PID, e.Comm, e.UID, os.Getpid(), selfComm(t), os.Getuid())
+			if e.PID != uint32(os.Getpid()) || e.Comm.String() != e2e.Comm(t) || e.UID != uint32(os.Getuid()) {
+				t.Errorf("task: got pid %d comm %q uid %d, want %d %q %d", e.PID, e.Comm, e.UID, os.Getpid(), e2e.Comm(t), os.Getuid())
 			}
 			if e.Family != wantFamily || e.Daddr != open.Addr() || e.Saddr != local.Addr() {
 				t.Errorf("addresses: got family %d %v -> %v, want %d %v -> %v", e.Family, e.Saddr, e.Daddr, wantFamily, local.Addr(), open.Addr())
@@ -131,8 +83,8 @@ func TestConnectWithoutWaiting(t *testing.T) {
 		t.Fatal(err)
 	}
 	events := e2e.Collect(t, tr)
-	_, open := listen(t, "127.0.0.1")
-	dial(t, open)
+	open := e2e.Serve(t, "127.0.0.1")
+	e2e.Dial(t, open)
 	e := e2e.Wait(t, events, timeout, "connect", func(e Event) bool { return e.Dport == open.Port() })
 	if e.Outcome != OutcomeNone || e.Daddr != open.Addr() || e.Family != 4 {
 		t.Errorf("got %+v, want a plain IPv4 connect event to %v", e, open)
@@ -148,12 +100,12 @@ func TestPIDFilter(t *testing.T) {
 		t.Fatal(err)
 	}
 	events := e2e.Collect(t, tr)
-	_, open := listen(t, "127.0.0.1")
+	open := e2e.Serve(t, "127.0.0.1")
 	child := e2e.Child("dial", open.String())
 	if err := child.Run(); err != nil {
 		t.Fatalf("child dial: %v", err)
 	}
-	dial(t, open)
+	e2e.Dial(t, open)
 	e := e2e.Wait(t, events, timeout, "a connect to the listener", func(e Event) bool { return e.Dport == open.Port() })
 	if e.PID != uint32(os.Getpid()) {
 		t.Fatalf("first event is from pid %d (the child is %d), want only pid %d", e.PID, child.Process.Pid, os.Getpid())
@@ -162,17 +114,17 @@ func TestPIDFilter(t *testing.T) {
 
 func TestPortAndFamilyFilters(t *testing.T) {
 	e2e.Require(t)
-	_, p1 := listen(t, "::1")
-	_, p2 := listen(t, "::1")
-	_, p4 := listen(t, "127.0.0.1")
+	p1 := e2e.Serve(t, "::1")
+	p2 := e2e.Serve(t, "::1")
+	p4 := e2e.Serve(t, "127.0.0.1")
 	tr, err := New(Config{PID: os.Getpid(), UID: -1, Family: 6, Ports: []uint16{p2.Port(), p4.Port()}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	events := e2e.Collect(t, tr)
-	dial(t, p1) // other port
-	dial(t, p4) // wanted port, other family
-	dial(t, p2)
+	e2e.Dial(t, p1) // other port
+	e2e.Dial(t, p4) // wanted port, other family
+	e2e.Dial(t, p2)
 	e := e2e.Wait(t, events, timeout, "any connect", func(Event) bool { return true })
 	if e.Dport != p2.Port() || e.Family != 6 {
 		t.Fatalf("first event is to port %d family %d, want %d over IPv6 (filtered out: %d, IPv4 %d)", e.Dport, e.Family, p2.Port(), p1.Port(), p4.Port())
@@ -201,7 +153,7 @@ func TestConfigErrors(t *testing.T) {
 		name string
 		f    flags
 	}{
-		{"both families", flags{ipv4: true, ipv6: true, uid: -1}},
+		{"both families", flags{family: bothFamilies(), uid: -1}},
 		{"port out of range", flags{ports: "70000", uid: -1}},
 		{"port not a number", flags{ports: "http", uid: -1}},
 		{"no such pid", flags{common: cli.Common{PID: 1 << 30}, uid: -1}},
@@ -240,4 +192,11 @@ func TestEventPathDoesNotAllocate(t *testing.T) {
 	if allocs != 0 {
 		t.Errorf("%.1f allocations per event, want 0", allocs)
 	}
+}
+
+func bothFamilies() (f cli.Family) {
+	cmd := &cobra.Command{}
+	f.AddFlags(cmd)
+	cmd.Flags().Parse([]string{"-4", "-6"})
+	return f
 }

@@ -3,7 +3,6 @@ package tcpreset
 import (
 	"errors"
 	"math/rand/v2"
-	"net"
 	"net/netip"
 	"testing"
 	"time"
@@ -16,17 +15,6 @@ import (
 func TestMain(m *testing.M) { e2e.Main(m, nil) }
 
 const timeout = 5 * time.Second
-
-// closedPort returns a port nothing listens on: bound, then released.
-func closedPort(t *testing.T, host string) uint16 {
-	t.Helper()
-	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).AddrPort().Port()
-}
 
 // refused connects from src (port chosen by the kernel) to dst, which must
 // refuse, and returns the client's address.
@@ -82,7 +70,7 @@ func TestResetToClosedPort(t *testing.T) {
 				t.Fatal(err)
 			}
 			events := e2e.Collect(t, tr)
-			dst := netip.AddrPortFrom(netip.MustParseAddr(tc.dst), closedPort(t, tc.dst))
+			dst := netip.AddrPortFrom(netip.MustParseAddr(tc.dst), e2e.ClosedPort(t, tc.dst).Port())
 			client := refused(t, netip.MustParseAddr(tc.src), dst)
 			e := e2e.Wait(t, events, timeout, "reset from "+dst.String(), func(e Event) bool {
 				return e.Lport == dst.Port() && e.Rport == client.Port()
@@ -112,7 +100,7 @@ func TestScanSummary(t *testing.T) {
 	src := uniqueLoopback()
 	ports := map[uint16]bool{}
 	for len(ports) < 50 {
-		p := closedPort(t, "127.0.0.1")
+		p := e2e.ClosedPort(t, "127.0.0.1").Port()
 		if !ports[p] {
 			ports[p] = true
 			refused(t, src, netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), p))
