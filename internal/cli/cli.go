@@ -92,7 +92,7 @@ func (c *Common) AddFlags(cmd *cobra.Command, withPID bool) {
 	}
 	f.IntVarP(&c.Duration, "duration", "d", 0, "stop after `SECONDS`")
 	f.StringVarP(&c.Output, "output", "o", "text", "output format: text or json (one object per line)")
-	f.StringVar(&c.Hook, "hook", "", "use only hooks of this `KIND` (tracepoint, kprobe, fentry...; default: env OWL_HOOKS, else the best that works)")
+	f.StringVar(&c.Hook, "hook", "", "use only hooks of this `KIND`: tracepoint, fentry (fentry/fexit) or kprobe (kprobe/kretprobe); default: the first that works (env OWL_HOOKS=KIND forces KIND in tools that have it)")
 }
 
 // Validate checks the common flags; call it first in RunE.

@@ -77,6 +77,15 @@ func KretprobeAt(prog, symbol string) Attachment {
 		}}
 }
 
+// TracingAt attaches a fentry or fexit program; its target function is
+// named in its ELF section and resolved in the kernel's BTF at load.
+func TracingAt(prog, target string) Attachment {
+	return Attachment{Program: prog, Target: target,
+		attach: func(p *ebpf.Program) (link.Link, error) {
+			return link.AttachTracing(link.TracingOptions{Program: p})
+		}}
+}
+
 // RawTracepointAt attaches prog to the raw tracepoint name.
 func RawTracepointAt(prog, name string) Attachment {
 	return Attachment{Program: prog, Target: name,

@@ -35,8 +35,9 @@ type Session struct {
 // Options tune Open.
 type Options struct {
 	Tool string // for error messages
-	// Only restricts the chain to these hook kinds (comma-separated); when
-	// empty, the OWL_HOOKS environment variable is used.
+	// Only restricts the chain to these hook kinds (comma-separated); a
+	// tool without such a hook fails. When empty, the OWL_HOOKS environment
+	// variable is used, for the tools that have hooks of its kinds.
 	Only string
 	// Configure is called on a copy of the spec before each load, to set
 	// filter variables and fill nothing else.
@@ -62,7 +63,13 @@ func SetTgid(spec *ebpf.CollectionSpec, pid int) error {
 func Open(spec *ebpf.CollectionSpec, hooks []Hook, opts Options) (*Session, error) {
 	only := opts.Only
 	if only == "" {
-		only = os.Getenv("OWL_HOOKS")
+		// OWL_HOOKS forces a kind for the tools that have it and leaves the
+		// others alone, so one setting can drive a whole test run.
+		if env := os.Getenv("OWL_HOOKS"); env != "" {
+			if _, err := Select(hooks, env); err == nil {
+				only = env
+			}
+		}
 	}
 	hooks, err := Select(hooks, only)
 	if err != nil {

@@ -152,6 +152,32 @@ int BPF_KRETPROBE(krp_cap_capable, int ret)
 	return 0;
 }
 
+/* fexit has the arguments, opts included, and the result in one program. */
+SEC("fexit/cap_capable")
+int BPF_PROG(fexit_cap_capable, const struct cred *cred, struct user_namespace *ns, int cap, unsigned int opts)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 uid = (__u32)bpf_get_current_uid_gid();
+	__u64 ret = 0;
+	struct event *e;
+
+	if (!wanted(id, uid))
+		return 0;
+	if (!verbose && (opts & CAP_OPT_NOAUDIT))
+		return 0;
+	e = owl_reserve(sizeof(*e));
+	if (!e)
+		return 0;
+	bpf_get_func_ret(ctx, &ret);
+	fill(ctx, e, id, uid, cap);
+	e->ret = (int)ret;
+	e->audit = !(opts & CAP_OPT_NOAUDIT);
+	e->insetid = !!(opts & CAP_OPT_INSETID);
+	e->pad[0] = e->pad[1] = 0;
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
 SEC("tracepoint/raw_syscalls/sys_enter")
 int tp_sys_enter(struct sys_enter_args *ctx)
 {

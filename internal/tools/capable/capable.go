@@ -67,12 +67,18 @@ func hooks(cfg Config) []probe.Hook {
 			probe.KretprobeAt("krp_cap_capable", "cap_capable"),
 		},
 	}
+	fexit := probe.Hook{
+		Kind:        probe.Fentry,
+		Name:        "fexit cap_capable",
+		Attachments: []probe.Attachment{probe.TracingAt("fexit_cap_capable", "cap_capable")},
+	}
 	if cfg.Syscall {
 		sys := probe.TracepointAt("tp_sys_enter", "raw_syscalls", "sys_enter")
-		tp.Attachments = append(tp.Attachments, sys)
-		kp.Attachments = append(kp.Attachments, sys)
+		for _, h := range []*probe.Hook{&tp, &fexit, &kp} {
+			h.Attachments = append(h.Attachments, sys)
+		}
 	}
-	return []probe.Hook{tp, kp}
+	return []probe.Hook{tp, fexit, kp}
 }
 
 func configure(cfg Config) func(*ebpf.CollectionSpec) error {

@@ -15,13 +15,16 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/owlbpf/owl/internal/e2e"
+	"github.com/owlbpf/owl/internal/probe"
 	"github.com/owlbpf/owl/internal/syms"
 )
 
 func TestMain(m *testing.M) {
 	e2e.Main(m, map[string]func([]string) error{
-		// chroot [nobody]: wait for a line on stdin, then chroot("/"),
-		// first dropping to nobody on this thread when asked.
+		// chroot [nobody|mmap]: wait for a line on stdin, then chroot("/"),
+		// first dropping to nobody on this thread, or first mapping
+		// private writable memory (a CAP_SYS_ADMIN check that does not
+		// audit, in cap_vm_enough_memory), when asked.
 		"chroot": func(args []string) error {
 			runtime.LockOSThread()
 			if len(args) > 0 && args[0] == "nobody" {
@@ -31,6 +34,11 @@ func TestMain(m *testing.M) {
 			}
 			if _, err := bufio.NewReader(os.Stdin).ReadString('\n'); err != nil {
 				return err
+			}
+			if len(args) > 0 && args[0] == "mmap" {
+				if _, err := unix.Mmap(-1, 0, 1<<20, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS); err != nil {
+					return err
+				}
 			}
 			root, _ := unix.BytePtrFromString("/")
 			_, _, errno := unix.RawSyscall(unix.SYS_CHROOT, uintptr(unsafe.Pointer(root)), 0, 0)
@@ -99,8 +107,12 @@ func TestChrootAllowedWithStackAndSyscall(t *testing.T) {
 	if !hasFrame(e.KStack, "chroot") || !hasFrame(e.KStack, "cap_capable") {
 		t.Errorf("kernel stack lacks the chroot path:\n%s", frames(e))
 	}
-	if e.Audit != nil && tr.Hook.Kind == "tracepoint" {
-		t.Errorf("audit %v: the tracepoint has no opts, want nil", *e.Audit)
+	if tr.Hook.Kind == probe.Tracepoint {
+		if e.Audit != nil || e.InSetID != nil {
+			t.Errorf("audit %v insetid %v: the tracepoint has no opts, want nil", e.Audit, e.InSetID)
+		}
+	} else if e.Audit == nil || !*e.Audit || e.InSetID == nil || *e.InSetID {
+		t.Errorf("audit %v insetid %v: chroot's check audits and is not INSETID (hook %s)", e.Audit, e.InSetID, tr.Hook.Name)
 	}
 }
 
@@ -152,6 +164,35 @@ func TestUserStackOfCProgram(t *testing.T) {
 		t.Errorf("innermost user frame's module %q, want the program", e.UStack[0].Module)
 	}
 	c.stdin.Write([]byte("done\n"))
+}
+
+// With opts (kprobe and fexit hooks), checks that do not audit are hidden
+// unless -v: a CAP_SYS_ADMIN noaudit check made before the chroot shows
+// only with -v.
+func TestNoAuditHiddenWithoutVerbose(t *testing.T) {
+	e2e.Require(t)
+	for _, verbose := range []bool{false, true} {
+		c := start(t, e2e.Child("chroot", "mmap"))
+		tr, err := New(Config{PID: c.cmd.Process.Pid, UID: -1, Verbose: verbose})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tr.Hook.Kind == probe.Tracepoint {
+			tr.Close()
+			t.Skip("the tracepoint has no opts: audit is unknown and every check is shown")
+		}
+		events := e2e.Collect(t, tr)
+		if errno := c.chroot(t); errno != 0 {
+			t.Fatalf("chroot: %d", errno)
+		}
+		first := e2e.Wait(t, events, 5*time.Second, "a check", func(Event) bool { return true })
+		switch {
+		case !verbose && first.Cap != capSysChroot:
+			t.Errorf("without -v: first check %s audit %v, want CAP_SYS_CHROOT (noaudit checks hidden)", first.CapName, first.Audit)
+		case verbose && (first.CapName != "CAP_SYS_ADMIN" || first.Audit == nil || *first.Audit):
+			t.Errorf("with -v: first check %s audit %v, want the noaudit CAP_SYS_ADMIN of mmap", first.CapName, first.Audit)
+		}
+	}
 }
 
 func TestHeaders(t *testing.T) {

@@ -35,22 +35,23 @@ type capableEvent struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	capableMapChecks         = "checks"
-	capableMapEvents         = "events"
-	capableMapInSyscall      = "in_syscall"
-	capableMapStacks         = "stacks"
-	capableProgKpCapCapable  = "kp_cap_capable"
-	capableProgKrpCapCapable = "krp_cap_capable"
-	capableProgTpCapCapable  = "tp_cap_capable"
-	capableProgTpSysEnter    = "tp_sys_enter"
-	capableVarOwlLost        = "owl_lost"
-	capableVarTargTgid       = "targ_tgid"
-	capableVarTargUid        = "targ_uid"
-	capableVarUnusedEvent    = "unused_event"
-	capableVarVerbose        = "verbose"
-	capableVarWantKstack     = "want_kstack"
-	capableVarWantSyscall    = "want_syscall"
-	capableVarWantUstack     = "want_ustack"
+	capableMapChecks           = "checks"
+	capableMapEvents           = "events"
+	capableMapInSyscall        = "in_syscall"
+	capableMapStacks           = "stacks"
+	capableProgFexitCapCapable = "fexit_cap_capable"
+	capableProgKpCapCapable    = "kp_cap_capable"
+	capableProgKrpCapCapable   = "krp_cap_capable"
+	capableProgTpCapCapable    = "tp_cap_capable"
+	capableProgTpSysEnter      = "tp_sys_enter"
+	capableVarOwlLost          = "owl_lost"
+	capableVarTargTgid         = "targ_tgid"
+	capableVarTargUid          = "targ_uid"
+	capableVarUnusedEvent      = "unused_event"
+	capableVarVerbose          = "verbose"
+	capableVarWantKstack       = "want_kstack"
+	capableVarWantSyscall      = "want_syscall"
+	capableVarWantUstack       = "want_ustack"
 )
 
 // loadCapable returns the embedded CollectionSpec for capable.
@@ -95,10 +96,11 @@ type capableSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type capableProgramSpecs struct {
-	KpCapCapable  *ebpf.ProgramSpec `ebpf:"kp_cap_capable"`
-	KrpCapCapable *ebpf.ProgramSpec `ebpf:"krp_cap_capable"`
-	TpCapCapable  *ebpf.ProgramSpec `ebpf:"tp_cap_capable"`
-	TpSysEnter    *ebpf.ProgramSpec `ebpf:"tp_sys_enter"`
+	FexitCapCapable *ebpf.ProgramSpec `ebpf:"fexit_cap_capable"`
+	KpCapCapable    *ebpf.ProgramSpec `ebpf:"kp_cap_capable"`
+	KrpCapCapable   *ebpf.ProgramSpec `ebpf:"krp_cap_capable"`
+	TpCapCapable    *ebpf.ProgramSpec `ebpf:"tp_cap_capable"`
+	TpSysEnter      *ebpf.ProgramSpec `ebpf:"tp_sys_enter"`
 }
 
 // capableMapSpecs contains maps before they are loaded into the kernel.
@@ -178,14 +180,16 @@ type capableVariables struct {
 //
 // It can be passed to loadCapableObjects or ebpf.CollectionSpec.LoadAndAssign.
 type capablePrograms struct {
-	KpCapCapable  *ebpf.Program `ebpf:"kp_cap_capable"`
-	KrpCapCapable *ebpf.Program `ebpf:"krp_cap_capable"`
-	TpCapCapable  *ebpf.Program `ebpf:"tp_cap_capable"`
-	TpSysEnter    *ebpf.Program `ebpf:"tp_sys_enter"`
+	FexitCapCapable *ebpf.Program `ebpf:"fexit_cap_capable"`
+	KpCapCapable    *ebpf.Program `ebpf:"kp_cap_capable"`
+	KrpCapCapable   *ebpf.Program `ebpf:"krp_cap_capable"`
+	TpCapCapable    *ebpf.Program `ebpf:"tp_cap_capable"`
+	TpSysEnter      *ebpf.Program `ebpf:"tp_sys_enter"`
 }
 
 func (p *capablePrograms) Close() error {
 	return _CapableClose(
+		p.FexitCapCapable,
 		p.KpCapCapable,
 		p.KrpCapCapable,
 		p.TpCapCapable,

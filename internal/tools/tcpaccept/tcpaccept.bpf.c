@@ -110,4 +110,17 @@ int BPF_KRETPROBE(krp_accept, struct sock *sk)
 	return 0;
 }
 
+/* inet_csk_accept's arguments changed in 6.10; the return value is read the
+ * same way on all versions. */
+SEC("fexit/inet_csk_accept")
+int BPF_PROG(fexit_accept)
+{
+	__u64 sk = 0;
+
+	bpf_get_func_ret(ctx, &sk);
+	if (sk && owl_tgid_wanted(bpf_get_current_pid_tgid() >> 32))
+		emit_accept((struct sock *)sk);
+	return 0;
+}
+
 const struct event *unused_event __attribute__((unused));

@@ -45,6 +45,11 @@ var hooks = []probe.Hook{
 		},
 	},
 	{
+		Kind:        probe.Fentry,
+		Name:        "fexit inet_csk_accept",
+		Attachments: []probe.Attachment{probe.TracingAt("fexit_accept", "inet_csk_accept")},
+	},
+	{
 		Kind:        probe.Kprobe,
 		Name:        "kretprobe inet_csk_accept",
 		Attachments: []probe.Attachment{probe.KretprobeAt("krp_accept", "inet_csk_accept")},

@@ -33,6 +33,7 @@ type tcpacceptEvent struct {
 const (
 	tcpacceptMapEvents         = "events"
 	tcpacceptMapPorts          = "ports"
+	tcpacceptProgFexitAccept   = "fexit_accept"
 	tcpacceptProgKrpAccept     = "krp_accept"
 	tcpacceptProgTpExitAccept  = "tp_exit_accept"
 	tcpacceptProgTpExitAccept4 = "tp_exit_accept4"
@@ -85,6 +86,7 @@ type tcpacceptSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tcpacceptProgramSpecs struct {
+	FexitAccept   *ebpf.ProgramSpec `ebpf:"fexit_accept"`
 	KrpAccept     *ebpf.ProgramSpec `ebpf:"krp_accept"`
 	TpExitAccept  *ebpf.ProgramSpec `ebpf:"tp_exit_accept"`
 	TpExitAccept4 *ebpf.ProgramSpec `ebpf:"tp_exit_accept4"`
@@ -155,6 +157,7 @@ type tcpacceptVariables struct {
 //
 // It can be passed to loadTcpacceptObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tcpacceptPrograms struct {
+	FexitAccept   *ebpf.Program `ebpf:"fexit_accept"`
 	KrpAccept     *ebpf.Program `ebpf:"krp_accept"`
 	TpExitAccept  *ebpf.Program `ebpf:"tp_exit_accept"`
 	TpExitAccept4 *ebpf.Program `ebpf:"tp_exit_accept4"`
@@ -162,6 +165,7 @@ type tcpacceptPrograms struct {
 
 func (p *tcpacceptPrograms) Close() error {
 	return _TcpacceptClose(
+		p.FexitAccept,
 		p.KrpAccept,
 		p.TpExitAccept,
 		p.TpExitAccept4,

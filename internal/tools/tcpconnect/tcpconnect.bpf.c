@@ -202,23 +202,16 @@ int BPF_KPROBE(kp_connect, struct sock *sk)
 	return 0;
 }
 
-SEC("kretprobe/tcp_v4_connect")
-int BPF_KRETPROBE(krp_connect, int ret)
+/* tcp_v{4,6}_connect returned: the local port is bound by now. */
+static __always_inline void connect_returned(__u64 sk, int ret)
 {
-	__u32 tid = (__u32)bpf_get_current_pid_tgid();
 	struct owl_endpoints ep = {};
 	struct event e = {};
-	__u64 *skp = bpf_map_lookup_elem(&connecting, &tid);
-	__u64 sk;
 
-	if (!skp)
-		return 0;
-	sk = *skp;
-	bpf_map_delete_elem(&connecting, &tid);
 	if (ret != 0 || !owl_sock_endpoints((struct sock *)sk, &ep))
-		return 0;
+		return;
 	if (!dest_wanted(ep.family, ep.rport))
-		return 0;
+		return;
 	fill_task(&e);
 	e.family = ep.family;
 	e.sport = ep.lport;
@@ -226,10 +219,48 @@ int BPF_KRETPROBE(krp_connect, int ret)
 	__builtin_memcpy(e.saddr, ep.laddr, 16);
 	__builtin_memcpy(e.daddr, ep.raddr, 16);
 	connect_started(sk, &e, true);
+}
+
+SEC("kretprobe/tcp_v4_connect")
+int BPF_KRETPROBE(krp_connect, int ret)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	__u64 *skp = bpf_map_lookup_elem(&connecting, &tid);
+	__u64 sk;
+
+	if (!skp)
+		return 0;
+	sk = *skp;
+	bpf_map_delete_elem(&connecting, &tid);
+	connect_returned(sk, ret);
 	return 0;
 }
 
-/* With the kprobe path, only the end of the handshake comes from the
+/* fexit sees the socket and the result at once: cheaper than a kprobe pair
+ * where the kernel has BPF trampolines (5.5+). */
+SEC("fexit/tcp_v4_connect")
+int BPF_PROG(fexit_v4_connect, struct sock *sk)
+{
+	__u64 ret = 0;
+
+	bpf_get_func_ret(ctx, &ret);
+	if (task_wanted())
+		connect_returned((__u64)sk, (int)ret);
+	return 0;
+}
+
+SEC("fexit/tcp_v6_connect")
+int BPF_PROG(fexit_v6_connect, struct sock *sk)
+{
+	__u64 ret = 0;
+
+	bpf_get_func_ret(ctx, &ret);
+	if (task_wanted())
+		connect_returned((__u64)sk, (int)ret);
+	return 0;
+}
+
+/* With the kprobe and fexit paths, only the end of the handshake comes from the
  * tracepoint (when it exists) for --outcome. */
 SEC("tracepoint/sock/inet_sock_set_state")
 int tp_state_done(struct set_state_args *ctx)

@@ -87,9 +87,20 @@ func hooks(cfg Config) []probe.Hook {
 			probe.Optional(probe.KretprobeAt("krp_connect", "tcp_v6_connect")),
 		},
 	}
+	fexit := probe.Hook{
+		Kind: probe.Fentry,
+		Name: "fexit tcp_v4_connect,tcp_v6_connect",
+		Attachments: []probe.Attachment{
+			probe.TracingAt("fexit_v4_connect", "tcp_v4_connect"),
+			probe.Optional(probe.TracingAt("fexit_v6_connect", "tcp_v6_connect")),
+		},
+	}
 	if cfg.Outcome {
-		kp.Name += " + tracepoint sock:inet_sock_set_state"
-		kp.Attachments = append(kp.Attachments, probe.TracepointAt("tp_state_done", "sock", "inet_sock_set_state"))
+		done := probe.TracepointAt("tp_state_done", "sock", "inet_sock_set_state")
+		for _, h := range []*probe.Hook{&fexit, &kp} {
+			h.Name += " + tracepoint sock:inet_sock_set_state"
+			h.Attachments = append(h.Attachments, done)
+		}
 	}
 	tp := "tp_state"
 	if cfg.Outcome {
@@ -102,6 +113,7 @@ func hooks(cfg Config) []probe.Hook {
 			Attachments: []probe.Attachment{probe.TracepointAt(tp, "sock", "inet_sock_set_state")},
 			Check:       probe.CheckLayout("sock", "inet_sock_set_state", setStateLayout),
 		},
+		fexit,
 		kp,
 	}
 }

@@ -39,6 +39,8 @@ const (
 	tcpconnectMapEvents          = "events"
 	tcpconnectMapPending         = "pending"
 	tcpconnectMapPorts           = "ports"
+	tcpconnectProgFexitV4Connect = "fexit_v4_connect"
+	tcpconnectProgFexitV6Connect = "fexit_v6_connect"
 	tcpconnectProgKpConnect      = "kp_connect"
 	tcpconnectProgKrpConnect     = "krp_connect"
 	tcpconnectProgTpState        = "tp_state"
@@ -96,6 +98,8 @@ type tcpconnectSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tcpconnectProgramSpecs struct {
+	FexitV4Connect *ebpf.ProgramSpec `ebpf:"fexit_v4_connect"`
+	FexitV6Connect *ebpf.ProgramSpec `ebpf:"fexit_v6_connect"`
 	KpConnect      *ebpf.ProgramSpec `ebpf:"kp_connect"`
 	KrpConnect     *ebpf.ProgramSpec `ebpf:"krp_connect"`
 	TpState        *ebpf.ProgramSpec `ebpf:"tp_state"`
@@ -180,6 +184,8 @@ type tcpconnectVariables struct {
 //
 // It can be passed to loadTcpconnectObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tcpconnectPrograms struct {
+	FexitV4Connect *ebpf.Program `ebpf:"fexit_v4_connect"`
+	FexitV6Connect *ebpf.Program `ebpf:"fexit_v6_connect"`
 	KpConnect      *ebpf.Program `ebpf:"kp_connect"`
 	KrpConnect     *ebpf.Program `ebpf:"krp_connect"`
 	TpState        *ebpf.Program `ebpf:"tp_state"`
@@ -189,6 +195,8 @@ type tcpconnectPrograms struct {
 
 func (p *tcpconnectPrograms) Close() error {
 	return _TcpconnectClose(
+		p.FexitV4Connect,
+		p.FexitV6Connect,
 		p.KpConnect,
 		p.KrpConnect,
 		p.TpState,

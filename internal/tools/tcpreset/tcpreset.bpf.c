@@ -133,4 +133,19 @@ int BPF_KPROBE(kp_v6_send_reset, struct sock *sk, struct sk_buff *skb)
 	return 0;
 }
 
+/* The first two arguments are the same on every version. */
+SEC("fentry/tcp_v4_send_reset")
+int BPF_PROG(fentry_v4_send_reset, struct sock *sk, struct sk_buff *skb)
+{
+	reset_from_skb(sk, skb, AF_INET);
+	return 0;
+}
+
+SEC("fentry/tcp_v6_send_reset")
+int BPF_PROG(fentry_v6_send_reset, struct sock *sk, struct sk_buff *skb)
+{
+	reset_from_skb(sk, skb, AF_INET6);
+	return 0;
+}
+
 const struct event *unused_event __attribute__((unused));

@@ -74,6 +74,14 @@ var hooks = []probe.Hook{
 		Check:       tracepointSeesClosedPorts,
 	},
 	{
+		Kind: probe.Fentry,
+		Name: "fentry tcp_v4_send_reset,tcp_v6_send_reset",
+		Attachments: []probe.Attachment{
+			probe.TracingAt("fentry_v4_send_reset", "tcp_v4_send_reset"),
+			probe.Optional(probe.TracingAt("fentry_v6_send_reset", "tcp_v6_send_reset")),
+		},
+	},
+	{
 		Kind: probe.Kprobe,
 		Name: "kprobe tcp_v4_send_reset,tcp_v6_send_reset",
 		Attachments: []probe.Attachment{

@@ -31,13 +31,15 @@ type tcpresetEvent struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	tcpresetMapEvents         = "events"
-	tcpresetProgKpV4SendReset = "kp_v4_send_reset"
-	tcpresetProgKpV6SendReset = "kp_v6_send_reset"
-	tcpresetProgTpSendReset   = "tp_send_reset"
-	tcpresetVarOwlLost        = "owl_lost"
-	tcpresetVarTargTgid       = "targ_tgid"
-	tcpresetVarUnusedEvent    = "unused_event"
+	tcpresetMapEvents             = "events"
+	tcpresetProgFentryV4SendReset = "fentry_v4_send_reset"
+	tcpresetProgFentryV6SendReset = "fentry_v6_send_reset"
+	tcpresetProgKpV4SendReset     = "kp_v4_send_reset"
+	tcpresetProgKpV6SendReset     = "kp_v6_send_reset"
+	tcpresetProgTpSendReset       = "tp_send_reset"
+	tcpresetVarOwlLost            = "owl_lost"
+	tcpresetVarTargTgid           = "targ_tgid"
+	tcpresetVarUnusedEvent        = "unused_event"
 )
 
 // loadTcpreset returns the embedded CollectionSpec for tcpreset.
@@ -82,9 +84,11 @@ type tcpresetSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tcpresetProgramSpecs struct {
-	KpV4SendReset *ebpf.ProgramSpec `ebpf:"kp_v4_send_reset"`
-	KpV6SendReset *ebpf.ProgramSpec `ebpf:"kp_v6_send_reset"`
-	TpSendReset   *ebpf.ProgramSpec `ebpf:"tp_send_reset"`
+	FentryV4SendReset *ebpf.ProgramSpec `ebpf:"fentry_v4_send_reset"`
+	FentryV6SendReset *ebpf.ProgramSpec `ebpf:"fentry_v6_send_reset"`
+	KpV4SendReset     *ebpf.ProgramSpec `ebpf:"kp_v4_send_reset"`
+	KpV6SendReset     *ebpf.ProgramSpec `ebpf:"kp_v6_send_reset"`
+	TpSendReset       *ebpf.ProgramSpec `ebpf:"tp_send_reset"`
 }
 
 // tcpresetMapSpecs contains maps before they are loaded into the kernel.
@@ -145,13 +149,17 @@ type tcpresetVariables struct {
 //
 // It can be passed to loadTcpresetObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tcpresetPrograms struct {
-	KpV4SendReset *ebpf.Program `ebpf:"kp_v4_send_reset"`
-	KpV6SendReset *ebpf.Program `ebpf:"kp_v6_send_reset"`
-	TpSendReset   *ebpf.Program `ebpf:"tp_send_reset"`
+	FentryV4SendReset *ebpf.Program `ebpf:"fentry_v4_send_reset"`
+	FentryV6SendReset *ebpf.Program `ebpf:"fentry_v6_send_reset"`
+	KpV4SendReset     *ebpf.Program `ebpf:"kp_v4_send_reset"`
+	KpV6SendReset     *ebpf.Program `ebpf:"kp_v6_send_reset"`
+	TpSendReset       *ebpf.Program `ebpf:"tp_send_reset"`
 }
 
 func (p *tcpresetPrograms) Close() error {
 	return _TcpresetClose(
+		p.FentryV4SendReset,
+		p.FentryV6SendReset,
 		p.KpV4SendReset,
 		p.KpV6SendReset,
 		p.TpSendReset,
