@@ -11,13 +11,19 @@ build:
 
 # OWL_E2E=require makes end-to-end tests fail instead of skipping when they
 # cannot run (not root, no BPF); .ci/run sets it.
+# The fuzzers also run for a few seconds each beyond their seed corpus.
 test: deps-test
 	$(GO) vet ./...
 	$(GO) test -count=1 ./...
+	$(GO) test -run '^$$' -fuzz FuzzPerfMap -fuzztime 10s ./internal/syms
+	$(GO) test -run '^$$' -fuzz FuzzKallsyms -fuzztime 10s ./internal/syms
 
-# bpftool lets the SIGKILL test cross-check `bpftool link list`.
+# bpftool lets the SIGKILL test cross-check `bpftool link list`; gcc builds
+# the C programs of the symbolization and capable -U tests; su (util-linux)
+# is the real PAM program of the setuids test.
 deps-test:
-	@command -v bpftool >/dev/null || { apt-get update -qq && $(APT_INSTALL) bpftool; }
+	@command -v bpftool >/dev/null && command -v gcc >/dev/null && command -v su >/dev/null || \
+		{ apt-get update -qq && $(APT_INSTALL) bpftool gcc libc6-dev util-linux login; }
 
 generate: deps-generate
 	$(GO) generate ./...
@@ -33,3 +39,9 @@ deps-generate:
 
 bench:
 	$(GO) run ./bench/startup
+
+# End-to-end tests inside Debian's 6.1 kernel under qemu (kprobe paths);
+# installs qemu, the kernel and busybox with apt when missing. See test/vm/run.sh.
+.PHONY: vmtest
+vmtest:
+	bash test/vm/run.sh

@@ -14,7 +14,8 @@ type Tracer[E any] struct {
 }
 
 // Run emits each decoded event until ctx is done. The event passed to emit
-// is reused: copy it to keep it. idle, when set, runs whenever the ring is
+// is reused: copy it to keep it (decoders give events fresh slices, so a
+// copy of the struct is enough). idle, when set, runs whenever the ring is
 // drained (flush buffered output there).
 func (t *Tracer[E]) Run(ctx context.Context, emit func(*E), idle func()) error {
 	var e E

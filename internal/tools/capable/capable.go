@@ -156,7 +156,6 @@ func (d *decoder) decode(raw []byte, e *Event) bool {
 	if !ok {
 		return false
 	}
-	kstack, ustack := e.KStack[:0], e.UStack[:0]
 	*e = Event{
 		Time:    d.s.Time(r.TsNs),
 		UID:     r.Uid,
@@ -177,11 +176,13 @@ func (d *decoder) decode(raw []byte, e *Event) bool {
 	if r.Syscall >= 0 {
 		e.Syscall = event.Name(sysnames.Syscall(d.arch, int(r.Syscall)))
 	}
+	// Fresh slices each time: a consumer that copies the event keeps its
+	// stacks (symbolizing allocates anyway).
 	if d.kallsyms != nil {
-		e.KStack = d.stack(kstack, r.Kstack, d.kallsyms.Resolve)
+		e.KStack = d.stack(nil, r.Kstack, d.kallsyms.Resolve)
 	}
 	if d.users != nil {
-		e.UStack = d.stack(ustack, r.Ustack, d.resolver(r.Pid))
+		e.UStack = d.stack(nil, r.Ustack, d.resolver(r.Pid))
 	}
 	return true
 }
