@@ -434,6 +434,7 @@ func TestToolsListsHooks(t *testing.T) {
 	}
 	resetFormat, _ := os.ReadFile("/sys/kernel/tracing/events/tcp/tcp_send_reset/format")
 	_, capTP := os.Stat("/sys/kernel/tracing/events/capability/cap_capable")
+	got := hooks(t)
 	for tool, tp := range map[string]string{
 		"tcpconnect": "tracepoint sock:inet_sock_set_state",
 		"tcpaccept":  "tracepoint syscalls:sys_exit_accept4",
@@ -442,7 +443,7 @@ func TestToolsListsHooks(t *testing.T) {
 		"tcpreset":   "tracepoint tcp:tcp_send_reset",
 		"capable":    "tracepoint capability:cap_capable",
 	} {
-		hook := hookOf(t, tool)
+		hook := got[tool]
 		fallback := (tool == "tcpreset" && !strings.Contains(string(resetFormat), " reason;")) ||
 			(tool == "capable" && capTP != nil)
 		switch {
@@ -465,27 +466,32 @@ func TestToolsListsHooks(t *testing.T) {
 // hookOf is the hook `owl tools` reports for tool on this kernel.
 func hookOf(t *testing.T, tool string) string {
 	t.Helper()
+	hook, ok := hooks(t)[tool]
+	if !ok {
+		t.Fatalf("owl tools does not list %s", tool)
+	}
+	return hook
+}
+
+// hooks runs `owl tools` once and returns each tool's HOOK column (or its
+// "unavailable: ..." reason).
+func hooks(t *testing.T) map[string]string {
+	t.Helper()
 	out, err := exec.Command(owlBin, "tools").Output()
 	if err != nil {
 		t.Fatalf("owl tools: %v", err)
 	}
-	for _, line := range strings.Split(string(out), "\n") {
-		if f := strings.Fields(line); len(f) > 0 && f[0] == tool {
-			// The hook is the last column; summaries have spaces.
-			if i := strings.Index(line, "unavailable: "); i >= 0 {
-				return line[i:]
-			}
-			if i := strings.Index(line, "tracepoint "); i >= 0 {
-				return line[i:]
-			}
-			for _, kind := range []string{"fentry ", "fexit ", "kprobe ", "kretprobe "} {
-				if i := strings.Index(line, kind); i >= 0 {
-					return line[i:]
-				}
-			}
-			return line
+	lines := strings.Split(string(out), "\n")
+	col := strings.Index(lines[0], "HOOK")
+	if col < 0 {
+		t.Fatalf("owl tools: no HOOK column:\n%s", out)
+	}
+	m := map[string]string{}
+	for _, line := range lines[1:] {
+		// Lines of -v details start with blanks; tool lines with a name.
+		if len(line) > col && line[0] != ' ' {
+			m[strings.Fields(line)[0]] = line[col:]
 		}
 	}
-	t.Fatalf("owl tools does not list %s:\n%s", tool, out)
-	return ""
+	return m
 }
