@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/owlbpf/owl/internal/e2e"
+	"github.com/owlbpf/owl/internal/probe"
 )
 
 func TestMain(m *testing.M) {
@@ -115,6 +116,13 @@ func TestAcceptBlockedBeforeStart(t *testing.T) {
 	tr, err := New(Config{PID: os.Getpid()})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if tr.Hook.Kind != probe.Tracepoint {
+		// A return probe attached while the call runs never fires for it.
+		e2e.Dial(t, server)
+		<-accepted
+		tr.Close()
+		t.Skipf("%s cannot see an accept that began before it attached; only the syscall tracepoints can", tr.Hook.Name)
 	}
 	events := e2e.Collect(t, tr)
 	client := e2e.Dial(t, server)
