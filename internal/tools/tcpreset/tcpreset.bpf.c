@@ -3,6 +3,7 @@
 /* tcpreset: TCP resets sent by this host. A burst of them to one remote
  * address over many local ports is the signature of a port scan. */
 #include "owl.h"
+#include "sock.h"
 
 struct event {
 	__u64 ts_ns;
@@ -130,6 +131,44 @@ SEC("kprobe/tcp_v6_send_reset")
 int BPF_KPROBE(kp_v6_send_reset, struct sock *sk, struct sk_buff *skb)
 {
 	reset_from_skb(sk, skb, AF_INET6);
+	return 0;
+}
+
+/* Resets a socket sends on its own (close with unread data or linger 0,
+ * aborts): tcp_send_active_reset. The tracepoint covers these; the kprobe
+ * and fentry hooks need this second function. */
+static __always_inline void reset_from_sock(struct sock *sk)
+{
+	struct owl_endpoints ep = {};
+	struct event *e;
+
+	if (!owl_sock_endpoints(sk, &ep))
+		return;
+	e = owl_reserve(sizeof(*e));
+	if (!e)
+		return;
+	__builtin_memset(e, 0, sizeof(*e));
+	e->ts_ns = bpf_ktime_get_ns();
+	e->family = ep.family;
+	e->lport = ep.lport;
+	e->rport = ep.rport;
+	e->state = BPF_CORE_READ(sk, __sk_common.skc_state);
+	__builtin_memcpy(e->laddr, ep.laddr, 16);
+	__builtin_memcpy(e->raddr, ep.raddr, 16);
+	bpf_ringbuf_submit(e, 0);
+}
+
+SEC("kprobe/tcp_send_active_reset")
+int BPF_KPROBE(kp_active_reset, struct sock *sk)
+{
+	reset_from_sock(sk);
+	return 0;
+}
+
+SEC("fentry/tcp_send_active_reset")
+int BPF_PROG(fentry_active_reset, struct sock *sk)
+{
+	reset_from_sock(sk);
 	return 0;
 }
 

@@ -79,6 +79,7 @@ var hooks = []probe.Hook{
 		Attachments: []probe.Attachment{
 			probe.TracingAt("fentry_v4_send_reset", "tcp_v4_send_reset"),
 			probe.Optional(probe.TracingAt("fentry_v6_send_reset", "tcp_v6_send_reset")),
+			probe.Optional(probe.TracingAt("fentry_active_reset", "tcp_send_active_reset")),
 		},
 	},
 	{
@@ -87,6 +88,7 @@ var hooks = []probe.Hook{
 		Attachments: []probe.Attachment{
 			probe.KprobeAt("kp_v4_send_reset", "tcp_v4_send_reset"),
 			probe.Optional(probe.KprobeAt("kp_v6_send_reset", "tcp_v6_send_reset")),
+			probe.Optional(probe.KprobeAt("kp_active_reset", "tcp_send_active_reset")),
 		},
 	},
 }

@@ -32,8 +32,10 @@ type tcpresetEvent struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	tcpresetMapEvents             = "events"
+	tcpresetProgFentryActiveReset = "fentry_active_reset"
 	tcpresetProgFentryV4SendReset = "fentry_v4_send_reset"
 	tcpresetProgFentryV6SendReset = "fentry_v6_send_reset"
+	tcpresetProgKpActiveReset     = "kp_active_reset"
 	tcpresetProgKpV4SendReset     = "kp_v4_send_reset"
 	tcpresetProgKpV6SendReset     = "kp_v6_send_reset"
 	tcpresetProgTpSendReset       = "tp_send_reset"
@@ -84,8 +86,10 @@ type tcpresetSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tcpresetProgramSpecs struct {
+	FentryActiveReset *ebpf.ProgramSpec `ebpf:"fentry_active_reset"`
 	FentryV4SendReset *ebpf.ProgramSpec `ebpf:"fentry_v4_send_reset"`
 	FentryV6SendReset *ebpf.ProgramSpec `ebpf:"fentry_v6_send_reset"`
+	KpActiveReset     *ebpf.ProgramSpec `ebpf:"kp_active_reset"`
 	KpV4SendReset     *ebpf.ProgramSpec `ebpf:"kp_v4_send_reset"`
 	KpV6SendReset     *ebpf.ProgramSpec `ebpf:"kp_v6_send_reset"`
 	TpSendReset       *ebpf.ProgramSpec `ebpf:"tp_send_reset"`
@@ -149,8 +153,10 @@ type tcpresetVariables struct {
 //
 // It can be passed to loadTcpresetObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tcpresetPrograms struct {
+	FentryActiveReset *ebpf.Program `ebpf:"fentry_active_reset"`
 	FentryV4SendReset *ebpf.Program `ebpf:"fentry_v4_send_reset"`
 	FentryV6SendReset *ebpf.Program `ebpf:"fentry_v6_send_reset"`
+	KpActiveReset     *ebpf.Program `ebpf:"kp_active_reset"`
 	KpV4SendReset     *ebpf.Program `ebpf:"kp_v4_send_reset"`
 	KpV6SendReset     *ebpf.Program `ebpf:"kp_v6_send_reset"`
 	TpSendReset       *ebpf.Program `ebpf:"tp_send_reset"`
@@ -158,8 +164,10 @@ type tcpresetPrograms struct {
 
 func (p *tcpresetPrograms) Close() error {
 	return _TcpresetClose(
+		p.FentryActiveReset,
 		p.FentryV4SendReset,
 		p.FentryV6SendReset,
+		p.KpActiveReset,
 		p.KpV4SendReset,
 		p.KpV6SendReset,
 		p.TpSendReset,
