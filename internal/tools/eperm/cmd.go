@@ -96,7 +96,7 @@ var countTable = output.Table[Count]{
 func runCounts(cmd *cobra.Command, f *flags, t *Tracer) error {
 	out := output.NewWriter(cmd.OutOrStdout(), f.common.Format, countTable)
 	var mu sync.Mutex // the ticker and the final print share out
-	print := func(now time.Time) error {
+	report := func(now time.Time) error {
 		counts, err := t.Counts(now)
 		if err != nil {
 			return err
@@ -125,7 +125,7 @@ func runCounts(cmd *cobra.Command, f *flags, t *Tracer) error {
 		for {
 			select {
 			case now := <-tick.C:
-				print(now)
+				report(now)
 			case <-done:
 				return
 			}
@@ -137,7 +137,7 @@ func runCounts(cmd *cobra.Command, f *flags, t *Tracer) error {
 	if err != nil {
 		return err
 	}
-	if err := print(time.Now()); err != nil {
+	if err := report(time.Now()); err != nil {
 		return cli.Fail(err)
 	}
 	return cli.Finish(cmd, t.Session, out)

@@ -153,7 +153,7 @@ func runSummary(cmd *cobra.Command, f *flags, t *probe.Tracer[Event]) error {
 	out.Header()
 	out.Flush()
 	s := &summarizer{remote: map[netip.Addr]*remoteCount{}}
-	print := func(now time.Time) {
+	report := func(now time.Time) {
 		for _, r := range s.take(now) {
 			out.Event(&r)
 		}
@@ -168,7 +168,7 @@ func runSummary(cmd *cobra.Command, f *flags, t *probe.Tracer[Event]) error {
 		for {
 			select {
 			case now := <-tick.C:
-				print(now)
+				report(now)
 			case <-done:
 				return
 			}
@@ -177,7 +177,7 @@ func runSummary(cmd *cobra.Command, f *flags, t *probe.Tracer[Event]) error {
 	err := cli.Trace(cmd, &f.common, t, "TCP resets", s.add, nil)
 	close(done)
 	<-printed
-	print(time.Now())
+	report(time.Now())
 	if err != nil {
 		return err
 	}
