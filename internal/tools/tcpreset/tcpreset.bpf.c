@@ -17,10 +17,11 @@ struct event {
 	__u8 raddr[16];
 };
 
-/* The tracepoint before Linux 6.10 (commit 19822a980e19 changed it):
- * separate ports and addresses, no reason, and not fired for resets to
- * closed ports because it was only called with a socket. */
-struct trace_event_raw_tcp_send_reset___old {
+/* The tracepoint before Linux 6.10 (commit 19822a980e19 changed it): an
+ * event of the class tcp_event_sk_skb, so its record is that class's
+ * struct; separate ports and addresses, no reason, and not fired for resets
+ * to closed ports because it was only called with a socket. */
+struct trace_event_raw_tcp_event_sk_skb {
 	const void *skaddr;
 	int state;
 	__u16 sport;
@@ -65,9 +66,10 @@ int tp_send_reset(struct trace_event_raw_tcp_send_reset *ctx)
 		read_sockaddr(ctx->saddr, &e->family, &e->lport, e->laddr);
 		read_sockaddr(ctx->daddr, &family, &e->rport, e->raddr);
 	} else {
-		struct trace_event_raw_tcp_send_reset___old *old = (void *)ctx;
+		struct trace_event_raw_tcp_event_sk_skb *old = (void *)ctx;
 
-		e->state = BPF_CORE_READ(old, state);
+		if (bpf_core_field_exists(old->state))
+			e->state = BPF_CORE_READ(old, state);
 		e->family = BPF_CORE_READ(old, family);
 		e->lport = BPF_CORE_READ(old, sport);
 		e->rport = BPF_CORE_READ(old, dport);
