@@ -39,7 +39,8 @@ address over many local ports: -s prints that per remote address.
 
 Hooks, in order of preference: the tracepoint tcp:tcp_send_reset (Linux 6.10+,
 which also gives the kernel's reason, e.g. NO_SOCKET for a closed port), then
-kprobes on tcp_v4_send_reset and tcp_v6_send_reset (no reason: REASON is -).
+fentry, then kprobes on tcp_v4_send_reset, tcp_v6_send_reset and
+tcp_send_active_reset (no reason: REASON is -).
 STATE is the TCP state of the socket that sent the reset, - when none did.
 
 JSON fields: time, laddr, lport, raddr, rport, family (4|6), state, reason

@@ -75,7 +75,7 @@ var hooks = []probe.Hook{
 	},
 	{
 		Kind: probe.Fentry,
-		Name: "fentry tcp_v4_send_reset,tcp_v6_send_reset",
+		Name: "fentry tcp_v4_send_reset,tcp_v6_send_reset,tcp_send_active_reset",
 		Attachments: []probe.Attachment{
 			probe.TracingAt("fentry_v4_send_reset", "tcp_v4_send_reset"),
 			probe.Optional(probe.TracingAt("fentry_v6_send_reset", "tcp_v6_send_reset")),
@@ -84,7 +84,7 @@ var hooks = []probe.Hook{
 	},
 	{
 		Kind: probe.Kprobe,
-		Name: "kprobe tcp_v4_send_reset,tcp_v6_send_reset",
+		Name: "kprobe tcp_v4_send_reset,tcp_v6_send_reset,tcp_send_active_reset",
 		Attachments: []probe.Attachment{
 			probe.KprobeAt("kp_v4_send_reset", "tcp_v4_send_reset"),
 			probe.Optional(probe.KprobeAt("kp_v6_send_reset", "tcp_v6_send_reset")),
