@@ -38,10 +38,10 @@ func command() *cobra.Command {
 which capability, and whether it was granted (VERDICT allow/deny).
 
 Hooks, in order of preference: the tracepoint capability:cap_capable (Linux
-6.14+), then a kprobe and kretprobe on cap_capable. The tracepoint does not
+6.14+), then fexit, then a kprobe and kretprobe on cap_capable. The tracepoint does not
 give cap_capable's opts, so with it AUDIT and INSETID print - (null in JSON)
 and every check is shown, as if -v were given: owl does not invent values.
-With the kprobe hook, checks that do not audit are hidden unless -v.
+With the fexit and kprobe hooks, checks that do not audit are hidden unless -v.
 
 -K and -U print the kernel and user stacks under each event; user frames are
 symbolized from the ELF symbols of the mapping they fall in, the Go pclntab,
@@ -52,7 +52,7 @@ JSON fields: time, uid, pid, tid, comm, cap, cap_name, audit, insetid,
 verdict, syscall (with -S, else null), kstack[], ustack[] (frames: addr,
 symbol, offset, module).`,
 		Example: `  owl capable              # trace capability checks
-  owl capable -v           # include checks that do not audit (kprobe hook)
+  owl capable -v           # include checks that do not audit (fexit/kprobe hooks)
   owl capable -p 181 -K    # process 181, with kernel stacks
   owl capable -K -U --unique  # each capability and stack once
   owl capable -x -S        # TID, INSETID and SYSCALL columns
@@ -62,7 +62,7 @@ symbol, offset, module).`,
 	}
 	f.common.AddFlags(cmd, true)
 	fl := cmd.Flags()
-	fl.BoolVarP(&f.verbose, "verbose", "v", false, "include checks that do not audit (kprobe hook; the tracepoint shows all)")
+	fl.BoolVarP(&f.verbose, "verbose", "v", false, "include checks that do not audit (fexit and kprobe hooks; the tracepoint shows all)")
 	fl.BoolVarP(&f.kstack, "kernel-stack", "K", false, "print the kernel stack of each check")
 	fl.BoolVarP(&f.ustack, "user-stack", "U", false, "print the user stack of each check")
 	fl.BoolVarP(&f.extra, "extra", "x", false, "include TID and INSETID columns")

@@ -35,8 +35,9 @@ IPv4 and IPv6, in the accepting process.
 
 Hooks, in order of preference: the tracepoints syscalls:sys_exit_accept4 and
 sys_exit_accept (the new fd is resolved to its socket through the task's file
-table), then a kretprobe on inet_csk_accept. Accepts that were already
-blocked when owl started are seen too.
+table), then fexit, then a kretprobe on inet_csk_accept. With the
+tracepoints, accepts that were already blocked when owl started are seen too
+(return probes attached during a call never see it return).
 
 JSON fields: time, pid, comm, uid, family (4|6), raddr, rport, laddr, lport.`,
 		Example: `  owl tcpaccept              # trace all TCP accepts

@@ -41,8 +41,8 @@ func command() *cobra.Command {
 		Long: `Trace active TCP connects (connect(2) to a TCP socket), IPv4 and IPv6.
 
 Hooks, in order of preference: the tracepoint sock:inet_sock_set_state
-(CLOSE->SYN_SENT, in the connecting task), then kprobes on tcp_v4_connect and
-tcp_v6_connect. On the tracepoint the local port is not chosen yet: -L and
+(CLOSE->SYN_SENT, in the connecting task), then fexit, then kprobes on
+tcp_v4_connect and tcp_v6_connect. On the tracepoint the local port is not chosen yet: -L and
 --outcome hold each event until its handshake ends, so the port is real.
 
 JSON fields: time, pid, comm, uid, family (4|6), saddr, sport (0 when not
