@@ -12,8 +12,11 @@
 #define AF_INET6 10
 #define IPPROTO_TCP 6
 
+/* 4 MiB holds ~60k events of most tools: a storm of 300k setuid calls a
+ * second outran a 256 KiB ring whenever the reader was off the CPU for ~10
+ * ms (bench/setuids). Pages cost memory only once data passes through. */
 #ifndef OWL_RINGBUF_BYTES
-#define OWL_RINGBUF_BYTES (256 * 1024)
+#define OWL_RINGBUF_BYTES (4 * 1024 * 1024)
 #endif
 
 struct {

@@ -163,16 +163,22 @@ func (s *Session) Time(ktimeNs uint64) time.Time {
 	return time.Unix(0, int64(ktimeNs)+s.clock)
 }
 
-// Read calls fn with each ring-buffer record until ctx is done. The slice
-// is only valid during the call. Idle is called when the ring is drained, so
-// callers can flush buffered output in batches.
+// Read calls fn with each ring-buffer record until ctx is done, then with
+// the records still in the ring: an event the kernel wrote before the end is
+// printed, not dropped. The slice is only valid during the call. Idle is
+// called when the ring is drained, so callers can flush output in batches.
 func (s *Session) Read(ctx context.Context, fn func(raw []byte), idle func()) error {
-	stop := context.AfterFunc(ctx, func() { s.reader.Close() })
+	// Flush wakes a blocked read; reads then return what is pending, then
+	// ErrFlushed.
+	stop := context.AfterFunc(ctx, func() { s.reader.Flush() })
 	defer stop()
 	var rec ringbuf.Record
 	for {
 		if err := s.reader.ReadInto(&rec); err != nil {
-			if errors.Is(err, ringbuf.ErrClosed) || errors.Is(err, os.ErrClosed) {
+			if errors.Is(err, ringbuf.ErrFlushed) || errors.Is(err, ringbuf.ErrClosed) || errors.Is(err, os.ErrClosed) {
+				if idle != nil {
+					idle()
+				}
 				return nil
 			}
 			return fmt.Errorf("read ring buffer: %w", err)
