@@ -12,11 +12,13 @@
 #define AF_INET6 10
 #define IPPROTO_TCP 6
 
-/* 4 MiB holds ~60k events of most tools: a storm of 300k setuid calls a
- * second outran a 256 KiB ring whenever the reader was off the CPU for ~10
- * ms (bench/setuids). Pages cost memory only once data passes through. */
+/* The ring's size, defined before including this file to change it. The
+ * reader maps it twice (RSS grows by 2x its size at start), so the default
+ * suits tools of network rate; tools fed by syscalls that a loop can call
+ * 300k times a second take 4 MiB: a setuid storm outran 256 KiB whenever
+ * the reader was off the CPU for ~10 ms (bench/setuids). */
 #ifndef OWL_RINGBUF_BYTES
-#define OWL_RINGBUF_BYTES (4 * 1024 * 1024)
+#define OWL_RINGBUF_BYTES (1024 * 1024)
 #endif
 
 struct {

@@ -3,6 +3,8 @@
 /* eperm: syscalls failing with EPERM or EACCES, from raw_syscalls:sys_exit.
  * By default counted in the kernel per process, syscall and errno; with
  * -e each failure is streamed. */
+/* Syscall rate: a loop can make 300k events a second. */
+#define OWL_RINGBUF_BYTES (4 * 1024 * 1024)
 #include "owl.h"
 
 #define EPERM 1
