@@ -168,14 +168,15 @@ func Trace[E any](cmd *cobra.Command, c *Common, t *probe.Tracer[E], what string
 	return Fail(t.Run(ctx, emit, idle))
 }
 
-// Finish reports lost events and flushes output.
+// Finish reports lost events and waits until all output is written.
 func Finish[E any](cmd *cobra.Command, s *probe.Session, out *output.Writer[E]) error {
 	lost, err := s.Lost()
 	if err != nil {
+		out.Close()
 		return Fail(err)
 	}
 	out.Lost(cmd.ErrOrStderr(), lost)
-	return Fail(out.Flush())
+	return Fail(out.Close())
 }
 
 // Family is the -4/-6 pair of flags.

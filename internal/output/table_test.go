@@ -33,7 +33,7 @@ func TestWriterText(t *testing.T) {
 	w.Header()
 	w.Event(&row{N: 1, Name: "x"})
 	w.Lost(&errb, 0)
-	w.Flush()
+	w.Close()
 	if out.String() != "N    NAME  LAST\n1    x     x\n" {
 		t.Errorf("text: %q", out.String())
 	}
@@ -52,7 +52,7 @@ func TestWriterJSON(t *testing.T) {
 	w.Header()
 	w.Event(&row{N: 1, Name: "<x>"})
 	w.Lost(&errb, 3)
-	w.Flush()
+	w.Close()
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
 	if len(lines) != 2 {
 		t.Fatalf("want an event line and a lost line, got %q", out.String())

@@ -25,11 +25,13 @@ func ParseFormat(s string) (Format, error) {
 }
 
 // Writer prints events of type E as text rows or JSON lines through one
-// buffer; Flush writes it out (the reader flushes when the ring is drained).
+// buffer; Flush passes it on (the reader flushes when the ring is drained)
+// to a queue written by its own goroutine; Close waits for the writes.
 type Writer[E any] struct {
 	format  Format
 	table   Table[E]
 	trailer func(b []byte, e *E) []byte
+	q       *queue
 	w       *bufio.Writer
 	enc     *json.Encoder
 	buf     []byte
@@ -37,8 +39,9 @@ type Writer[E any] struct {
 
 // NewWriter prints to w in format, with table's columns for text.
 func NewWriter[E any](w io.Writer, format Format, table Table[E]) *Writer[E] {
-	bw := bufio.NewWriterSize(w, 64*1024)
-	out := &Writer[E]{format: format, table: table, w: bw, buf: make([]byte, 0, 256)}
+	q := &queue{w: w}
+	bw := bufio.NewWriterSize(q, 64*1024)
+	out := &Writer[E]{format: format, table: table, q: q, w: bw, buf: make([]byte, 0, 256)}
 	if format == JSON {
 		out.enc = json.NewEncoder(bw)
 		out.enc.SetEscapeHTML(false)
@@ -98,5 +101,16 @@ func (o *Writer[E]) Lost(stderr io.Writer, n uint64) {
 	}
 }
 
-// Flush writes buffered output.
+// Flush passes buffered output on to be written; it blocks only when 32
+// MiB are already waiting.
 func (o *Writer[E]) Flush() error { return o.w.Flush() }
+
+// Close flushes and waits until all output is written. Nothing may be
+// printed afterwards.
+func (o *Writer[E]) Close() error {
+	err := o.w.Flush()
+	if cerr := o.q.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
