@@ -23,6 +23,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/owlbpf/owl/bench/internal/harness"
+
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/link"
@@ -88,7 +90,7 @@ func runBreakdown(n, runs int, cpuProfile string) error {
 	if os.Geteuid() != 0 {
 		return errors.New("must run as root: sudo go run ./bench/setuids -breakdown")
 	}
-	if err := ensureTracefs(); err != nil {
+	if err := harness.EnsureTracefs(); err != nil {
 		return err
 	}
 	steps := []step{
@@ -133,12 +135,12 @@ func runBreakdown(n, runs int, cpuProfile string) error {
 
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(w, "step\tns/call\tmin\tmax\tadded\tvs previous\tconsumed/calls\tlost\treader sleeps/event\tIWI/event\tIPI/event\treader CPU ns/event\tothers' CPU %\t")
-	base := median(bperCalls(results[0]))
+	base := harness.Median(bperCalls(results[0]))
 	prev := base
 	for j, s := range steps {
 		rs := results[j]
 		pc := bperCalls(rs)
-		m := median(pc)
+		m := harness.Median(pc)
 		var consumed int64
 		var lost uint64
 		var sleeps, iwi, ipi, cpu []float64
@@ -154,7 +156,7 @@ func runBreakdown(n, runs int, cpuProfile string) error {
 		}
 		fmt.Fprintf(w, "%s\t%.0f\t%.0f\t%.0f\t%.0f\t%+.0f\t%d/%d\t%d\t%.3f\t%.3f\t%.3f\t%.0f\t%.0f\t\n",
 			s.name, m, slices.Min(pc), slices.Max(pc), m-base, m-prev, consumed, n*len(rs), lost,
-			median(sleeps), median(iwi), median(ipi), median(cpu), busy)
+			harness.Median(sleeps), harness.Median(iwi), harness.Median(ipi), harness.Median(cpu), busy)
 		prev = m
 	}
 	if err := w.Flush(); err != nil {

@@ -20,14 +20,12 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"debug/buildinfo"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -36,6 +34,8 @@ import (
 	"sync/atomic"
 	"text/tabwriter"
 	"time"
+
+	"github.com/owlbpf/owl/bench/internal/harness"
 
 	"golang.org/x/sys/unix"
 )
@@ -231,7 +231,7 @@ func run(n, runs int, owlPath, bpftracePath, script string) error {
 	if os.Geteuid() != 0 {
 		return errors.New("must run as root: sudo go run ./bench/setuids")
 	}
-	if err := ensureTracefs(); err != nil {
+	if err := harness.EnsureTracefs(); err != nil {
 		return err
 	}
 	var rev string
@@ -241,11 +241,11 @@ func run(n, runs int, owlPath, bpftracePath, script string) error {
 			return fmt.Errorf("temp dir: %w", err)
 		}
 		defer os.RemoveAll(dir)
-		if owlPath, rev, err = buildOwl(dir); err != nil {
+		if owlPath, rev, err = harness.BuildOwl(dir); err != nil {
 			return err
 		}
 	} else {
-		rev = revision(owlPath)
+		rev = harness.Revision(owlPath)
 	}
 	fmt.Printf("owl:      %s (%s)\n", owlPath, rev)
 	tools := []tool{{
@@ -256,7 +256,7 @@ func run(n, runs int, owlPath, bpftracePath, script string) error {
 	if bt, err := bpftraceTool(bpftracePath, script); err != nil {
 		fmt.Printf("bpftrace: skipped: %v\n", err)
 	} else {
-		fmt.Printf("bpftrace: %s (%s) %s\n", bt.argv(0)[0], bpftraceVersion(bt.argv(0)[0]), bt.argv(0)[1])
+		fmt.Printf("bpftrace: %s (%s) %s\n", bt.argv(0)[0], harness.BpftraceVersion(bt.argv(0)[0]), bt.argv(0)[1])
 		tools = append(tools, bt)
 	}
 	fmt.Printf("calls:    %d setuid(0) per measurement, %d measurements of each kind, on %d CPUs\n\n", n, runs, runtime.NumCPU())
@@ -379,19 +379,19 @@ func measureTraced(t tool, n int) (res result, err error) {
 	case <-ready:
 	case <-allRead:
 		cmd.Wait()
-		return res, fmt.Errorf("exited before it was ready (%v): %s", cmd.ProcessState, lastLines(e.lines()))
+		return res, fmt.Errorf("exited before it was ready (%v): %s", cmd.ProcessState, harness.LastLines(e.lines()))
 	case <-deadline:
 		kill()
-		return res, fmt.Errorf("no ready line after %v: %s", readyTimeout, lastLines(e.lines()))
+		return res, fmt.Errorf("no ready line after %v: %s", readyTimeout, harness.LastLines(e.lines()))
 	}
 	for c.ours.Load() == 0 {
 		select {
 		case <-deadline:
 			kill()
-			return res, fmt.Errorf("no warm-up call printed after %v: %s", readyTimeout, lastLines(e.lines()))
+			return res, fmt.Errorf("no warm-up call printed after %v: %s", readyTimeout, harness.LastLines(e.lines()))
 		case <-allRead:
 			cmd.Wait()
-			return res, fmt.Errorf("exited during warm-up (%v): %s", cmd.ProcessState, lastLines(e.lines()))
+			return res, fmt.Errorf("exited during warm-up (%v): %s", cmd.ProcessState, harness.LastLines(e.lines()))
 		default:
 		}
 		if _, err := w.calls(1); err != nil {
@@ -476,7 +476,7 @@ func measureTraced(t tool, n int) (res result, err error) {
 		}
 	}
 	if err := cmd.Wait(); err != nil {
-		return res, fmt.Errorf("exit after SIGINT: %w: %s", err, lastLines(e.lines()))
+		return res, fmt.Errorf("exit after SIGINT: %w: %s", err, harness.LastLines(e.lines()))
 	}
 	// Lines that came after the wait ended still count.
 	res.printed = c.ours.Load() - base
@@ -668,79 +668,6 @@ func processCPU(pid int) (time.Duration, error) {
 	return time.Duration(utime+stime) * clockTick, nil
 }
 
-// ensureTracefs mounts tracefs where bpftrace looks for it; owl would mount
-// it itself, bpftrace would not.
-func ensureTracefs() error {
-	if _, err := os.Stat("/sys/kernel/tracing/events"); err == nil {
-		return nil
-	}
-	if err := unix.Mount("tracefs", "/sys/kernel/tracing", "tracefs", 0, ""); err != nil {
-		return fmt.Errorf("mount tracefs on /sys/kernel/tracing: %w", err)
-	}
-	return nil
-}
-
-// buildOwl builds ./cmd/owl of the module the harness runs in into dir. It
-// returns the binary and the git revision it was built from.
-func buildOwl(dir string) (bin, rev string, err error) {
-	out, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil {
-		return "", "", fmt.Errorf("go env GOMOD: %w", err)
-	}
-	gomod := strings.TrimSpace(string(out))
-	if gomod == "" || gomod == os.DevNull {
-		return "", "", errors.New("not inside the owl module: run from the repository or pass -owl")
-	}
-	root := filepath.Dir(gomod)
-	bin = filepath.Join(dir, "owl")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/owl")
-	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	cmd.Stdout = os.Stderr
-	cmd.Stderr = os.Stderr
-	if err := cmd.Run(); err != nil {
-		return "", "", fmt.Errorf("go build ./cmd/owl in %s: %w", root, err)
-	}
-	return bin, gitRevision(root), nil
-}
-
-// gitRevision describes the commit checked out in dir and whether tracked
-// files differ from it. It reads only: no index refresh, no lock.
-func gitRevision(dir string) string {
-	head, err := exec.Command("git", "-C", dir, "rev-parse", "--short=12", "HEAD").Output()
-	if err != nil {
-		return "unknown revision: git rev-parse: " + err.Error()
-	}
-	rev := "revision " + strings.TrimSpace(string(head))
-	status, err := exec.Command("git", "-C", dir, "--no-optional-locks", "status", "--porcelain", "--untracked-files=no").Output()
-	switch {
-	case err != nil:
-		rev += ", status unknown: " + err.Error()
-	case len(bytes.TrimSpace(status)) > 0:
-		rev += " with uncommitted changes"
-	}
-	return rev
-}
-
-// revision is the VCS revision a Go binary was built from, as far as its
-// build info tells.
-func revision(path string) string {
-	info, err := buildinfo.ReadFile(path)
-	if err != nil {
-		return "no build info: " + err.Error()
-	}
-	rev, modified := "unknown revision", ""
-	for _, s := range info.Settings {
-		switch {
-		case s.Key == "vcs.revision":
-			rev = "revision " + s.Value[:min(12, len(s.Value))]
-		case s.Key == "vcs.modified" && s.Value == "true":
-			modified = " with uncommitted changes"
-		}
-	}
-	return rev + modified + ", " + info.GoVersion
-}
-
 // bpftraceTool finds bpftrace and setuids.bt; an error means the comparison
 // is skipped.
 func bpftraceTool(path, script string) (tool, error) {
@@ -773,16 +700,8 @@ func bpftraceTool(path, script string) (tool, error) {
 	}, nil
 }
 
-func bpftraceVersion(path string) string {
-	out, err := exec.Command(path, "--version").Output()
-	if err != nil {
-		return "version unknown"
-	}
-	return strings.TrimSpace(string(out))
-}
-
 func report(n int, untraced []result, tools []tool, traced [][]result) error {
-	base := median(perCalls(untraced))
+	base := harness.Median(perCalls(untraced))
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(w, "\truns\tns/call\tmin\tmax\tadded ns/event\tlines/calls\tlost\ttracer CPU ns/event\tdrain ms\tIWI/event\tIPI/event\tothers' CPU %\t")
 	iwi, ipi := irqPerCall(untraced)
@@ -793,7 +712,7 @@ func report(n int, untraced []result, tools []tool, traced [][]result) error {
 	for i, t := range tools {
 		rs := traced[i]
 		pc := perCalls(rs)
-		added[i] = median(pc) - base
+		added[i] = harness.Median(pc) - base
 		var cpu, drain []float64
 		var printed, lost int64
 		for j, r := range rs {
@@ -812,8 +731,8 @@ func report(n int, untraced []result, tools []tool, traced [][]result) error {
 		}
 		iwi, ipi := irqPerCall(rs)
 		fmt.Fprintf(w, "%s\t%d\t%.0f\t%.0f\t%.0f\t%.0f\t%d/%d\t%d\t%.0f\t%.0f\t%.3f\t%.3f\t%.0f\t\n",
-			t.name, len(rs), median(pc), slices.Min(pc), slices.Max(pc), added[i],
-			printed, n*len(rs), lost, median(cpu), median(drain), iwi, ipi, maxOthers(rs))
+			t.name, len(rs), harness.Median(pc), slices.Min(pc), slices.Max(pc), added[i],
+			printed, n*len(rs), lost, harness.Median(cpu), harness.Median(drain), iwi, ipi, maxOthers(rs))
 	}
 	if err := w.Flush(); err != nil {
 		return fmt.Errorf("write table: %w", err)
@@ -880,30 +799,10 @@ func irqPerCall(rs []result) (iwi, ipi float64) {
 		a = append(a, float64(r.irq.iwi)/float64(r.calls))
 		b = append(b, float64(r.irq.ipi)/float64(r.calls))
 	}
-	return median(a), median(b)
-}
-
-func lastLines(s []string) string {
-	if len(s) == 0 {
-		return "no stderr output"
-	}
-	return strings.Join(s[max(0, len(s)-10):], " | ")
+	return harness.Median(a), harness.Median(b)
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-
-// median of v, in any order.
-func median(v []float64) float64 {
-	s := slices.Sorted(slices.Values(v))
-	n := len(s)
-	if n == 0 {
-		return 0
-	}
-	if n%2 == 1 {
-		return s[n/2]
-	}
-	return (s[n/2-1] + s[n/2]) / 2
-}
 
 // irqCounts are interrupt counts summed over all CPUs.
 type irqCounts struct {

@@ -10,8 +10,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
-	"debug/buildinfo"
 	"errors"
 	"flag"
 	"fmt"
@@ -19,7 +17,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -28,7 +25,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/owlbpf/owl/bench/internal/harness"
 )
 
 // bpftraceProgram is tcpconnect's tracepoint hook written for bpftrace:
@@ -115,7 +112,7 @@ func run(n, slowN, connects int, owlPath, bpftracePath string) error {
 	if os.Geteuid() != 0 {
 		return errors.New("must run as root: sudo go run ./bench/startup")
 	}
-	if err := ensureTracefs(); err != nil {
+	if err := harness.EnsureTracefs(); err != nil {
 		return err
 	}
 	var rev string
@@ -125,11 +122,11 @@ func run(n, slowN, connects int, owlPath, bpftracePath string) error {
 			return fmt.Errorf("temp dir: %w", err)
 		}
 		defer os.RemoveAll(dir)
-		if owlPath, rev, err = buildOwl(dir); err != nil {
+		if owlPath, rev, err = harness.BuildOwl(dir); err != nil {
 			return err
 		}
 	} else {
-		rev = revision(owlPath)
+		rev = harness.Revision(owlPath)
 	}
 
 	lb, err := listenLoopback()
@@ -160,7 +157,7 @@ func run(n, slowN, connects int, owlPath, bpftracePath string) error {
 	if bt, err := bpftraceTool(bpftracePath, pid); err != nil {
 		fmt.Printf("bpftrace: skipped: %v\n", err)
 	} else {
-		fmt.Printf("bpftrace: %s (%s)\n", bt.argv[0], bpftraceVersion(bt.argv[0]))
+		fmt.Printf("bpftrace: %s (%s)\n", bt.argv[0], harness.BpftraceVersion(bt.argv[0]))
 		r, l, err := bench(bt, `"Attaching" on stdout`, slowN, slowN, connects, lb)
 		if err != nil {
 			return err
@@ -195,79 +192,6 @@ func bench(t tool, signal string, runs, slowN, connects int, lb *loopback) ([]ro
 	return rows, []loadResult{{tool: t.name, connects: connects, result: load[0]}}, nil
 }
 
-// ensureTracefs mounts tracefs where bpftrace looks for it; owl would mount
-// it itself, bpftrace would not.
-func ensureTracefs() error {
-	if _, err := os.Stat("/sys/kernel/tracing/events"); err == nil {
-		return nil
-	}
-	if err := unix.Mount("tracefs", "/sys/kernel/tracing", "tracefs", 0, ""); err != nil {
-		return fmt.Errorf("mount tracefs on /sys/kernel/tracing: %w", err)
-	}
-	return nil
-}
-
-// buildOwl builds ./cmd/owl of the module the harness runs in into dir. It
-// returns the binary and the git revision it was built from.
-func buildOwl(dir string) (bin, rev string, err error) {
-	out, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil {
-		return "", "", fmt.Errorf("go env GOMOD: %w", err)
-	}
-	gomod := strings.TrimSpace(string(out))
-	if gomod == "" || gomod == os.DevNull {
-		return "", "", errors.New("not inside the owl module: run from the repository or pass -owl")
-	}
-	root := filepath.Dir(gomod)
-	bin = filepath.Join(dir, "owl")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/owl")
-	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	cmd.Stdout = os.Stderr
-	cmd.Stderr = os.Stderr
-	if err := cmd.Run(); err != nil {
-		return "", "", fmt.Errorf("go build ./cmd/owl in %s: %w", root, err)
-	}
-	return bin, gitRevision(root), nil
-}
-
-// gitRevision describes the commit checked out in dir and whether tracked
-// files differ from it. It reads only: no index refresh, no lock.
-func gitRevision(dir string) string {
-	head, err := exec.Command("git", "-C", dir, "rev-parse", "--short=12", "HEAD").Output()
-	if err != nil {
-		return "unknown revision: git rev-parse: " + err.Error()
-	}
-	rev := "revision " + strings.TrimSpace(string(head))
-	status, err := exec.Command("git", "-C", dir, "--no-optional-locks", "status", "--porcelain", "--untracked-files=no").Output()
-	switch {
-	case err != nil:
-		rev += ", status unknown: " + err.Error()
-	case len(bytes.TrimSpace(status)) > 0:
-		rev += " with uncommitted changes"
-	}
-	return rev
-}
-
-// revision is the VCS revision a Go binary was built from, as far as its
-// build info tells.
-func revision(path string) string {
-	info, err := buildinfo.ReadFile(path)
-	if err != nil {
-		return "no build info: " + err.Error()
-	}
-	rev, modified := "unknown revision", ""
-	for _, s := range info.Settings {
-		switch {
-		case s.Key == "vcs.revision":
-			rev = "revision " + s.Value[:min(12, len(s.Value))]
-		case s.Key == "vcs.modified" && s.Value == "true":
-			modified = " with uncommitted changes"
-		}
-	}
-	return rev + modified + ", " + info.GoVersion
-}
-
 // bpftraceTool finds bpftrace; an error means the comparison is skipped.
 func bpftraceTool(path, pid string) (tool, error) {
 	p, err := exec.LookPath(path)
@@ -286,14 +210,6 @@ func bpftraceTool(path, pid string) (tool, error) {
 		header:      "Attaching ",
 		ours:        func(f []string) bool { return len(f) >= 2 && f[0] == pid },
 	}, nil
-}
-
-func bpftraceVersion(path string) string {
-	out, err := exec.Command(path, "--version").Output()
-	if err != nil {
-		return "version unknown"
-	}
-	return strings.TrimSpace(string(out))
 }
 
 // measure runs t runs times in mode m and prints one line per run.
@@ -447,10 +363,10 @@ func runOnce(t tool, m mode, connects int, lb *loopback) (result, error) {
 		case <-allRead:
 			drain(lines, take)
 			cmd.Wait()
-			return res, fmt.Errorf("exited before it was ready (%v): %s", cmd.ProcessState, lastLines(res.stderr))
+			return res, fmt.Errorf("exited before it was ready (%v): %s", cmd.ProcessState, harness.LastLines(res.stderr))
 		case <-timeout:
 			kill()
-			return res, fmt.Errorf("not ready after %v: %s", readyTimeout, lastLines(res.stderr))
+			return res, fmt.Errorf("not ready after %v: %s", readyTimeout, harness.LastLines(res.stderr))
 		}
 	}
 	stopTicker()
@@ -490,7 +406,7 @@ func runOnce(t tool, m mode, connects int, lb *loopback) (result, error) {
 		}
 	}
 	if err := cmd.Wait(); err != nil {
-		return res, fmt.Errorf("exit after SIGINT: %w: %s", err, lastLines(res.stderr))
+		return res, fmt.Errorf("exit after SIGINT: %w: %s", err, harness.LastLines(res.stderr))
 	}
 	ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage)
 	if !ok {
@@ -543,13 +459,6 @@ func drain(lines <-chan line, take func(line)) {
 			return
 		}
 	}
-}
-
-func lastLines(s []string) string {
-	if len(s) == 0 {
-		return "no stderr output"
-	}
-	return strings.Join(s[max(0, len(s)-10):], " | ")
 }
 
 // resetPeakRSS sets the harness's own peak RSS to its current RSS and
@@ -681,7 +590,7 @@ type loadResult struct {
 func report(rows []row, loads []loadResult) error {
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(w, "tool\tready signal\truns\tmin ms\tmedian ms\tp90 ms\tmax ms\tpeak RSS MB\tVmHWM MB\t")
-	var harness int64 // the largest harness RSS at exec of any run
+	var harnessMax int64 // the largest harness RSS at exec of any run
 	var floored []string
 	for _, r := range rows {
 		var ready, rss, hwm []float64
@@ -689,14 +598,14 @@ func report(rows []row, loads []loadResult) error {
 			ready = append(ready, ms(x.ready))
 			rss = append(rss, mb(x.maxRSS))
 			hwm = append(hwm, mb(x.hwm))
-			harness = max(harness, x.harnessRSS)
+			harnessMax = max(harnessMax, x.harnessRSS)
 			if x.maxRSS <= x.harnessRSS {
 				floored = append(floored, r.tool)
 			}
 		}
 		slices.Sort(ready)
 		fmt.Fprintf(w, "%s\t%s\t%d\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t\n",
-			r.tool, r.signal, len(ready), ready[0], median(ready), p90(ready), ready[len(ready)-1], median(rss), median(hwm))
+			r.tool, r.signal, len(ready), ready[0], harness.Median(ready), p90(ready), ready[len(ready)-1], harness.Median(rss), harness.Median(hwm))
 	}
 	if err := w.Flush(); err != nil {
 		return fmt.Errorf("write table: %w", err)
@@ -722,7 +631,7 @@ func report(rows []row, loads []loadResult) error {
 	fmt.Println()
 	fmt.Println("ms: from just before exec to the line the harness read. MB = 1024 KiB.")
 	fmt.Println("peak RSS: ru_maxrss from wait4; it includes children the tool reaped (bpftrace's clang-14)")
-	fmt.Printf("  and cannot be below the harness's own RSS at exec (at most %.1f MB in any run).\n", mb(harness))
+	fmt.Printf("  and cannot be below the harness's own RSS at exec (at most %.1f MB in any run).\n", mb(harnessMax))
 	if len(floored) > 0 {
 		fmt.Printf("  WARNING: in some runs of %s the peak RSS is the harness's: use VmHWM.\n", strings.Join(slices.Compact(floored), ", "))
 	}
@@ -732,16 +641,6 @@ func report(rows []row, loads []loadResult) error {
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 func mb(kib int64) float64       { return float64(kib) / 1024 }
-
-// median of v, in any order.
-func median(v []float64) float64 {
-	s := slices.Sorted(slices.Values(v))
-	n := len(s)
-	if n%2 == 1 {
-		return s[n/2]
-	}
-	return (s[n/2-1] + s[n/2]) / 2
-}
 
 // p90 is the nearest-rank 90th percentile of sorted values.
 func p90(s []float64) float64 {
