@@ -1,5 +1,7 @@
-/* Shared by every owl BPF program: the event ring, its drop counter and the
- * pid filter. Include it first; it pulls in vmlinux.h and libbpf's helpers. */
+/* Shared by every owl BPF program: the event ring, drop counters by cause,
+ * the task header every event starts with and the task filters. Include it
+ * first; it pulls in vmlinux.h and libbpf's helpers. User space mirrors it in
+ * internal/probe (shared.go): change both together. */
 #pragma once
 
 #include "vmlinux.h"
@@ -8,50 +10,165 @@
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_endian.h>
 
+#if defined(__TARGET_ARCH_arm64)
+/* vmlinux.h is x86's; on arm64 the kprobe context is the UAPI struct
+ * user_pt_regs (a stable layout), which libbpf's PT_REGS_* macros read. The
+ * rest of the kernel types this code reads go through CO-RE or tracepoint
+ * layouts checked at load, so one vmlinux.h serves both. */
+struct user_pt_regs {
+	__u64 regs[31];
+	__u64 sp;
+	__u64 pc;
+	__u64 pstate;
+};
+#endif
+
 #define AF_INET 2
 #define AF_INET6 10
 #define IPPROTO_TCP 6
 
-/* The ring's size, defined before including this file to change it. The
- * reader maps it twice (RSS grows by 2x its size at start), so the default
- * suits tools of network rate; tools fed by syscalls that a loop can call
- * 300k times a second take 4 MiB: a setuid storm outran 256 KiB whenever
- * the reader was off the CPU for ~10 ms (bench/setuids). */
-#ifndef OWL_RINGBUF_BYTES
-#define OWL_RINGBUF_BYTES (1024 * 1024)
-#endif
-
+/* The ring's size is set from Go at load time (MaxEntries), so that one
+ * process running many tools can budget its memory; this is a placeholder. */
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, OWL_RINGBUF_BYTES);
+	__uint(max_entries, 4096);
 } events SEC(".maps");
 
-/* Events the ring had no room for. User space reads it on exit: a full ring
- * must never lose events silently. */
-__u64 owl_lost = 0;
+/* Per-CPU counters: why events (or parts of them) were lost, and the
+ * entries put into and taken from a tool's pending table, from which user
+ * space derives how many an LRU table evicted. */
+enum owl_counter {
+	OWL_DROP_RING_FULL,	/* no room in the ring */
+	OWL_DROP_MAP_FULL,	/* a count or pending table was full */
+	OWL_DROP_STACK,		/* a stack could not be taken (event kept) */
+	OWL_PENDING_PUT,
+	OWL_PENDING_TAKEN,
+	OWL_NR_COUNTERS,
+};
 
-/* Process (tgid) to trace; 0 traces all. Set from Go before load. */
-const volatile __u32 targ_tgid = 0;
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, OWL_NR_COUNTERS);
+	__type(key, __u32);
+	__type(value, __u64);
+} owl_counters SEC(".maps");
 
-static __always_inline bool owl_tgid_wanted(__u32 tgid)
+static __always_inline void owl_count(enum owl_counter which)
 {
-	return targ_tgid == 0 || targ_tgid == tgid;
+	__u32 k = which;
+	__u64 *n = bpf_map_lookup_elem(&owl_counters, &k);
+
+	if (n)
+		*n += 1;
 }
 
+/* Returns a zeroed record of size bytes, or NULL (counted) when the ring is
+ * full. Zeroed, so that a field added later never carries stale bytes. */
 static __always_inline void *owl_reserve(__u64 size)
 {
 	void *e = bpf_ringbuf_reserve(&events, size, 0);
 
-	if (!e)
-		__sync_fetch_and_add(&owl_lost, 1);
+	if (!e) {
+		owl_count(OWL_DROP_RING_FULL);
+		return NULL;
+	}
+	__builtin_memset(e, 0, size);
 	return e;
 }
 
-/* Copies one event into the ring, counting it as lost when there is no room. */
+/* Copies one event into the ring, counting it when there is no room. */
 static __always_inline void owl_emit(const void *e, __u64 size)
 {
 	if (bpf_ringbuf_output(&events, (void *)e, size, 0))
-		__sync_fetch_and_add(&owl_lost, 1);
+		owl_count(OWL_DROP_RING_FULL);
+}
+
+/* The task part every event starts with (event.Task in Go). */
+struct owl_task {
+	__u64 ts_ns;	 /* bpf_ktime_get_ns() */
+	__u64 cgroup_id; /* cgroup v2 id; on cgroup-v1-only hosts it tells nothing apart */
+	__u32 pid;	 /* tgid */
+	__u32 tid;
+	__u32 uid;
+	__u32 mntns;	 /* mount namespace inode, 0 when unknown */
+	__u8 comm[16];
+};
+
+/* Task filters, set from Go before load; 0 (uid: -1) means all. */
+const volatile __u32 owl_targ_tgid = 0;
+const volatile __u32 owl_targ_uid = (__u32)-1;
+const volatile __u64 owl_targ_cgroup = 0;
+const volatile __u32 owl_targ_mntns = 0;
+
+/* Offsets of task_struct.nsproxy, nsproxy.mnt_ns and mnt_namespace.ns.inum,
+ * found in the kernel's BTF by Go (internal/kbtf): a CO-RE read here would
+ * make every tool parse the whole kernel BTF at start (~50 ms). */
+const volatile __u32 owl_off_nsproxy = 0;
+const volatile __u32 owl_off_mnt_ns = 0;
+const volatile __u32 owl_off_ns_inum = 0;
+
+static __always_inline __u32 owl_current_mntns(void)
+{
+	void *task = (void *)bpf_get_current_task();
+	void *nsproxy = NULL, *mnt_ns = NULL;
+	__u32 inum = 0;
+
+	if (!owl_off_nsproxy)
+		return 0;
+	if (bpf_probe_read_kernel(&nsproxy, sizeof(nsproxy), task + owl_off_nsproxy) || !nsproxy)
+		return 0;
+	if (bpf_probe_read_kernel(&mnt_ns, sizeof(mnt_ns), nsproxy + owl_off_mnt_ns) || !mnt_ns)
+		return 0;
+	bpf_probe_read_kernel(&inum, sizeof(inum), mnt_ns + owl_off_ns_inum);
+	return inum;
+}
+
+/* Whether the current task passes -p, -u, --cgroup and --mntns. */
+static __always_inline bool owl_task_wanted(void)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+
+	if (owl_targ_tgid && owl_targ_tgid != id >> 32)
+		return false;
+	if (owl_targ_uid != (__u32)-1 && owl_targ_uid != (__u32)bpf_get_current_uid_gid())
+		return false;
+	if (owl_targ_cgroup && owl_targ_cgroup != bpf_get_current_cgroup_id())
+		return false;
+	if (owl_targ_mntns && owl_targ_mntns != owl_current_mntns())
+		return false;
+	return true;
+}
+
+/* Fills the task part from the current task. */
+static __always_inline void owl_task_fill(struct owl_task *t)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+
+	t->ts_ns = bpf_ktime_get_ns();
+	t->cgroup_id = bpf_get_current_cgroup_id();
+	t->pid = id >> 32;
+	t->tid = (__u32)id;
+	t->uid = (__u32)bpf_get_current_uid_gid();
+	t->mntns = owl_current_mntns();
+	bpf_get_current_comm(t->comm, sizeof(t->comm));
+}
+
+/* Puts a pending entry (an event waiting for its end, such as a handshake)
+ * and takes it back, counting both: the difference minus what the table
+ * still holds is what an LRU table evicted. A failed put is counted as a
+ * full table. */
+static __always_inline void owl_pending_put(void *map, const void *key, const void *val)
+{
+	if (bpf_map_update_elem(map, key, val, BPF_ANY))
+		owl_count(OWL_DROP_MAP_FULL);
+	else
+		owl_count(OWL_PENDING_PUT);
+}
+
+static __always_inline void owl_pending_taken(void *map, const void *key)
+{
+	if (!bpf_map_delete_elem(map, key))
+		owl_count(OWL_PENDING_TAKEN);
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -1,8 +1,28 @@
-/* Reading TCP endpoints out of a struct sock with CO-RE, for the hooks that
- * only have the socket (kprobes, accept's new fd). */
+/* TCP endpoints: the address-family and port filters (-4, -6, -P) every
+ * network tool shares, and reading endpoints out of a struct sock with CO-RE
+ * for the hooks that only have the socket (kprobes, accept's new fd). */
 #pragma once
 
 #include "owl.h"
+
+/* -4/-6: AF_INET or AF_INET6, 0 for both. -P: owl_filter_ports and the
+ * ports (host order) in owl_ports. Set from Go (probe.Net). */
+const volatile __u16 owl_targ_family = 0;
+const volatile bool owl_filter_ports = false;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 64);
+	__type(key, __u16);
+	__type(value, __u8);
+} owl_ports SEC(".maps");
+
+static __always_inline bool owl_endpoint_wanted(__u16 family, __u16 port)
+{
+	if (owl_targ_family && owl_targ_family != family)
+		return false;
+	return !owl_filter_ports || bpf_map_lookup_elem(&owl_ports, &port);
+}
 
 struct owl_endpoints {
 	__u16 family;

@@ -32,13 +32,14 @@ import (
 
 	"github.com/owlbpf/owl/internal/output"
 	"github.com/owlbpf/owl/internal/probe"
+	owltool "github.com/owlbpf/owl/internal/tool"
 	"github.com/owlbpf/owl/internal/tools/setuids"
 )
 
 // table is the text table of `owl setuids` (unexported there), rebuilt from
 // the exported helpers so that the printing step formats the same rows.
 var table = output.Table[setuids.Event]{
-	{Name: "TIME", Width: 8, Append: func(b []byte, e *setuids.Event) []byte { return output.Clock(b, e.Time) }},
+	{Name: "TIME", Width: 8, Append: func(b []byte, e *setuids.Event) []byte { return output.AppendClock(b, e.Time) }},
 	{Name: "PID", Width: 6, Append: func(b []byte, e *setuids.Event) []byte { return output.Uint(b, e.PID) }},
 	{Name: "COMM", Width: 16, Trunc: true, Append: func(b []byte, e *setuids.Event) []byte { return append(b, e.Comm.Bytes()...) }},
 	{Name: "UID", Width: 6, Append: func(b []byte, e *setuids.Event) []byte { return output.Uint(b, e.UID) }},
@@ -300,32 +301,34 @@ func attachEmpty(int) (*attached, error) {
 // attachUnread loads owl's programs and reads nothing: once the ring is full
 // (about 3,600 events) each call runs both programs and a failing reserve.
 func attachUnread(pid int) (*attached, error) {
-	t, err := setuids.New(setuids.Config{PID: pid})
+	t, err := openSetuids(pid)
 	if err != nil {
-		return nil, fmt.Errorf("setuids.New: %w", err)
+		return nil, err
 	}
-	return &attached{lost: t.Lost, stop: t.Close}, nil
+	return &attached{lost: lostOf(t.Stats), stop: t.Close}, nil
 }
 
 // attachBusyPoll reads owl's ring with a second reader that never sleeps:
 // it polls with a deadline in the past and drops every record.
 func attachBusyPoll(pid int) (*attached, error) {
-	t, err := setuids.New(setuids.Config{PID: pid})
+	t, err := openSetuids(pid)
 	if err != nil {
-		return nil, fmt.Errorf("setuids.New: %w", err)
+		return nil, err
 	}
-	m, ok := t.Coll.Maps["events"]
-	if !ok {
+	var m struct {
+		Events *ebpf.Map `ebpf:"events"`
+	}
+	if err := t.Assign(&m); err != nil {
 		t.Close()
-		return nil, errors.New("setuids: no events map")
+		return nil, err
 	}
-	rd, err := ringbuf.NewReader(m)
+	rd, err := ringbuf.NewReader(m.Events)
 	if err != nil {
 		t.Close()
 		return nil, fmt.Errorf("ring buffer reader: %w", err)
 	}
 	rd.SetDeadline(time.Unix(1, 0))
-	a := &attached{expect: true, lost: t.Lost}
+	a := &attached{expect: true, lost: lostOf(t.Stats)}
 	var done atomic.Bool
 	var wg sync.WaitGroup
 	wg.Go(func() {
@@ -353,11 +356,11 @@ func attachBusyPoll(pid int) (*attached, error) {
 // attachReader reads owl's ring with owl's own loop (probe.Session.Read:
 // epoll_wait when the ring is empty) and drops every record.
 func attachReader(pid int) (*attached, error) {
-	t, err := setuids.New(setuids.Config{PID: pid})
+	t, err := openSetuids(pid)
 	if err != nil {
-		return nil, fmt.Errorf("setuids.New: %w", err)
+		return nil, err
 	}
-	a := &attached{expect: true, lost: t.Lost}
+	a := &attached{expect: true, lost: lostOf(t.Stats)}
 	a.stop = runReader(t, func(ctx context.Context) error {
 		return t.Read(ctx, func([]byte) { a.consumed.Add(1) }, func() { a.sleeps.Add(1) })
 	})
@@ -367,22 +370,21 @@ func attachReader(pid int) (*attached, error) {
 // attachFormat is owl's loop with decoding and text formatting, into
 // io.Discard: Tracer.Run and output.Writer, flushed when the ring is empty.
 func attachFormat(pid int) (*attached, error) {
-	t, err := setuids.New(setuids.Config{PID: pid})
+	t, err := openSetuids(pid)
 	if err != nil {
-		return nil, fmt.Errorf("setuids.New: %w", err)
+		return nil, err
 	}
 	out := output.NewWriter(io.Discard, output.Text, table)
-	a := &attached{expect: true, lost: t.Lost}
+	a := &attached{expect: true, lost: lostOf(t.Stats)}
 	a.stop = runReader(t, func(ctx context.Context) error {
-		return t.Run(ctx,
-			func(e *setuids.Event) {
-				out.Event(e)
-				a.consumed.Add(1)
-			},
-			func() {
-				out.Flush()
-				a.sleeps.Add(1)
-			})
+		t.Drained = func() {
+			out.Flush()
+			a.sleeps.Add(1)
+		}
+		return t.Run(ctx, func(e *setuids.Event) {
+			out.Event(e)
+			a.consumed.Add(1)
+		})
 	})
 	return a, nil
 }
@@ -390,9 +392,9 @@ func attachFormat(pid int) (*attached, error) {
 // attachPipe is what `owl setuids` does, in-process: the text goes through
 // a pipe to a goroutine that counts the lines as the main harness does.
 func attachPipe(pid int) (*attached, error) {
-	t, err := setuids.New(setuids.Config{PID: pid})
+	t, err := openSetuids(pid)
 	if err != nil {
-		return nil, fmt.Errorf("setuids.New: %w", err)
+		return nil, err
 	}
 	pr, pw, err := os.Pipe()
 	if err != nil {
@@ -403,14 +405,13 @@ func attachPipe(pid int) (*attached, error) {
 	var counting sync.WaitGroup
 	counting.Go(func() { c.read(pr) })
 	out := output.NewWriter(pw, output.Text, table)
-	a := &attached{expect: true, lost: t.Lost}
+	a := &attached{expect: true, lost: lostOf(t.Stats)}
 	stopReader := runReader(t, func(ctx context.Context) error {
-		return t.Run(ctx,
-			func(e *setuids.Event) { out.Event(e) },
-			func() {
-				out.Flush()
-				a.sleeps.Add(1)
-			})
+		t.Drained = func() {
+			out.Flush()
+			a.sleeps.Add(1)
+		}
+		return t.Run(ctx, func(e *setuids.Event) { out.Event(e) })
 	})
 	// The lines are counted on the pipe's far side: poll the counter.
 	var done atomic.Bool
@@ -472,16 +473,23 @@ func attachNoWakeup(obj string, pid int) (*attached, error) {
 		probe.TracepointAt("tp_exit", "syscalls", "sys_exit_setuid"),
 	}}
 	s, err := probe.Open(spec, []probe.Hook{hook}, probe.Options{Tool: "setuids (patched)", NoReader: true,
-		Configure: func(cs *ebpf.CollectionSpec) error { return probe.SetTgid(cs, pid) }})
+		Task: &probe.TaskFilter{PID: pid, UID: -1}, RingBytes: 4 << 20})
 	if err != nil {
 		return nil, fmt.Errorf("open patched setuids: %w", err)
 	}
-	rd, err := ringbuf.NewReader(s.Coll.Maps["events"])
+	var m struct {
+		Events *ebpf.Map `ebpf:"events"`
+	}
+	if err := s.Assign(&m); err != nil {
+		s.Close()
+		return nil, err
+	}
+	rd, err := ringbuf.NewReader(m.Events)
 	if err != nil {
 		s.Close()
 		return nil, fmt.Errorf("ring buffer reader: %w", err)
 	}
-	a := &attached{expect: true, lost: s.Lost}
+	a := &attached{expect: true, lost: lostOf(s.Stats)}
 	var done atomic.Bool
 	var wg sync.WaitGroup
 	wg.Go(func() {
@@ -534,7 +542,7 @@ func patchNoWakeup(spec *ebpf.CollectionSpec) error {
 
 // runReader runs read in a goroutine until the returned stop is called;
 // stop then closes t.
-func runReader(t *probe.Tracer[setuids.Event], read func(ctx context.Context) error) (stop func() error) {
+func runReader(t *owltool.Source[setuids.Event], read func(ctx context.Context) error) (stop func() error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- read(ctx) }()
@@ -555,4 +563,23 @@ func selfCPU() (time.Duration, error) {
 		return 0, fmt.Errorf("getrusage: %w", err)
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), nil
+}
+
+// openSetuids opens owl's setuids on pid, as `owl setuids -p PID` does.
+func openSetuids(pid int) (*owltool.Source[setuids.Event], error) {
+	opts := owltool.DefaultOptions()
+	opts.Task.PID = pid
+	t, err := setuids.Open(setuids.Config{}, opts)
+	if err != nil {
+		return nil, fmt.Errorf("open setuids: %w", err)
+	}
+	return t, nil
+}
+
+// lostOf reads the events a source or session lost, whatever the cause.
+func lostOf(stats func() (probe.Stats, error)) func() (uint64, error) {
+	return func() (uint64, error) {
+		st, err := stats()
+		return st.Lost(), err
+	}
 }

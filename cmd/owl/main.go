@@ -5,13 +5,20 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/signal"
+	"strings"
+	"syscall"
 
 	"github.com/spf13/cobra"
 
 	"github.com/owlbpf/owl/internal/cli"
+	"github.com/owlbpf/owl/internal/tools"
 )
 
 func main() {
+	// A closed output pipe (owl execsnoop | head -1) then makes writes fail
+	// with EPIPE, which ends owl quietly, instead of killing it by SIGPIPE.
+	signal.Ignore(syscall.SIGPIPE)
 	err := run(context.Background(), os.Args[1:])
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "owl: %v\n", err)
@@ -20,6 +27,7 @@ func main() {
 }
 
 func run(ctx context.Context, args []string) error {
+	registry := tools.All()
 	root := &cobra.Command{
 		Use:   "owl",
 		Short: "BPF security and language tracing tools in one static binary",
@@ -37,5 +45,10 @@ they exist. Run 'owl tools' to see which hook each tool uses on this kernel.`,
 		root.AddCommand(cmd)
 	}
 	root.SetArgs(args)
-	return root.ExecuteContext(ctx)
+	err := root.ExecuteContext(ctx)
+	// cobra's own errors for a command it does not know are bad input.
+	if err != nil && strings.HasPrefix(err.Error(), "unknown command") {
+		return &cli.UsageError{Err: err}
+	}
+	return err
 }

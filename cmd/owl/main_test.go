@@ -23,6 +23,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/owlbpf/owl/internal/e2e"
+	"github.com/owlbpf/owl/internal/tools"
 )
 
 // owlBin is the binary under test: $OWL_BIN, or one built for this run.
@@ -69,6 +70,17 @@ type owl struct {
 	cmd    *exec.Cmd
 	stdout *bufio.Reader
 	stderr *bufio.Reader
+	pipe   io.Closer // the read end of stdout
+}
+
+// closeStdout closes the read end of owl's stdout, as head does.
+func (o *owl) closeStdout() { o.pipe.Close() }
+
+// rest reads what owl writes to stderr after its Tracing line, until it
+// exits.
+func (o *owl) rest() string {
+	b, _ := io.ReadAll(o.stderr)
+	return string(b)
 }
 
 // start runs owl with args and waits for its "Tracing ..." line.
@@ -80,7 +92,7 @@ func start(t *testing.T, args ...string) *owl {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	o := &owl{cmd: cmd, stdout: bufio.NewReader(stdout), stderr: bufio.NewReader(stderr)}
+	o := &owl{cmd: cmd, stdout: bufio.NewReader(stdout), stderr: bufio.NewReader(stderr), pipe: stdout}
 	t.Cleanup(func() {
 		if cmd.ProcessState == nil {
 			cmd.Process.Kill()
@@ -168,6 +180,9 @@ func haveKprobes() bool {
 	return err == nil
 }
 
+// noLoss is the last JSON line of a run that lost nothing.
+const noLoss = `{"lost":0,"lost_by_cause":{"ring_full":0,"map_full":0,"pending_evicted":0,"output_queue_full":0,"stack_unavailable":0}}`
+
 // decode parses one JSON line and checks it has exactly the wanted keys.
 func decode(t *testing.T, line string, keys ...string) map[string]any {
 	t.Helper()
@@ -201,12 +216,12 @@ func TestJSON(t *testing.T) {
 		server := e2e.Serve(t, "127.0.0.1")
 		o := start(t, "tcpconnect", "-L", "-o", "json", "-p", self)
 		client := e2e.Dial(t, server)
-		m := decode(t, o.line(t), "time", "pid", "comm", "uid", "family", "saddr", "sport", "daddr", "dport")
+		m := decode(t, o.line(t), "time", "pid", "tid", "uid", "comm", "cgroup_id", "mntns_id", "family", "saddr", "sport", "daddr", "dport")
 		if num(m, "pid") != os.Getpid() || num(m, "family") != 4 || m["daddr"] != "127.0.0.1" ||
 			num(m, "dport") != int(server.Port()) || num(m, "sport") != int(client.Port()) {
 			t.Errorf("got %v, want pid %s to %v from port %d", m, self, server, client.Port())
 		}
-		if rest := o.stop(t); strings.TrimSpace(rest) != `{"lost":0}` {
+		if rest := o.stop(t); strings.TrimSpace(rest) != noLoss {
 			t.Errorf("after the events: %q, want the lost count", rest)
 		}
 	})
@@ -215,7 +230,7 @@ func TestJSON(t *testing.T) {
 		server := e2e.Serve(t, "::1")
 		o := start(t, "tcpconnect", "--outcome", "-o", "json", "-p", self, "-P", strconv.Itoa(int(server.Port())))
 		e2e.Dial(t, server)
-		m := decode(t, o.line(t), "time", "pid", "comm", "uid", "family", "saddr", "sport", "daddr", "dport", "outcome", "latency_us")
+		m := decode(t, o.line(t), "time", "pid", "tid", "uid", "comm", "cgroup_id", "mntns_id", "family", "saddr", "sport", "daddr", "dport", "outcome", "latency_us")
 		if m["outcome"] != "established" || num(m, "family") != 6 {
 			t.Errorf("got %v, want an established IPv6 connect", m)
 		}
@@ -233,7 +248,7 @@ func TestJSON(t *testing.T) {
 			t.Fatalf("owl tcpconnect -c -d 2: %v", err)
 		}
 		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-		if len(lines) != 2 || lines[1] != `{"lost":0}` {
+		if len(lines) != 2 || lines[1] != noLoss {
 			t.Fatalf("got %q, want one count line and the lost line", out)
 		}
 		m := decode(t, lines[0], "saddr", "daddr", "dport", "count")
@@ -246,7 +261,7 @@ func TestJSON(t *testing.T) {
 		server := e2e.Serve(t, "::1")
 		o := start(t, "tcpaccept", "-o", "json", "-p", self)
 		client := e2e.Dial(t, server)
-		m := decode(t, o.line(t), "time", "pid", "comm", "uid", "family", "raddr", "rport", "laddr", "lport")
+		m := decode(t, o.line(t), "time", "pid", "tid", "uid", "comm", "cgroup_id", "mntns_id", "family", "raddr", "rport", "laddr", "lport")
 		if num(m, "pid") != os.Getpid() || num(m, "rport") != int(client.Port()) || num(m, "lport") != int(server.Port()) || m["laddr"] != "::1" {
 			t.Errorf("got %v, want pid %s accepting %v on %v", m, self, client, server)
 		}
@@ -258,11 +273,11 @@ func TestJSON(t *testing.T) {
 		keys []string
 		want map[string]any
 	}{
-		{[]string{"capable"}, []string{"time", "uid", "pid", "tid", "comm", "cap", "cap_name", "audit", "insetid", "verdict", "syscall"},
+		{[]string{"capable"}, []string{"time", "pid", "tid", "uid", "comm", "cgroup_id", "mntns_id", "cap", "cap_name", "audit", "insetid", "verdict", "syscall"},
 			map[string]any{"cap_name": "CAP_SYS_CHROOT", "verdict": "deny", "uid": 65534.0, "syscall": nil}},
-		{[]string{"setuids"}, []string{"time", "pid", "tid", "comm", "uid", "syscall", "args", "ret"},
+		{[]string{"setuids"}, []string{"time", "pid", "tid", "uid", "comm", "cgroup_id", "mntns_id", "syscall", "args", "ret"},
 			map[string]any{"syscall": "setuid", "ret": -1.0, "uid": 65534.0}},
-		{[]string{"eperm", "-e"}, []string{"time", "pid", "tid", "comm", "syscall", "syscall_nr", "errno"},
+		{[]string{"eperm", "-e"}, []string{"time", "pid", "tid", "uid", "comm", "cgroup_id", "mntns_id", "syscall", "syscall_nr", "errno"},
 			map[string]any{"syscall": "kill", "errno": "EPERM"}},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
@@ -457,8 +472,8 @@ func TestToolsListsHooks(t *testing.T) {
 	}
 	if !haveKprobes() {
 		out, _ := exec.Command(owlBin, "tools", "--hook", "kprobe").Output()
-		if n := strings.Count(string(out), "unavailable: "); n != len(registry) {
-			t.Errorf("owl tools --hook kprobe on a kernel without kprobes: %d unavailable, want %d:\n%s", n, len(registry), out)
+		if n := strings.Count(string(out), "unavailable: "); n != len(tools.All()) {
+			t.Errorf("owl tools --hook kprobe on a kernel without kprobes: %d unavailable, want %d:\n%s", n, len(tools.All()), out)
 		}
 	}
 }
@@ -494,4 +509,61 @@ func hooks(t *testing.T) map[string]string {
 		}
 	}
 	return m
+}
+
+// owl TOOL | head -1: once the reader of its output is gone, owl ends
+// quietly with status 0 at its next write (as BCC's tools do), and nothing
+// stays attached.
+func TestClosedPipeEndsQuietly(t *testing.T) {
+	e2e.Require(t)
+	server := e2e.Serve(t, "127.0.0.1")
+	closed := e2e.ClosedPort(t, "127.0.0.1")
+	for _, args := range [][]string{
+		{"tcpconnect"}, {"tcpaccept"}, {"tcpreset"}, {"setuids"}, {"eperm", "-e"}, {"capable"},
+		{"tcpconnect", "-o", "json"},
+	} {
+		t.Run(strings.Join(args, " "), func(t *testing.T) {
+			o := start(t, args...)
+			ids := linkIDs(t, o.cmd.Process.Pid)
+			exited := make(chan error, 1)
+			var stderr string
+			go func() {
+				// head -1: one line (the header, or the first event in
+				// JSON), then the read end closes.
+				o.stdout.ReadString('\n')
+				o.closeStdout()
+				stderr = o.rest() // until owl exits and closes it
+				exited <- o.cmd.Wait()
+			}()
+			deadline := time.After(15 * time.Second)
+			for {
+				// Events for every tool: a connect and accept, a reset,
+				// a failed setuid, kill and chroot in a child.
+				e2e.Dial(t, server)
+				net.Dial("tcp", closed.String())
+				child := e2e.Child("privileged")
+				child.Stdin = strings.NewReader("go\n")
+				child.Run()
+				select {
+				case err := <-exited:
+					if err != nil {
+						t.Fatalf("owl %v after its output closed: %v (stderr: %s)", args, err, stderr)
+					}
+					if stderr != "" {
+						t.Errorf("owl %v wrote to stderr: %q, want nothing", args, stderr)
+					}
+					for _, id := range ids {
+						if l, err := link.NewFromID(id); err == nil {
+							l.Close()
+							t.Errorf("link %d still attached", id)
+						}
+					}
+					return
+				case <-deadline:
+					t.Fatalf("owl %v still runs 15 s after its output closed", args)
+				case <-time.After(50 * time.Millisecond):
+				}
+			}
+		})
+	}
 }

@@ -2,16 +2,19 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
 	"github.com/owlbpf/owl/internal/cli"
+	"github.com/owlbpf/owl/internal/probe"
+	"github.com/owlbpf/owl/internal/tool"
 )
 
 // toolsCommand lists each tool with the hook it would use on this kernel. It
 // finds out by loading and attaching each tool, then detaching at once.
-func toolsCommand(tools []cli.Tool) *cobra.Command {
+func toolsCommand(tools []tool.Tool) *cobra.Command {
 	var verbose bool
 	var only string
 	cmd := &cobra.Command{
@@ -20,19 +23,26 @@ func toolsCommand(tools []cli.Tool) *cobra.Command {
 		Example: `  owl tools               # hook per tool on this kernel
   owl tools -v            # also why the hooks before it were not used
   owl tools --hook kprobe # what each tool would do with kprobes only`,
-		Args: cobra.NoArgs,
+		Args: cli.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := probe.EnsureTracefs(); err != nil {
+				return err
+			}
+			opts := tool.DefaultOptions()
+			opts.Hook, opts.Prefer, opts.NoReader = only, os.Getenv("OWL_HOOKS"), true
+			opts.Runtime = probe.NewRuntime()
 			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 			fmt.Fprintln(w, "TOOL\tSUMMARY\tHOOK")
 			for _, t := range tools {
-				s, err := t.Probe(only)
+				info := t.Info()
+				s, err := t.Start(opts)
 				if err != nil {
-					fmt.Fprintf(w, "%s\t%s\tunavailable: %v\n", t.Name, t.Summary, err)
+					fmt.Fprintf(w, "%s\t%s\tunavailable: %v\n", info.Name, info.Summary, err)
 					continue
 				}
-				fmt.Fprintf(w, "%s\t%s\t%s\n", t.Name, t.Summary, s.Hook.Name)
+				fmt.Fprintf(w, "%s\t%s\t%s\n", info.Name, info.Summary, s.Hook().Name)
 				if verbose {
-					for _, f := range s.Tried {
+					for _, f := range s.Tried() {
 						fmt.Fprintf(w, "\t\t  not %s: %v\n", f.Hook, f.Err)
 					}
 				}

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/owlbpf/owl/internal/probe"
@@ -27,8 +28,8 @@ func TestExitCode(t *testing.T) {
 		{nil, 0},
 		{Usagef("bad"), 2},
 		{&probe.NoHookError{Tool: "x"}, 2},
-		{errors.New(`unknown command "x" for "owl"`), 2},
 		{Fail(errors.New("ring buffer broke")), 1},
+		{errors.New("unclassified"), 1},
 	} {
 		if got := ExitCode(tc.err); got != tc.want {
 			t.Errorf("%v: exit %d, want %d", tc.err, got, tc.want)
@@ -36,14 +37,50 @@ func TestExitCode(t *testing.T) {
 	}
 }
 
-func TestValidate(t *testing.T) {
-	for _, c := range []Common{{Output: "xml"}, {Output: "text", PID: -3}, {Output: "text", PID: 1 << 30}, {Output: "json", Duration: -1}} {
-		if err := c.Validate(); ExitCode(err) != 2 {
+func TestOptions(t *testing.T) {
+	for _, c := range []Common{
+		{Output: "xml", UID: -1}, {Output: "text", PID: -3, UID: -1}, {Output: "text", PID: 1 << 30, UID: -1},
+		{Output: "json", Duration: -1, UID: -1}, {Output: "text", UID: -2},
+		{Output: "text", UID: -1, MntNS: "x"}, {Output: "text", UID: -1, MntNS: "0"},
+		{Output: "text", UID: -1, Cgroup: "/nonexistent"}, {Output: "text", UID: -1, Cgroup: "/tmp"},
+	} {
+		if _, err := c.Options(); ExitCode(err) != 2 {
 			t.Errorf("%+v: got %v, want a usage error", c, err)
 		}
 	}
-	c := Common{Output: "json", PID: 1}
-	if err := c.Validate(); err != nil || c.Format != "json" {
-		t.Errorf("valid flags: %v", err)
+	c := Common{Output: "json", PID: 1, UID: 7, MntNS: "/proc/self/ns/mnt"}
+	opts, err := c.Options()
+	if err != nil || c.Format != "json" || opts.Task.PID != 1 || opts.Task.UID != 7 || opts.Task.MntNS == 0 {
+		t.Errorf("valid flags: %+v %v", opts, err)
+	}
+}
+
+// On a host without cgroup v2 (this project's reference VM) --cgroup says
+// why it cannot work and what to use instead.
+func TestCgroupV1Only(t *testing.T) {
+	if hasCgroup2() {
+		t.Skip("this host mounts cgroup v2")
+	}
+	_, err := cgroupID("/sys/fs/cgroup")
+	if err == nil || !strings.Contains(err.Error(), "--mntns") {
+		t.Errorf("got %v, want an error pointing to --mntns", err)
+	}
+}
+
+func TestNet(t *testing.T) {
+	for _, tc := range []struct {
+		n    Net
+		want probe.NetFilter
+		bad  bool
+	}{
+		{Net{v4: true, v6: true}, probe.NetFilter{}, true},
+		{Net{ports: "70000"}, probe.NetFilter{}, true},
+		{Net{ports: "http"}, probe.NetFilter{}, true},
+		{Net{v6: true, ports: "80, 443"}, probe.NetFilter{Family: 6, Ports: []uint16{80, 443}}, false},
+	} {
+		got, err := tc.n.Filter()
+		if (ExitCode(err) == 2) != tc.bad || got.Family != tc.want.Family || len(got.Ports) != len(tc.want.Ports) {
+			t.Errorf("%+v: got %+v %v", tc.n, got, err)
+		}
 	}
 }

@@ -16,8 +16,11 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/features"
+	"golang.org/x/sys/unix"
 
+	"github.com/owlbpf/owl/internal/event"
 	"github.com/owlbpf/owl/internal/probe"
+	"github.com/owlbpf/owl/internal/tool"
 )
 
 // Require skips (or, with OWL_E2E=require, fails) t unless it runs as root
@@ -41,6 +44,9 @@ func missing() string {
 	}
 	if err := features.HaveMapType(ebpf.RingBuf); err != nil {
 		return fmt.Sprintf("no ring buffer: %v", err)
+	}
+	if err := probe.EnsureTracefs(); err != nil {
+		return err.Error()
 	}
 	return ""
 }
@@ -143,9 +149,23 @@ func InSyscall(tid int, nrs ...int) error {
 	return errors.New("thread never blocked in the syscall")
 }
 
+// runtime is shared by the sources a test binary opens, as in one owl.
+var runtime = probe.NewRuntime()
+
+// Options are the options tests open tools with: every task, the hook
+// kinds OWL_HOOKS forces (as the command layer does: make vmtest runs whole
+// test binaries with OWL_HOOKS=kprobe), one runtime.
+func Options() tool.Options {
+	opts := tool.DefaultOptions()
+	opts.Prefer = os.Getenv("OWL_HOOKS")
+	opts.Runtime = runtime
+	return opts
+}
+
 // Collect runs tr until the test ends and sends a copy of each event to the
-// returned channel. Cleanup stops the reader and closes tr.
-func Collect[E any](t testing.TB, tr *probe.Tracer[E]) <-chan E {
+// returned channel. Cleanup stops the reader, checks that nothing was lost
+// and closes tr.
+func Collect[E any](t testing.TB, tr *tool.Source[E]) <-chan E {
 	t.Helper()
 	ch := make(chan E, 1024)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -157,17 +177,47 @@ func Collect[E any](t testing.TB, tr *probe.Tracer[E]) <-chan E {
 			default:
 				t.Errorf("test channel full: event dropped")
 			}
-		}, nil)
+		})
 	}()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("run: %v", err)
 		}
-		if n, err := tr.Lost(); err != nil || n != 0 {
-			t.Errorf("lost events: %d (%v)", n, err)
+		if st, err := tr.Stats(); err != nil || st.Lost() != 0 {
+			t.Errorf("lost events: %+v (%v)", st, err)
 		}
 		tr.Close()
 	})
 	return ch
+}
+
+// Own is Options for the test's own process only (-p): parallel test
+// binaries do not see each other's events.
+func Own() tool.Options {
+	opts := Options()
+	opts.Task.PID = os.Getpid()
+	return opts
+}
+
+// CheckTask checks the task header of an event caused by this process on
+// the calling thread: pid, tid, uid, comm, mount namespace and cgroup id.
+func CheckTask(t testing.TB, got *event.Task) {
+	t.Helper()
+	var st unix.Stat_t
+	if err := unix.Stat("/proc/self/ns/mnt", &st); err != nil {
+		t.Fatal(err)
+	}
+	want := event.Task{PID: uint32(os.Getpid()), UID: uint32(os.Getuid()), MntNS: uint32(st.Ino)}
+	copy(want.Comm[:], Comm(t))
+	if got.PID != want.PID || got.UID != want.UID || got.Comm != want.Comm || got.MntNS != want.MntNS {
+		t.Errorf("task: got pid %d uid %d comm %q mntns %d, want %d %d %q %d",
+			got.PID, got.UID, got.Comm, got.MntNS, want.PID, want.UID, want.Comm, want.MntNS)
+	}
+	if got.TID == 0 || got.CgroupID == 0 {
+		t.Errorf("task: tid %d, cgroup id %d: want both set", got.TID, got.CgroupID)
+	}
+	if time.Since(got.Time).Abs() > time.Minute {
+		t.Errorf("task: time %v is not now", got.Time)
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"net/netip"
 	"strconv"
+	"time"
 )
 
 // Comm is a task's command name as the kernel keeps it: up to 16 bytes,
@@ -54,3 +55,27 @@ func (n Name) MarshalJSON() ([]byte, error) {
 	}
 	return strconv.AppendQuote(nil, string(n)), nil
 }
+
+// Task is the task part every event of a task starts with (struct owl_task
+// of bpf/owl.h): who did it and, for container attribution, in which
+// cgroup and mount namespace. Embedded in events, its fields come first in
+// their JSON.
+type Task struct {
+	Time time.Time `json:"time"`
+	PID  uint32    `json:"pid"`
+	TID  uint32    `json:"tid"`
+	UID  uint32    `json:"uid"`
+	Comm Comm      `json:"comm"`
+	// CgroupID is the cgroup v2 id of the task; on hosts that mount only
+	// cgroup v1 it is the same for every task and tells nothing apart.
+	CgroupID uint64 `json:"cgroup_id"`
+	// MntNS is the inode of the task's mount namespace (ls -Li
+	// /proc/PID/ns/mnt), 0 when unknown: what tells containers apart
+	// everywhere.
+	MntNS   uint32 `json:"mntns_id"`
+	KtimeNs uint64 `json:"-"` // kernel monotonic time, for relative columns
+}
+
+// TaskPart gives access to the embedded Task, for columns shared by every
+// tool.
+func (t *Task) TaskPart() *Task { return t }

@@ -5,46 +5,68 @@ import (
 	"sync"
 )
 
-// maxQueued is how many 64 KiB chunks of output may wait in memory (32 MiB)
-// before Write blocks.
+// maxQueued is how many chunks (up to ~64 KiB each) may wait in memory,
+// ~32 MiB, before events are dropped and counted.
 const maxQueued = 512
+
+// chunk is bytes to write and the number of events they hold.
+type chunk struct {
+	b      []byte
+	events uint64
+}
 
 // queue hands output to a goroutine that writes it, so that a reader of
 // owl's output that stalls for a while (a pipe into a busy program, a
 // paused terminal) does not stop owl from draining the kernel's ring
-// buffer, which would then lose events. The goroutine starts on the first
-// write; Close waits until everything is written.
+// buffer. When the queue is full, events are dropped and counted, never
+// silently; lines that are not events (headers, the lost line) wait. The
+// goroutine starts on the first write; Close waits until all is written.
 type queue struct {
-	w    io.Writer
-	ch   chan []byte
-	done chan struct{}
-	mu   sync.Mutex
-	err  error
+	w       io.Writer
+	ch      chan chunk
+	done    chan struct{}
+	onError func(error) // called once, from the writing goroutine
+	mu      sync.Mutex
+	err     error
+	dropped uint64
 }
 
-func (q *queue) Write(p []byte) (int, error) {
-	if err := q.error(); err != nil {
-		return 0, err
+// put queues c, waiting for room when wait is set, else dropping it (and
+// counting its events) when the queue is full.
+func (q *queue) put(c chunk, wait bool) {
+	if q.error() != nil {
+		return
 	}
 	if q.ch == nil {
-		q.ch, q.done = make(chan []byte, maxQueued), make(chan struct{})
+		q.ch, q.done = make(chan chunk, maxQueued), make(chan struct{})
 		go q.run()
 	}
-	// A copy: the caller (bufio) reuses p. One allocation per chunk.
-	q.ch <- append([]byte(nil), p...)
-	return len(p), nil
+	if wait {
+		q.ch <- c
+		return
+	}
+	select {
+	case q.ch <- c:
+	default:
+		q.mu.Lock()
+		q.dropped += c.events
+		q.mu.Unlock()
+	}
 }
 
 func (q *queue) run() {
 	defer close(q.done)
-	for b := range q.ch {
+	for c := range q.ch {
 		if q.error() != nil {
 			continue // drain, so writers never block on a dead output
 		}
-		if _, err := q.w.Write(b); err != nil {
+		if _, err := q.w.Write(c.b); err != nil {
 			q.mu.Lock()
 			q.err = err
 			q.mu.Unlock()
+			if q.onError != nil {
+				q.onError(err)
+			}
 		}
 	}
 }
@@ -53,6 +75,13 @@ func (q *queue) error() error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	return q.err
+}
+
+// Dropped is the number of events dropped because the queue was full.
+func (q *queue) Dropped() uint64 {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.dropped
 }
 
 // Close waits until everything queued is written and returns the first

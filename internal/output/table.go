@@ -66,25 +66,12 @@ func Int[T ~int8 | ~int16 | ~int32 | ~int64 | ~int](b []byte, v T) []byte {
 	return strconv.AppendInt(b, int64(v), 10)
 }
 
-// Clock appends t as HH:MM:SS in local time, BCC's TIME column.
-func Clock(b []byte, t time.Time) []byte {
+// AppendClock appends t as HH:MM:SS in local time, BCC's TIME column.
+func AppendClock(b []byte, t time.Time) []byte {
 	return t.AppendFormat(b, "15:04:05")
 }
 
 // Seconds appends d in seconds with three decimals, BCC's TIME(s) column.
 func Seconds(b []byte, d time.Duration) []byte {
 	return strconv.AppendFloat(b, d.Seconds(), 'f', 3, 64)
-}
-
-// SinceFirst is BCC's TIME(s) column: seconds since the first event printed,
-// from the events' kernel timestamps in ns.
-func SinceFirst[E any](ktimeNs func(*E) uint64) Column[E] {
-	var first uint64
-	return Column[E]{Name: "TIME(s)", Width: 9, Append: func(b []byte, e *E) []byte {
-		t := ktimeNs(e)
-		if first == 0 {
-			first = t
-		}
-		return Seconds(b, time.Duration(t-first))
-	}}
 }

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/owlbpf/owl/internal/probe"
 )
 
 type row struct {
@@ -32,7 +34,7 @@ func TestWriterText(t *testing.T) {
 	w := NewWriter(&out, Text, tab)
 	w.Header()
 	w.Event(&row{N: 1, Name: "x"})
-	w.Lost(&errb, 0)
+	w.Lost(&errb, probe.Stats{})
 	w.Close()
 	if out.String() != "N    NAME  LAST\n1    x     x\n" {
 		t.Errorf("text: %q", out.String())
@@ -40,8 +42,8 @@ func TestWriterText(t *testing.T) {
 	if errb.Len() != 0 {
 		t.Errorf("no loss, yet stderr has %q", errb.String())
 	}
-	w.Lost(&errb, 7)
-	if !strings.Contains(errb.String(), "7 events lost") {
+	w.Lost(&errb, probe.Stats{RingFull: 5, MapFull: 2})
+	if !strings.Contains(errb.String(), "7 events lost: 5 ring buffer full, 2 table full") {
 		t.Errorf("loss not reported: %q", errb.String())
 	}
 }
@@ -51,7 +53,7 @@ func TestWriterJSON(t *testing.T) {
 	w := NewWriter(&out, JSON, tab)
 	w.Header()
 	w.Event(&row{N: 1, Name: "<x>"})
-	w.Lost(&errb, 3)
+	w.Lost(&errb, probe.Stats{RingFull: 1, PendingEvicted: 2})
 	w.Close()
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
 	if len(lines) != 2 {
@@ -61,8 +63,12 @@ func TestWriterJSON(t *testing.T) {
 	if err := json.Unmarshal([]byte(lines[0]), &r); err != nil || r.Name != "<x>" {
 		t.Errorf("event line %q: %v", lines[0], err)
 	}
-	var lost struct{ Lost *uint64 }
-	if err := json.Unmarshal([]byte(lines[1]), &lost); err != nil || lost.Lost == nil || *lost.Lost != 3 {
+	var lost struct {
+		Lost        *uint64
+		LostByCause map[string]uint64 `json:"lost_by_cause"`
+	}
+	if err := json.Unmarshal([]byte(lines[1]), &lost); err != nil || lost.Lost == nil || *lost.Lost != 3 ||
+		lost.LostByCause["ring_full"] != 1 || lost.LostByCause["pending_evicted"] != 2 || len(lost.LostByCause) != 5 {
 		t.Errorf("lost line %q: %v", lines[1], err)
 	}
 }
@@ -71,7 +77,7 @@ func TestHelpers(t *testing.T) {
 	if got := string(Seconds(nil, 1500*time.Millisecond)); got != "1.500" {
 		t.Errorf("Seconds: %q", got)
 	}
-	if got := string(Clock(nil, time.Date(2026, 1, 2, 3, 4, 5, 0, time.Local))); got != "03:04:05" {
+	if got := string(AppendClock(nil, time.Date(2026, 1, 2, 3, 4, 5, 0, time.Local))); got != "03:04:05" {
 		t.Errorf("Clock: %q", got)
 	}
 	if _, err := ParseFormat("yaml"); err == nil {

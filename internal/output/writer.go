@@ -1,10 +1,11 @@
 package output
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
+
+	"github.com/owlbpf/owl/internal/probe"
 )
 
 // Format is how events are printed.
@@ -24,30 +25,43 @@ func ParseFormat(s string) (Format, error) {
 	return "", fmt.Errorf("output %q: want text or json", s)
 }
 
-// Writer prints events of type E as text rows or JSON lines through one
-// buffer; Flush passes it on (the reader flushes when the ring is drained)
-// to a queue written by its own goroutine; Close waits for the writes.
+// chunkSize is when buffered output is passed on to the queue.
+const chunkSize = 64 << 10
+
+// Writer prints events of type E as text rows or JSON lines into a buffer;
+// Flush passes it on (the reader flushes when the ring is drained) to a
+// queue written by its own goroutine; Close waits for the writes.
 type Writer[E any] struct {
 	format  Format
 	table   Table[E]
 	trailer func(b []byte, e *E) []byte
 	q       *queue
-	w       *bufio.Writer
+	buf     []byte // what Flush will pass on
+	events  uint64 // events in buf
 	enc     *json.Encoder
-	buf     []byte
 }
 
 // NewWriter prints to w in format, with table's columns for text.
 func NewWriter[E any](w io.Writer, format Format, table Table[E]) *Writer[E] {
-	q := &queue{w: w}
-	bw := bufio.NewWriterSize(q, 64*1024)
-	out := &Writer[E]{format: format, table: table, q: q, w: bw, buf: make([]byte, 0, 256)}
+	out := &Writer[E]{format: format, table: table, q: &queue{w: w}, buf: make([]byte, 0, chunkSize)}
 	if format == JSON {
-		out.enc = json.NewEncoder(bw)
+		out.enc = json.NewEncoder((*appender)(&out.buf))
 		out.enc.SetEscapeHTML(false)
 	}
 	return out
 }
+
+// appender is an io.Writer that appends to a byte slice.
+type appender []byte
+
+func (a *appender) Write(p []byte) (int, error) {
+	*a = append(*a, p...)
+	return len(p), nil
+}
+
+// OnError sets what to do when writing fails (a closed pipe): called once,
+// from the writing goroutine. Set it before the first write.
+func (o *Writer[E]) OnError(fn func(error)) { o.q.onError = fn }
 
 // SetTrailer adds lines after each text row, such as an indented stack.
 // trailer appends whole lines, newlines included.
@@ -58,22 +72,27 @@ func (o *Writer[E]) SetTrailer(trailer func(b []byte, e *E) []byte) {
 // Header prints the column header (text only).
 func (o *Writer[E]) Header() {
 	if o.format == Text {
-		o.buf = o.table.AppendHeader(o.buf[:0])
-		o.w.Write(o.buf)
+		o.buf = o.table.AppendHeader(o.buf)
 	}
 }
 
 // Event prints one event.
 func (o *Writer[E]) Event(e *E) error {
 	if o.format == JSON {
-		return o.enc.Encode(e)
+		if err := o.enc.Encode(e); err != nil {
+			return err
+		}
+	} else {
+		o.buf = o.table.AppendRow(o.buf, e)
+		if o.trailer != nil {
+			o.buf = o.trailer(o.buf, e)
+		}
 	}
-	o.buf = o.table.AppendRow(o.buf[:0], e)
-	if o.trailer != nil {
-		o.buf = o.trailer(o.buf, e)
+	o.events++
+	if len(o.buf) >= chunkSize {
+		o.pass(false)
 	}
-	_, err := o.w.Write(o.buf)
-	return err
+	return nil
 }
 
 // Value prints any value as a JSON line (summaries, counts) in JSON mode.
@@ -83,34 +102,46 @@ func (o *Writer[E]) Value(v any) error {
 
 // Raw writes text as is (summaries in text mode).
 func (o *Writer[E]) Raw(b []byte) {
-	o.w.Write(b)
+	o.buf = append(o.buf, b...)
 }
 
 // Format reports the output format.
 func (o *Writer[E]) Format() Format { return o.format }
 
-// Lost reports events dropped by the BPF side: on stderr when there were
-// any, and always as {"lost": N} in JSON so consumers know the stream was
-// complete.
-func (o *Writer[E]) Lost(stderr io.Writer, n uint64) {
+// Lost reports what was lost and why: on stderr when anything was, and
+// always as {"lost":N,"lost_by_cause":{...}} in JSON, so consumers know
+// whether the stream was complete. Events the output queue dropped are
+// added to st.
+func (o *Writer[E]) Lost(stderr io.Writer, st probe.Stats) {
+	st.QueueFull += o.q.Dropped()
 	if o.format == JSON {
-		fmt.Fprintf(o.w, "{\"lost\":%d}\n", n)
+		o.buf = append(st.AppendJSON(o.buf), '\n')
 	}
-	if n > 0 {
-		fmt.Fprintf(stderr, "owl: %d events lost: the ring buffer was full\n", n)
+	if msg := st.Message(); msg != "" {
+		fmt.Fprintf(stderr, "owl: %s\n", msg)
 	}
 }
 
-// Flush passes buffered output on to be written; it blocks only when 32
-// MiB are already waiting.
-func (o *Writer[E]) Flush() error { return o.w.Flush() }
+// Flush passes buffered output on to be written. Only buffers holding
+// events are dropped (and counted) when the queue is full.
+func (o *Writer[E]) Flush() error {
+	o.pass(o.events == 0)
+	return o.q.error()
+}
+
+func (o *Writer[E]) pass(wait bool) {
+	if len(o.buf) == 0 {
+		return
+	}
+	// A copy of the used part: one allocation of what is written, and
+	// buf keeps its capacity.
+	o.q.put(chunk{b: append([]byte(nil), o.buf...), events: o.events}, wait)
+	o.buf, o.events = o.buf[:0], 0
+}
 
 // Close flushes and waits until all output is written. Nothing may be
 // printed afterwards.
 func (o *Writer[E]) Close() error {
-	err := o.w.Flush()
-	if cerr := o.q.Close(); err == nil {
-		err = cerr
-	}
-	return err
+	o.pass(true)
+	return o.q.Close()
 }

@@ -109,6 +109,9 @@ type Failure struct {
 // ErrNoHook is returned when no hook of a tool works on this kernel.
 var ErrNoHook = errors.New("no usable hook on this kernel")
 
+// ErrKind is returned when a tool has no hook of the kinds asked for.
+var ErrKind = errors.New("no hook of that kind")
+
 // NoHookError lists every hook tried and why it failed.
 type NoHookError struct {
 	Tool  string
@@ -149,7 +152,7 @@ func Select(hooks []Hook, only string) ([]Hook, error) {
 		}
 	}
 	if len(out) == 0 {
-		return nil, fmt.Errorf("hook %q: this tool has only %s", only, strings.Join(kinds, ", "))
+		return nil, &kindError{only: only, kinds: strings.Join(kinds, ", ")}
 	}
 	return out, nil
 }
@@ -166,3 +169,11 @@ func explain(kind Kind, err error) error {
 	}
 	return err
 }
+
+type kindError struct{ only, kinds string }
+
+func (e *kindError) Error() string {
+	return fmt.Sprintf("hook %q: this tool has only %s", e.only, e.kinds)
+}
+
+func (e *kindError) Unwrap() error { return ErrKind }

@@ -21,7 +21,7 @@ func TestSelect(t *testing.T) {
 	if err != nil || len(got) != 2 || got[0].Kind != Fentry || got[1].Kind != Kprobe {
 		t.Fatalf("kprobe,fentry: got %v %v, want both in the chain's order", got, err)
 	}
-	if _, err := Select(chain, "uprobe"); err == nil || !strings.Contains(err.Error(), "tracepoint, fentry, kprobe") {
+	if _, err := Select(chain, "uprobe"); !errors.Is(err, ErrKind) || !strings.Contains(err.Error(), "tracepoint, fentry, kprobe") {
 		t.Fatalf("uprobe: got %v, want an error naming the kinds there are", err)
 	}
 }

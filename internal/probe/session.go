@@ -5,85 +5,86 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
 	"golang.org/x/sys/unix"
 )
 
-// Names every owl BPF object shares (bpf/owl.h).
-const (
-	eventsMap   = "events"
-	lostVar     = "owl_lost"
-	targTgidVar = "targ_tgid"
-)
-
 // Session is a tool's BPF collection loaded and attached through one hook.
 // Its links are fd-based, so they go away with the process even on SIGKILL.
 type Session struct {
-	Coll   *ebpf.Collection
-	Hook   Hook
-	Tried  []Failure // hooks tried before Hook, with the reason each failed
-	links  []link.Link
-	reader *ringbuf.Reader
-	clock  int64 // wall-clock ns minus CLOCK_MONOTONIC ns, for event times
+	Coll       *ebpf.Collection
+	Hook       Hook
+	Tried      []Failure // hooks tried before Hook, with the reason each failed
+	Runtime    *Runtime  // shared with the other tools of the process
+	links      []link.Link
+	reader     *ringbuf.Reader
+	counterMap *ebpf.Map
+	pending    *ebpf.Map // LRU table of events waiting for their end, or nil
+
+	clockMu sync.Mutex
+	clock   int64 // wall-clock ns minus CLOCK_MONOTONIC ns, for event times
+	clockAt int64 // CLOCK_MONOTONIC ns when clock was taken
 }
 
-// Options tune Open.
+// Options tune Open. Everything is explicit: the library reads no
+// environment variable and mounts nothing (the command layer does).
 type Options struct {
 	Tool string // for error messages
 	// Only restricts the chain to these hook kinds (comma-separated); a
-	// tool without such a hook fails. When empty, the OWL_HOOKS environment
-	// variable is used, for the tools that have hooks of its kinds.
+	// tool without such a hook fails.
 	Only string
+	// Prefer restricts the chain to these kinds when the tool has them
+	// and is ignored otherwise, so that one setting can force a kind in a
+	// whole run of tools (the command layer passes OWL_HOOKS here).
+	Prefer string
+	// Runtime is shared by the tools of a process; nil makes a new one.
+	Runtime *Runtime
 	// Configure is called on a copy of the spec before each load, to set
-	// filter variables and fill nothing else.
+	// the tool's own variables.
 	Configure func(*ebpf.CollectionSpec) error
-	// NoReader skips opening the ring buffer (for `owl tools`).
+	// Task, when set, applies the task filters and fills the task header
+	// (for tools whose events have a task).
+	Task *TaskFilter
+	// Net, when set, applies the family and port filters of bpf/sock.h.
+	Net *NetFilter
+	// RingBytes is the ring buffer's size: a power of two, at least a
+	// page; 0 gives one page (for count-only modes, which read none).
+	RingBytes uint32
+	// NoReader skips opening the ring buffer (count-only modes, `owl
+	// tools`).
 	NoReader bool
-}
-
-// SetTgid sets the shared pid filter (-p) of bpf/owl.h.
-func SetTgid(spec *ebpf.CollectionSpec, pid int) error {
-	if pid == 0 {
-		return nil
-	}
-	v, ok := spec.Variables[targTgidVar]
-	if !ok {
-		return fmt.Errorf("variable %s missing from BPF object", targTgidVar)
-	}
-	return v.Set(uint32(pid))
+	// Pending names an LRU table of events waiting for their end, whose
+	// evictions Stats derives from the pending counters of bpf/owl.h.
+	Pending string
 }
 
 // Open walks the hooks in order and returns a session on the first one that
 // loads and attaches. When none does, the error is a *NoHookError.
 func Open(spec *ebpf.CollectionSpec, hooks []Hook, opts Options) (*Session, error) {
 	only := opts.Only
-	if only == "" {
-		// OWL_HOOKS forces a kind for the tools that have it and leaves the
-		// others alone, so one setting can drive a whole test run.
-		if env := os.Getenv("OWL_HOOKS"); env != "" {
-			if _, err := Select(hooks, env); err == nil {
-				only = env
-			}
+	if only == "" && opts.Prefer != "" {
+		if _, err := Select(hooks, opts.Prefer); err == nil {
+			only = opts.Prefer
 		}
 	}
 	hooks, err := Select(hooks, only)
 	if err != nil {
 		return nil, err
 	}
-	if err := EnsureTracefs(); err != nil {
-		return nil, err
+	if opts.Runtime == nil {
+		opts.Runtime = NewRuntime()
 	}
-	// One BTF cache for all attempts: parsing the kernel's BTF for CO-RE is
-	// the dearest step of a load, and a fallback should not pay it twice.
-	cache := btf.NewCache()
+	if opts.RingBytes != 0 && (opts.RingBytes < minRing || opts.RingBytes&(opts.RingBytes-1) != 0) {
+		return nil, fmt.Errorf("ring buffer of %d bytes: want a power of two of at least %d", opts.RingBytes, minRing)
+	}
 	var tried []Failure
 	for _, h := range hooks {
-		s, err := tryHook(spec, h, opts, cache, only != "")
+		s, err := tryHook(spec, h, &opts, only != "")
 		if err != nil {
 			tried = append(tried, Failure{Hook: h.Name, Err: explain(h.Kind, err)})
 			continue
@@ -96,7 +97,7 @@ func Open(spec *ebpf.CollectionSpec, hooks []Hook, opts Options) (*Session, erro
 
 // tryHook loads the programs of h and attaches them. A forced hook skips
 // its Check: whoever forces it wants that path even where it is not the best.
-func tryHook(spec *ebpf.CollectionSpec, h Hook, opts Options, cache *btf.Cache, forced bool) (_ *Session, err error) {
+func tryHook(spec *ebpf.CollectionSpec, h Hook, opts *Options, forced bool) (_ *Session, err error) {
 	if h.Check != nil && !forced {
 		if err := h.Check(); err != nil {
 			return nil, err
@@ -105,6 +106,9 @@ func tryHook(spec *ebpf.CollectionSpec, h Hook, opts Options, cache *btf.Cache, 
 	cs := spec.Copy()
 	want := map[string]bool{}
 	for _, n := range h.Programs() {
+		if cs.Programs[n] == nil {
+			return nil, fmt.Errorf("program %s missing from the BPF object", n)
+		}
 		want[n] = true
 	}
 	for name := range cs.Programs {
@@ -112,12 +116,15 @@ func tryHook(spec *ebpf.CollectionSpec, h Hook, opts Options, cache *btf.Cache, 
 			delete(cs.Programs, name)
 		}
 	}
+	if err := configureShared(cs, opts); err != nil {
+		return nil, fmt.Errorf("configure: %w", err)
+	}
 	if opts.Configure != nil {
 		if err := opts.Configure(cs); err != nil {
 			return nil, fmt.Errorf("configure: %w", err)
 		}
 	}
-	coll, err := ebpf.NewCollectionWithOptions(cs, ebpf.CollectionOptions{Cache: cache})
+	coll, err := ebpf.NewCollectionWithOptions(cs, ebpf.CollectionOptions{Cache: opts.Runtime.BTF})
 	if err != nil {
 		var verr *ebpf.VerifierError
 		if errors.As(err, &verr) {
@@ -125,12 +132,27 @@ func tryHook(spec *ebpf.CollectionSpec, h Hook, opts Options, cache *btf.Cache, 
 		}
 		return nil, fmt.Errorf("load: %w", err)
 	}
-	s := &Session{Coll: coll, Hook: h}
+	s := &Session{Coll: coll, Hook: h, Runtime: opts.Runtime}
 	defer func() {
 		if err != nil {
 			s.Close()
 		}
 	}()
+	var sh sharedMaps
+	if err := s.Assign(&sh); err != nil {
+		return nil, err
+	}
+	s.counterMap = sh.Counters
+	if opts.Pending != "" {
+		if s.pending = coll.Maps[opts.Pending]; s.pending == nil {
+			return nil, fmt.Errorf("map %s missing from the BPF object", opts.Pending)
+		}
+	}
+	if opts.Net != nil {
+		if err := s.setPorts(opts.Net.Ports); err != nil {
+			return nil, err
+		}
+	}
 	for _, a := range h.Attachments {
 		l, err := a.attach(coll.Programs[a.Program])
 		if err != nil {
@@ -142,32 +164,62 @@ func tryHook(spec *ebpf.CollectionSpec, h Hook, opts Options, cache *btf.Cache, 
 		s.links = append(s.links, l)
 	}
 	if !opts.NoReader {
-		m, ok := coll.Maps[eventsMap]
-		if !ok {
-			return nil, fmt.Errorf("map %s missing from BPF object", eventsMap)
-		}
-		if s.reader, err = ringbuf.NewReader(m); err != nil {
+		if s.reader, err = ringbuf.NewReader(sh.Events); err != nil {
 			return nil, fmt.Errorf("ring buffer reader: %w", err)
 		}
 	}
-	var mono unix.Timespec
-	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &mono); err != nil {
-		return nil, fmt.Errorf("clock_gettime: %w", err)
+	if err := s.syncClock(); err != nil {
+		return nil, err
 	}
-	s.clock = time.Now().UnixNano() - mono.Nano()
 	return s, nil
 }
 
+// syncClock takes the offset between the wall clock and the monotonic
+// clock that bpf_ktime_get_ns() reads.
+func (s *Session) syncClock() error {
+	var mono unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &mono); err != nil {
+		return fmt.Errorf("clock_gettime: %w", err)
+	}
+	now := time.Now().UnixNano()
+	s.clockMu.Lock()
+	s.clock, s.clockAt = now-mono.Nano(), mono.Nano()
+	s.clockMu.Unlock()
+	return nil
+}
+
+// resync is how often the wall/monotonic offset is taken again: NTP steps
+// and slews the wall clock, the monotonic clock does not follow, and a
+// tool may run for weeks.
+const resync = int64(10 * time.Second)
+
 // Time converts a bpf_ktime_get_ns() timestamp to wall-clock time.
 func (s *Session) Time(ktimeNs uint64) time.Time {
+	s.clockMu.Lock()
+	stale := int64(ktimeNs)-s.clockAt > resync
+	s.clockMu.Unlock()
+	if stale {
+		s.syncClock()
+	}
+	s.clockMu.Lock()
+	defer s.clockMu.Unlock()
 	return time.Unix(0, int64(ktimeNs)+s.clock)
 }
 
+// HasReader reports whether the session reads a ring buffer (count-only
+// modes and `owl tools` do not).
+func (s *Session) HasReader() bool { return s.reader != nil }
+
 // Read calls fn with each ring-buffer record until ctx is done, then with
 // the records still in the ring: an event the kernel wrote before the end is
-// printed, not dropped. The slice is only valid during the call. Idle is
+// delivered, not dropped. The slice is only valid during the call. Idle is
 // called when the ring is drained, so callers can flush output in batches.
+// Without a reader, Read waits for ctx.
 func (s *Session) Read(ctx context.Context, fn func(raw []byte), idle func()) error {
+	if s.reader == nil {
+		<-ctx.Done()
+		return nil
+	}
 	// Flush wakes a blocked read; reads then return what is pending, then
 	// ErrFlushed.
 	stop := context.AfterFunc(ctx, func() { s.reader.Flush() })
@@ -190,15 +242,40 @@ func (s *Session) Read(ctx context.Context, fn func(raw []byte), idle func()) er
 	}
 }
 
-// Lost is the number of events the BPF side could not put in the ring.
-func (s *Session) Lost() (uint64, error) {
-	v, ok := s.Coll.Variables[lostVar]
-	if !ok {
-		return 0, fmt.Errorf("variable %s missing from BPF object", lostVar)
+// Stats reads the kernel-side drop counters; Events and QueueFull are the
+// caller's to fill. Safe to call at any time, from any goroutine.
+func (s *Session) Stats() (Stats, error) {
+	c, err := s.counters()
+	if err != nil {
+		return Stats{}, err
 	}
-	var n uint64
-	if err := v.Get(&n); err != nil {
-		return 0, fmt.Errorf("read %s: %w", lostVar, err)
+	st := Stats{RingFull: c[ctrRingFull], MapFull: c[ctrMapFull], StackUnavailable: c[ctrStack]}
+	if s.pending != nil {
+		held, err := count(s.pending)
+		if err != nil {
+			return st, err
+		}
+		// What was put and neither taken back nor still held was evicted.
+		if out := c[ctrPendingTaken] + held; c[ctrPendingPut] > out {
+			st.PendingEvicted = c[ctrPendingPut] - out
+		}
+	}
+	return st, nil
+}
+
+// count returns the number of entries in m.
+func count(m *ebpf.Map) (uint64, error) {
+	var (
+		n   uint64
+		key = make([]byte, m.KeySize())
+	)
+	it := m.Iterate()
+	val := make([]byte, m.ValueSize())
+	for it.Next(&key, &val) {
+		n++
+	}
+	if err := it.Err(); err != nil {
+		return n, fmt.Errorf("count %s: %w", m, err)
 	}
 	return n, nil
 }

@@ -13,23 +13,37 @@ import (
 // Cache keeps the symbol tables of ELF files so that a file mapped by many
 // processes (libc, a container image's binary) is parsed once. Tables are
 // keyed by build-id, which also matches copies of one file, or without one
-// by (dev, inode). The caller owns it, shares it between Resolvers and drops
-// it to free the memory; it is safe for concurrent use.
+// by (dev, inode). The caller owns it and shares it between Resolvers; it
+// is safe for concurrent use.
+//
+// It holds a bounded number of files, dropping the least recently loaded
+// or looked up first, so a host that runs many different binaries over
+// days does not grow it forever. A Resolver keeps the tables of the files
+// it already looked up: dropping one from the cache frees it once no
+// Resolver uses it, and only costs a new parse when a process maps it
+// again.
 type Cache struct {
 	mu     sync.Mutex
-	tables map[string]*table
+	tables *lru[string, *table]
 	vdso   *table // the kernel's vDSO, the same image in every process
 	vdsoOK bool
 }
 
-// NewCache returns an empty cache.
-func NewCache() *Cache { return &Cache{tables: map[string]*table{}} }
+// defaultCacheSize is enough for the libraries and binaries a busy host
+// runs at once, which are what stacks come from.
+const defaultCacheSize = 256
+
+// NewCache returns an empty cache of at most 256 files.
+func NewCache() *Cache { return NewCacheSize(defaultCacheSize) }
+
+// NewCacheSize returns an empty cache of at most n files (at least one).
+func NewCacheSize(n int) *Cache { return &Cache{tables: newLRU[string, *table](n)} }
 
 // Len is the number of ELF files whose symbols are cached.
 func (c *Cache) Len() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return len(c.tables)
+	return c.tables.len()
 }
 
 // load returns the table of the file of m, opened through one of paths.
@@ -44,9 +58,9 @@ func (c *Cache) load(m Mapping, paths []string) (*table, error) {
 		key = fmt.Sprintf("dev:%d:%d:%d", m.Major, m.Minor, m.Inode)
 	}
 	c.mu.Lock()
-	t := c.tables[key]
+	t, ok := c.tables.get(key)
 	c.mu.Unlock()
-	if t != nil {
+	if ok {
 		return t, nil
 	}
 	// Parse without the lock: another Resolver may parse the same file at
@@ -56,10 +70,10 @@ func (c *Cache) load(m Mapping, paths []string) (*table, error) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if old := c.tables[key]; old != nil {
+	if old, ok := c.tables.get(key); ok {
 		return old, nil
 	}
-	c.tables[key] = t
+	c.tables.put(key, t)
 	return t, nil
 }
 
@@ -146,9 +160,7 @@ func (r *Resolver) Maps() []Mapping { return r.maps }
 // "[unknown]" with the mapping's file as module.
 func (r *Resolver) Resolve(addr uint64) Frame {
 	f := Frame{Addr: addr, Symbol: Unknown}
-	i := sort.Search(len(r.maps), func(i int) bool { return r.maps[i].End > addr })
-	if i < len(r.maps) && r.maps[i].Start <= addr {
-		m := r.maps[i]
+	if m, ok := r.mapping(addr); ok {
 		f.Module = m.Module()
 		if t := r.fileTable(m); t != nil {
 			if name, off, ok := t.lookup(addr - t.bias(m)); ok {
@@ -167,6 +179,15 @@ func (r *Resolver) Resolve(addr uint64) Frame {
 		}
 	}
 	return f
+}
+
+// mapping returns the mapping that holds addr.
+func (r *Resolver) mapping(addr uint64) (Mapping, bool) {
+	i := sort.Search(len(r.maps), func(i int) bool { return r.maps[i].End > addr })
+	if i < len(r.maps) && r.maps[i].Start <= addr {
+		return r.maps[i], true
+	}
+	return Mapping{}, false
 }
 
 // Errors returns why files mapped by the process could not be symbolized

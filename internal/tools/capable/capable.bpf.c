@@ -1,9 +1,8 @@
 //go:build ignore
 
 /* capable: security capability checks, with the verdict, optionally the
- * kernel and user stacks and the syscall in progress. */
-/* Syscall rate: a loop can make 300k events a second. */
-#define OWL_RINGBUF_BYTES (4 * 1024 * 1024)
+ * kernel and user stacks and the syscall in progress. The ring's size is
+ * set from Go (Spec.RingBytes): a loop can make 300k checks a second. */
 #include "owl.h"
 
 #define CAP_OPT_NOAUDIT (1 << 1)
@@ -11,10 +10,7 @@
 #define UNKNOWN 2 /* audit/insetid when the hook has no opts */
 
 struct event {
-	__u64 ts_ns;
-	__u32 pid;
-	__u32 tid;
-	__u32 uid;
+	struct owl_task task;
 	__s32 cap;
 	__s32 ret;	/* 0 = allowed, else -errno */
 	__s32 syscall;	/* number, -1 when not tracked */
@@ -23,10 +19,8 @@ struct event {
 	__u8 audit;	/* 0, 1 or UNKNOWN */
 	__u8 insetid;	/* 0, 1 or UNKNOWN */
 	__u8 pad[2];
-	__u8 comm[16];
 };
 
-const volatile __u32 targ_uid = (__u32)-1;
 const volatile bool verbose = false; /* -v: also checks that do not audit */
 const volatile bool want_kstack = false;
 const volatile bool want_ustack = false;
@@ -70,23 +64,26 @@ struct sys_enter_args {
 	long id;
 };
 
-static __always_inline bool wanted(__u64 id, __u32 uid)
+/* A stack id, or a negative error when the stack could not be taken: the
+ * event goes out without that stack, and the loss is counted. */
+static __always_inline __s32 stack_id(void *ctx, __u64 flags)
 {
-	if (!owl_tgid_wanted(id >> 32))
-		return false;
-	return targ_uid == (__u32)-1 || targ_uid == uid;
+	long id = bpf_get_stackid(ctx, &stacks, flags);
+
+	/* -EFAULT: nothing to walk (a kernel thread has no user stack), not a
+	 * loss; anything else (table full, hash collision) is. */
+	if (id < 0 && id != -14)
+		owl_count(OWL_DROP_STACK);
+	return id;
 }
 
-/* Fills everything but ret, audit and insetid. */
-static __always_inline void fill(void *ctx, struct event *e, __u64 id, __u32 uid, int cap)
+/* Fills everything but ret, audit and insetid, on a zeroed event. */
+static __always_inline void fill(void *ctx, struct event *e, int cap)
 {
-	__u32 tid = (__u32)id;
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
 	__s32 *nr;
 
-	e->ts_ns = bpf_ktime_get_ns();
-	e->pid = id >> 32;
-	e->tid = tid;
-	e->uid = uid;
+	owl_task_fill(&e->task);
 	e->cap = cap;
 	e->syscall = -1;
 	if (want_syscall) {
@@ -94,29 +91,25 @@ static __always_inline void fill(void *ctx, struct event *e, __u64 id, __u32 uid
 		if (nr)
 			e->syscall = *nr;
 	}
-	e->kstack = want_kstack ? bpf_get_stackid(ctx, &stacks, 0) : -1;
-	e->ustack = want_ustack ? bpf_get_stackid(ctx, &stacks, BPF_F_USER_STACK) : -1;
-	bpf_get_current_comm(e->comm, sizeof(e->comm));
+	e->kstack = want_kstack ? stack_id(ctx, 0) : -1;
+	e->ustack = want_ustack ? stack_id(ctx, BPF_F_USER_STACK) : -1;
 }
 
 SEC("tracepoint/capability/cap_capable")
 int tp_cap_capable(struct cap_capable_args *ctx)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	__u32 uid = (__u32)bpf_get_current_uid_gid();
 	struct event *e;
 
-	if (!wanted(id, uid))
+	if (!owl_task_wanted())
 		return 0;
 	e = owl_reserve(sizeof(*e));
 	if (!e)
 		return 0;
-	fill(ctx, e, id, uid, ctx->cap);
+	fill(ctx, e, ctx->cap);
 	e->ret = ctx->ret;
 	/* The tracepoint has no opts: whether the check audits is unknown. */
 	e->audit = UNKNOWN;
 	e->insetid = UNKNOWN;
-	e->pad[0] = e->pad[1] = 0;
 	bpf_ringbuf_submit(e, 0);
 	return 0;
 }
@@ -124,19 +117,18 @@ int tp_cap_capable(struct cap_capable_args *ctx)
 SEC("kprobe/cap_capable")
 int BPF_KPROBE(kp_cap_capable, const struct cred *cred, struct user_namespace *ns, int cap, unsigned int opts)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	__u32 uid = (__u32)bpf_get_current_uid_gid();
-	__u32 tid = (__u32)id;
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
 	struct event e = {};
 
-	if (!wanted(id, uid))
+	if (!owl_task_wanted())
 		return 0;
 	if (!verbose && (opts & CAP_OPT_NOAUDIT))
 		return 0;
-	fill(ctx, &e, id, uid, cap);
+	fill(ctx, &e, cap);
 	e.audit = !(opts & CAP_OPT_NOAUDIT);
 	e.insetid = !!(opts & CAP_OPT_INSETID);
-	bpf_map_update_elem(&checks, &tid, &e, BPF_ANY);
+	if (bpf_map_update_elem(&checks, &tid, &e, BPF_ANY))
+		owl_count(OWL_DROP_MAP_FULL);
 	return 0;
 }
 
@@ -158,12 +150,10 @@ int BPF_KRETPROBE(krp_cap_capable, int ret)
 SEC("fexit/cap_capable")
 int BPF_PROG(fexit_cap_capable, const struct cred *cred, struct user_namespace *ns, int cap, unsigned int opts)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	__u32 uid = (__u32)bpf_get_current_uid_gid();
 	__u64 ret = 0;
 	struct event *e;
 
-	if (!wanted(id, uid))
+	if (!owl_task_wanted())
 		return 0;
 	if (!verbose && (opts & CAP_OPT_NOAUDIT))
 		return 0;
@@ -171,11 +161,10 @@ int BPF_PROG(fexit_cap_capable, const struct cred *cred, struct user_namespace *
 	if (!e)
 		return 0;
 	bpf_get_func_ret(ctx, &ret);
-	fill(ctx, e, id, uid, cap);
+	fill(ctx, e, cap);
 	e->ret = (int)ret;
 	e->audit = !(opts & CAP_OPT_NOAUDIT);
 	e->insetid = !!(opts & CAP_OPT_INSETID);
-	e->pad[0] = e->pad[1] = 0;
 	bpf_ringbuf_submit(e, 0);
 	return 0;
 }
@@ -190,4 +179,5 @@ int tp_sys_enter(struct sys_enter_args *ctx)
 	return 0;
 }
 
+/* Keeps `struct event` in BTF for bpf2go -type event. */
 const struct event *unused_event __attribute__((unused));

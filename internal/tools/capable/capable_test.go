@@ -16,8 +16,10 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/owlbpf/owl/internal/e2e"
+	"github.com/owlbpf/owl/internal/event"
 	"github.com/owlbpf/owl/internal/probe"
 	"github.com/owlbpf/owl/internal/syms"
+	"github.com/owlbpf/owl/internal/tool"
 )
 
 func TestMain(m *testing.M) {
@@ -82,6 +84,18 @@ func (c *child) chroot(t *testing.T) int {
 
 const capSysChroot = 18
 
+// openFor opens capable on process pid only.
+func openFor(t *testing.T, cfg Config, pid int) *tool.Source[Event] {
+	t.Helper()
+	opts := e2e.Options()
+	opts.Task.PID = pid
+	tr, err := Open(cfg, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tr
+}
+
 func waitChroot(t *testing.T, events <-chan Event, pid int) Event {
 	t.Helper()
 	return e2e.Wait(t, events, 5*time.Second, "CAP_SYS_CHROOT check", func(e Event) bool {
@@ -92,10 +106,7 @@ func waitChroot(t *testing.T, events <-chan Event, pid int) Event {
 func TestChrootAllowedWithStackAndSyscall(t *testing.T) {
 	e2e.Require(t)
 	c := start(t, e2e.Child("chroot"))
-	tr, err := New(Config{PID: c.cmd.Process.Pid, UID: -1, KStack: true, Syscall: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	tr := openFor(t, Config{KStack: true, Syscall: true}, c.cmd.Process.Pid)
 	events := e2e.Collect(t, tr)
 	if errno := c.chroot(t); errno != 0 {
 		t.Fatalf("chroot as root: errno %d", errno)
@@ -122,10 +133,7 @@ func TestChrootAllowedWithStackAndSyscall(t *testing.T) {
 func TestChrootDeniedForNobody(t *testing.T) {
 	e2e.Require(t)
 	c := start(t, e2e.Child("chroot", "nobody"))
-	tr, err := New(Config{PID: c.cmd.Process.Pid, UID: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
+	tr := openFor(t, Config{}, c.cmd.Process.Pid)
 	events := e2e.Collect(t, tr)
 	if errno := c.chroot(t); errno != int(unix.EPERM) {
 		t.Fatalf("chroot as nobody: errno %d, want EPERM", errno)
@@ -155,10 +163,7 @@ func TestUserStackOfCProgram(t *testing.T) {
 		}
 	}
 	c := start(t, exec.Command(bin))
-	tr, err := New(Config{PID: c.cmd.Process.Pid, UID: -1, UStack: true, KStack: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	tr := openFor(t, Config{UStack: true, KStack: true}, c.cmd.Process.Pid)
 	events := e2e.Collect(t, tr)
 	if errno := c.chroot(t); errno != 0 {
 		t.Fatalf("chroot: %d", errno)
@@ -180,10 +185,7 @@ func TestNoAuditHiddenWithoutVerbose(t *testing.T) {
 	e2e.Require(t)
 	for _, verbose := range []bool{false, true} {
 		c := start(t, e2e.Child("chroot", "seccomp"))
-		tr, err := New(Config{PID: c.cmd.Process.Pid, UID: -1, Verbose: verbose})
-		if err != nil {
-			t.Fatal(err)
-		}
+		tr := openFor(t, Config{Verbose: verbose}, c.cmd.Process.Pid)
 		if tr.Hook.Kind == probe.Tracepoint {
 			tr.Close()
 			t.Skip("the tracepoint has no opts: audit is unknown and every check is shown")
@@ -215,7 +217,7 @@ func TestHeaders(t *testing.T) {
 	if got, want := string(tab.AppendHeader(nil)), "TIME      UID    PID    COMM             CAP  NAME                 AUDIT VERDICT\n"; got != want {
 		t.Errorf("header %q, want %q", got, want)
 	}
-	x := (&flags{extra: true, syscall: true}).table()
+	x := (&flags{extra: true, cfg: Config{Syscall: true}}).table()
 	if got := string(x.AppendHeader(nil)); !strings.Contains(got, "PID    TID    COMM") || !strings.Contains(got, "AUDIT INSETID VERDICT SYSCALL") {
 		t.Errorf("-x -S header %q", got)
 	}
@@ -235,16 +237,149 @@ func frames(e Event) string {
 	return string(appendStacks(b, &e))
 }
 
+// raw is the ring record of a check by pid of capability c with stack ids.
+func raw(pid uint32, c, kstack, ustack int32) []byte {
+	var r capableEvent
+	r.Task.Pid, r.Task.Tid, r.Cap, r.Kstack, r.Ustack, r.Syscall = pid, pid, c, kstack, ustack, -1
+	copy(r.Task.Comm[:], "ping")
+	return unsafe.Slice((*byte)(unsafe.Pointer(&r)), unsafe.Sizeof(r))
+}
+
 func TestUnique(t *testing.T) {
-	a := Event{PID: 1, Cap: 21, kstack: 5, ustack: -1}
-	b := Event{PID: 2, Cap: 21, kstack: 5, ustack: -1} // same cap and stack, other pid
-	c := Event{PID: 1, Cap: 21, kstack: 6, ustack: -1} // same pid and cap, other stack
-	byStack := unique{}
-	if !byStack.first(&a, false) || byStack.first(&b, false) || !byStack.first(&c, false) {
-		t.Error("without -p: want each capability and stack once")
-	}
-	byPID := unique{}
-	if !byPID.first(&a, true) || !byPID.first(&b, true) || byPID.first(&c, true) {
-		t.Error("with -p: want each pid and capability once")
+	a := raw(1, 21, 5, -1)
+	b := raw(2, 21, 5, -1) // same cap and stack, other pid
+	c := raw(1, 21, 6, -1) // same pid and cap, other stack
+	for _, tc := range []struct {
+		cfg  Config
+		want []bool
+	}{
+		{Config{}, []bool{true, true, true, true}},
+		{Config{Unique: true}, []bool{true, false, true, false}},                    // each capability and stack once
+		{Config{Unique: true, UniqueByPID: true}, []bool{true, true, false, false}}, // each pid and capability once
+	} {
+		d, err := newDecoder(tc.cfg, &probe.Session{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var e Event
+		var got []bool
+		for _, r := range [][]byte{a, b, c, a} {
+			got = append(got, d.decode(r, &e))
+		}
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("%+v: emitted %v, want %v", tc.cfg, got, tc.want)
+		}
 	}
 }
+
+// Once the set of kinds is full, new kinds are still emitted, and so are
+// their repeats: the set does not grow.
+func TestUniqueBounded(t *testing.T) {
+	d, err := newDecoder(Config{Unique: true}, &probe.Session{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.seenMax = 2
+	var e Event
+	for i, want := range []bool{true, true, false, true, true, false} {
+		c := []int32{1, 2, 1, 3, 3, 2}[i]
+		if got := d.decode(raw(1, c, -1, -1), &e); got != want {
+			t.Errorf("check %d (cap %d): emitted %v, want %v", i, c, got, want)
+		}
+	}
+	if len(d.seen) != 2 {
+		t.Errorf("%d kinds remembered, want the bound 2", len(d.seen))
+	}
+}
+
+func TestTable(t *testing.T) {
+	e := Event{Task: event.Task{PID: 4242, TID: 4243, UID: 1000}, Cap: 21, CapName: "CAP_SYS_ADMIN",
+		Audit: &yes, InSetID: &no, Verdict: "deny", Syscall: "mount"}
+	copy(e.Comm[:], "a-very-long-command-name")
+	tab := (&flags{extra: true, cfg: Config{Syscall: true}}).table()
+	got := string(tab.AppendRow(nil, &e))
+	want := "1000   4242   4243   a-very-long-comm 21   CAP_SYS_ADMIN        1     0       deny    mount\n"
+	if len(got) < 10 || got[10:] != want {
+		t.Errorf("row %q, want %q after the 9-wide time", got, want)
+	}
+	e.Audit, e.InSetID, e.Syscall = nil, nil, ""
+	if got := string(tab.AppendRow(nil, &e)); !strings.HasSuffix(got, "-     -       deny    -\n") {
+		t.Errorf("unknown audit, insetid and syscall: row %q, want - for each", got)
+	}
+}
+
+// The per-event path (decode a ring record, drop a repeat, format a text
+// row into a reused buffer) must not allocate without stacks.
+func TestEventPathDoesNotAllocate(t *testing.T) {
+	r := raw(77, 21, -1, -1)
+	v, _ := probe.View[capableEvent](r)
+	v.Syscall = 165
+	d, err := newDecoder(Config{Unique: true, Syscall: true}, &probe.Session{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tab := (&flags{extra: true, cfg: Config{Syscall: true}}).table()
+	var e Event
+	buf := make([]byte, 0, 256)
+	allocs := testing.AllocsPerRun(100, func() {
+		if d.decode(r, &e) {
+			buf = tab.AppendRow(buf[:0], &e)
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("%.1f allocations per event, want 0", allocs)
+	}
+	if len(buf) == 0 {
+		t.Error("the first check was not emitted")
+	}
+}
+
+// The test's own checks carry its task header, and --unique by pid lets
+// one of two identical checks through.
+func TestOwnChecksAndUnique(t *testing.T) {
+	e2e.Require(t)
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	marker := filepath.Join(t.TempDir(), "marker")
+	if err := os.WriteFile(marker, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, unique := range []bool{false, true} {
+		t.Run(fmt.Sprintf("unique=%v", unique), func(t *testing.T) {
+			tr, err := Open(Config{Unique: unique, UniqueByPID: unique}, e2e.Own())
+			if err != nil {
+				t.Fatal(err)
+			}
+			events := e2e.Collect(t, tr)
+			for range 2 {
+				if err := unix.Chroot("/"); err != nil {
+					t.Fatalf("chroot /: %v", err)
+				}
+			}
+			// CAP_CHOWN, after both chroots: the end of what to count.
+			if err := os.Chown(marker, 65534, 65534); err != nil {
+				t.Fatal(err)
+			}
+			var chroots []Event
+			e2e.Wait(t, events, 5*time.Second, "the CAP_CHOWN check", func(e Event) bool {
+				if e.Cap == capSysChroot {
+					chroots = append(chroots, e)
+				}
+				return e.Cap == capChown
+			})
+			want := 2
+			if unique {
+				want = 1
+			}
+			if len(chroots) != want {
+				t.Fatalf("%d CAP_SYS_CHROOT checks, want %d", len(chroots), want)
+			}
+			e2e.CheckTask(t, &chroots[0].Task)
+			if c := chroots[0]; c.Verdict != "allow" || c.CapName != "CAP_SYS_CHROOT" {
+				t.Errorf("got %s %s, want CAP_SYS_CHROOT allow", c.CapName, c.Verdict)
+			}
+		})
+	}
+}
+
+const capChown = 0

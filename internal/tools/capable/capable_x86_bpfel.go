@@ -14,11 +14,17 @@ import (
 )
 
 type capableEvent struct {
-	_       structs.HostLayout
-	TsNs    uint64
-	Pid     uint32
-	Tid     uint32
-	Uid     uint32
+	_    structs.HostLayout
+	Task struct {
+		_        structs.HostLayout
+		TsNs     uint64
+		CgroupId uint64
+		Pid      uint32
+		Tid      uint32
+		Uid      uint32
+		Mntns    uint32
+		Comm     [16]uint8
+	}
 	Cap     int32
 	Ret     int32
 	Syscall int32
@@ -27,8 +33,6 @@ type capableEvent struct {
 	Audit   uint8
 	Insetid uint8
 	Pad     [2]uint8
-	Comm    [16]uint8
-	_       [4]byte
 }
 
 // Names of all BPF objects in the ELF.
@@ -38,15 +42,20 @@ const (
 	capableMapChecks           = "checks"
 	capableMapEvents           = "events"
 	capableMapInSyscall        = "in_syscall"
+	capableMapOwlCounters      = "owl_counters"
 	capableMapStacks           = "stacks"
 	capableProgFexitCapCapable = "fexit_cap_capable"
 	capableProgKpCapCapable    = "kp_cap_capable"
 	capableProgKrpCapCapable   = "krp_cap_capable"
 	capableProgTpCapCapable    = "tp_cap_capable"
 	capableProgTpSysEnter      = "tp_sys_enter"
-	capableVarOwlLost          = "owl_lost"
-	capableVarTargTgid         = "targ_tgid"
-	capableVarTargUid          = "targ_uid"
+	capableVarOwlOffMntNs      = "owl_off_mnt_ns"
+	capableVarOwlOffNsInum     = "owl_off_ns_inum"
+	capableVarOwlOffNsproxy    = "owl_off_nsproxy"
+	capableVarOwlTargCgroup    = "owl_targ_cgroup"
+	capableVarOwlTargMntns     = "owl_targ_mntns"
+	capableVarOwlTargTgid      = "owl_targ_tgid"
+	capableVarOwlTargUid       = "owl_targ_uid"
 	capableVarUnusedEvent      = "unused_event"
 	capableVarVerbose          = "verbose"
 	capableVarWantKstack       = "want_kstack"
@@ -107,24 +116,29 @@ type capableProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type capableMapSpecs struct {
-	Checks    *ebpf.MapSpec `ebpf:"checks"`
-	Events    *ebpf.MapSpec `ebpf:"events"`
-	InSyscall *ebpf.MapSpec `ebpf:"in_syscall"`
-	Stacks    *ebpf.MapSpec `ebpf:"stacks"`
+	Checks      *ebpf.MapSpec `ebpf:"checks"`
+	Events      *ebpf.MapSpec `ebpf:"events"`
+	InSyscall   *ebpf.MapSpec `ebpf:"in_syscall"`
+	OwlCounters *ebpf.MapSpec `ebpf:"owl_counters"`
+	Stacks      *ebpf.MapSpec `ebpf:"stacks"`
 }
 
 // capableVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type capableVariableSpecs struct {
-	OwlLost     *ebpf.VariableSpec `ebpf:"owl_lost"`
-	TargTgid    *ebpf.VariableSpec `ebpf:"targ_tgid"`
-	TargUid     *ebpf.VariableSpec `ebpf:"targ_uid"`
-	UnusedEvent *ebpf.VariableSpec `ebpf:"unused_event"`
-	Verbose     *ebpf.VariableSpec `ebpf:"verbose"`
-	WantKstack  *ebpf.VariableSpec `ebpf:"want_kstack"`
-	WantSyscall *ebpf.VariableSpec `ebpf:"want_syscall"`
-	WantUstack  *ebpf.VariableSpec `ebpf:"want_ustack"`
+	OwlOffMntNs   *ebpf.VariableSpec `ebpf:"owl_off_mnt_ns"`
+	OwlOffNsInum  *ebpf.VariableSpec `ebpf:"owl_off_ns_inum"`
+	OwlOffNsproxy *ebpf.VariableSpec `ebpf:"owl_off_nsproxy"`
+	OwlTargCgroup *ebpf.VariableSpec `ebpf:"owl_targ_cgroup"`
+	OwlTargMntns  *ebpf.VariableSpec `ebpf:"owl_targ_mntns"`
+	OwlTargTgid   *ebpf.VariableSpec `ebpf:"owl_targ_tgid"`
+	OwlTargUid    *ebpf.VariableSpec `ebpf:"owl_targ_uid"`
+	UnusedEvent   *ebpf.VariableSpec `ebpf:"unused_event"`
+	Verbose       *ebpf.VariableSpec `ebpf:"verbose"`
+	WantKstack    *ebpf.VariableSpec `ebpf:"want_kstack"`
+	WantSyscall   *ebpf.VariableSpec `ebpf:"want_syscall"`
+	WantUstack    *ebpf.VariableSpec `ebpf:"want_ustack"`
 }
 
 // capableObjects contains all objects after they have been loaded into the kernel.
@@ -147,10 +161,11 @@ func (o *capableObjects) Close() error {
 //
 // It can be passed to loadCapableObjects or ebpf.CollectionSpec.LoadAndAssign.
 type capableMaps struct {
-	Checks    *ebpf.Map `ebpf:"checks"`
-	Events    *ebpf.Map `ebpf:"events"`
-	InSyscall *ebpf.Map `ebpf:"in_syscall"`
-	Stacks    *ebpf.Map `ebpf:"stacks"`
+	Checks      *ebpf.Map `ebpf:"checks"`
+	Events      *ebpf.Map `ebpf:"events"`
+	InSyscall   *ebpf.Map `ebpf:"in_syscall"`
+	OwlCounters *ebpf.Map `ebpf:"owl_counters"`
+	Stacks      *ebpf.Map `ebpf:"stacks"`
 }
 
 func (m *capableMaps) Close() error {
@@ -158,6 +173,7 @@ func (m *capableMaps) Close() error {
 		m.Checks,
 		m.Events,
 		m.InSyscall,
+		m.OwlCounters,
 		m.Stacks,
 	)
 }
@@ -166,14 +182,18 @@ func (m *capableMaps) Close() error {
 //
 // It can be passed to loadCapableObjects or ebpf.CollectionSpec.LoadAndAssign.
 type capableVariables struct {
-	OwlLost     *ebpf.Variable `ebpf:"owl_lost"`
-	TargTgid    *ebpf.Variable `ebpf:"targ_tgid"`
-	TargUid     *ebpf.Variable `ebpf:"targ_uid"`
-	UnusedEvent *ebpf.Variable `ebpf:"unused_event"`
-	Verbose     *ebpf.Variable `ebpf:"verbose"`
-	WantKstack  *ebpf.Variable `ebpf:"want_kstack"`
-	WantSyscall *ebpf.Variable `ebpf:"want_syscall"`
-	WantUstack  *ebpf.Variable `ebpf:"want_ustack"`
+	OwlOffMntNs   *ebpf.Variable `ebpf:"owl_off_mnt_ns"`
+	OwlOffNsInum  *ebpf.Variable `ebpf:"owl_off_ns_inum"`
+	OwlOffNsproxy *ebpf.Variable `ebpf:"owl_off_nsproxy"`
+	OwlTargCgroup *ebpf.Variable `ebpf:"owl_targ_cgroup"`
+	OwlTargMntns  *ebpf.Variable `ebpf:"owl_targ_mntns"`
+	OwlTargTgid   *ebpf.Variable `ebpf:"owl_targ_tgid"`
+	OwlTargUid    *ebpf.Variable `ebpf:"owl_targ_uid"`
+	UnusedEvent   *ebpf.Variable `ebpf:"unused_event"`
+	Verbose       *ebpf.Variable `ebpf:"verbose"`
+	WantKstack    *ebpf.Variable `ebpf:"want_kstack"`
+	WantSyscall   *ebpf.Variable `ebpf:"want_syscall"`
+	WantUstack    *ebpf.Variable `ebpf:"want_ustack"`
 }
 
 // capablePrograms contains all programs after they have been loaded into the kernel.

@@ -3,20 +3,15 @@
 /* eperm: syscalls failing with EPERM or EACCES, from raw_syscalls:sys_exit.
  * By default counted in the kernel per process, syscall and errno; with
  * -e each failure is streamed. */
-/* Syscall rate: a loop can make 300k events a second. */
-#define OWL_RINGBUF_BYTES (4 * 1024 * 1024)
 #include "owl.h"
 
 #define EPERM 1
 #define EACCES 13
 
 struct event {
-	__u64 ts_ns;
-	__u32 pid;
-	__u32 tid;
+	struct owl_task task;
 	__s32 nr;
 	__s32 err; /* EPERM or EACCES */
-	__u8 comm[16];
 };
 
 struct fail_key {
@@ -51,38 +46,33 @@ SEC("tracepoint/raw_syscalls/sys_exit")
 int tp_sys_exit(struct sys_exit_args *ctx)
 {
 	long ret = ctx->ret;
-	__u64 id;
 	struct event *e;
 	struct fail_count *c, zero = {};
 	struct fail_key k;
 
 	if (ret != -EPERM && ret != -EACCES)
 		return 0;
-	id = bpf_get_current_pid_tgid();
-	if (!owl_tgid_wanted(id >> 32))
+	if (!owl_task_wanted())
 		return 0;
 	if (stream) {
 		e = owl_reserve(sizeof(*e));
 		if (!e)
 			return 0;
-		e->ts_ns = bpf_ktime_get_ns();
-		e->pid = id >> 32;
-		e->tid = (__u32)id;
+		owl_task_fill(&e->task);
 		e->nr = ctx->id;
 		e->err = -ret;
-		bpf_get_current_comm(e->comm, sizeof(e->comm));
 		bpf_ringbuf_submit(e, 0);
 		return 0;
 	}
-	k.pid = id >> 32;
+	k.pid = bpf_get_current_pid_tgid() >> 32;
 	k.nr = ctx->id;
 	k.err = -ret;
 	c = bpf_map_lookup_elem(&counts, &k);
 	if (!c) {
 		bpf_get_current_comm(zero.comm, sizeof(zero.comm));
-		/* A full map must not lose counts silently. */
+		/* A full table must not lose counts silently. */
 		if (bpf_map_update_elem(&counts, &k, &zero, BPF_NOEXIST) && !bpf_map_lookup_elem(&counts, &k)) {
-			__sync_fetch_and_add(&owl_lost, 1);
+			owl_count(OWL_DROP_MAP_FULL);
 			return 0;
 		}
 		c = bpf_map_lookup_elem(&counts, &k);
@@ -93,4 +83,5 @@ int tp_sys_exit(struct sys_exit_args *ctx)
 	return 0;
 }
 
+/* Keeps `struct event` in BTF for bpf2go -type event. */
 const struct event *unused_event __attribute__((unused));

@@ -12,20 +12,19 @@ import (
 	"github.com/owlbpf/owl/internal/event"
 	"github.com/owlbpf/owl/internal/probe"
 	"github.com/owlbpf/owl/internal/sysnames"
+	"github.com/owlbpf/owl/internal/tool"
 )
 
 // Event is one failed syscall (with -e).
 type Event struct {
-	Time      time.Time  `json:"time"`
-	PID       uint32     `json:"pid"`
-	TID       uint32     `json:"tid"`
-	Comm      event.Comm `json:"comm"`
-	Syscall   string     `json:"syscall"`
-	SyscallNr int32      `json:"syscall_nr"`
-	Errno     string     `json:"errno"` // EPERM or EACCES
+	event.Task
+	Syscall   string `json:"syscall"`
+	SyscallNr int32  `json:"syscall_nr"`
+	Errno     string `json:"errno"` // EPERM or EACCES
 }
 
-// Count is how often one process saw one syscall fail with one errno.
+// Count is how often one process saw one syscall fail with one errno,
+// counted in the kernel (the default).
 type Count struct {
 	Time      time.Time  `json:"time"`
 	PID       uint32     `json:"pid"`
@@ -36,76 +35,102 @@ type Count struct {
 	Count     uint64     `json:"count"`
 }
 
-// Config selects what is traced.
+// Config selects what is traced; the task filters are in tool.Options. The
+// zero value counts in the kernel.
 type Config struct {
-	PID    int    // 0 = all
-	Stream bool   // emit each failure instead of counting in the kernel
-	Hook   string // restrict the hook chain to these kinds
+	Stream bool // emit each failure instead of counting in the kernel (-e)
 }
 
-var hooks = []probe.Hook{{
-	Kind:        probe.Tracepoint,
-	Name:        "tracepoint raw_syscalls:sys_exit",
-	Attachments: []probe.Attachment{probe.TracepointAt("tp_sys_exit", "raw_syscalls", "sys_exit")},
-}}
+func hooks(Config) []probe.Hook {
+	return []probe.Hook{{
+		Kind:        probe.Tracepoint,
+		Name:        "tracepoint raw_syscalls:sys_exit",
+		Attachments: []probe.Attachment{probe.TracepointAt(epermProgTpSysExit, "raw_syscalls", "sys_exit")},
+	}}
+}
 
-// Tracer streams events or, by default, keeps counts in the kernel.
-type Tracer struct {
-	*probe.Tracer[Event]
+var spec = tool.Spec[Config, Event]{
+	Name:    "eperm",
+	Summary: "Count or trace syscalls failing with EPERM or EACCES",
+	Long: `Find syscalls that fail with EPERM (operation not permitted, errno 1) or
+EACCES (permission denied, errno 13), kept apart and labelled. By default the
+kernel counts failures per process, syscall and errno, and owl prints the
+counts on exit and, with -i, every interval (counts are since the start);
+nothing is streamed. With -e each failure is printed as it happens.
+
+Syscall names come from tables generated from the kernel's numbering for
+x86_64 and arm64.`,
+	Task: true,
+	// Syscall rate: a loop can make 300k events a second.
+	RingBytes: 4 << 20,
+	Load:      loadEperm,
+	Default:   func() Config { return Config{} },
+	Hooks:     hooks,
+	Configure: func(cfg Config, spec *ebpf.CollectionSpec) error {
+		var v epermVariableSpecs
+		if err := spec.Assign(&v); err != nil {
+			return err
+		}
+		return v.Stream.Set(cfg.Stream)
+	},
+	Stream: func(cfg Config) bool { return cfg.Stream },
+	Decoder: func(_ Config, s *probe.Session) (func([]byte, *Event) bool, error) {
+		arch := sysnames.Native()
+		return func(raw []byte, e *Event) bool { return decode(s, arch, raw, e) }, nil
+	},
+	Outputs: []tool.Output{{Flag: "counts (default, without -e)", Value: Count{}}},
+}
+
+// Tool is eperm's registry entry.
+var Tool = tool.Register(&spec, command)
+
+// Source is a running eperm: it streams events (-e) or, by default, keeps
+// counts in the kernel.
+type Source struct {
+	*tool.Source[Event]
 	arch string
 }
 
-// New loads and attaches eperm.
-func New(cfg Config) (*Tracer, error) {
-	spec, err := loadEperm()
-	if err != nil {
-		return nil, fmt.Errorf("load eperm spec: %w", err)
-	}
-	s, err := probe.Open(spec, hooks, probe.Options{Tool: "eperm", Only: cfg.Hook,
-		Configure: func(cs *ebpf.CollectionSpec) error {
-			if err := probe.SetTgid(cs, cfg.PID); err != nil {
-				return err
-			}
-			return cs.Variables["stream"].Set(cfg.Stream)
-		}})
+// Open loads and attaches eperm.
+func Open(cfg Config, opts tool.Options) (*Source, error) {
+	src, err := tool.Open(&spec, cfg, opts)
 	if err != nil {
 		return nil, err
 	}
-	t := &Tracer{Tracer: &probe.Tracer[Event]{Session: s}, arch: sysnames.Native()}
-	t.Decode = func(raw []byte, e *Event) bool {
-		r, ok := probe.View[epermEvent](raw)
-		if !ok {
-			return false
-		}
-		*e = Event{Time: s.Time(r.TsNs), PID: r.Pid, TID: r.Tid, Comm: r.Comm, SyscallNr: r.Nr,
-			Syscall: sysnames.Syscall(t.arch, int(r.Nr)), Errno: sysnames.Errno(int(r.Err))}
-		return true
-	}
-	return t, nil
+	return &Source{Source: src, arch: sysnames.Native()}, nil
 }
 
-// Probe attaches with defaults and no reader, for `owl tools`.
-func Probe(only string) (*probe.Session, error) {
-	spec, err := loadEperm()
-	if err != nil {
+func decode(s *probe.Session, arch string, raw []byte, e *Event) bool {
+	r, ok := probe.View[epermEvent](raw)
+	if !ok {
+		return false
+	}
+	*e = Event{
+		Task:      s.Task(raw),
+		SyscallNr: r.Nr,
+		Syscall:   sysnames.Syscall(arch, int(r.Nr)),
+		Errno:     sysnames.Errno(int(r.Err)),
+	}
+	return true
+}
+
+// Counts returns the counts since tracing began, largest first, stamped
+// with now. Counts are cumulative, never reset, so no increment can fall
+// between a read and a reset.
+func (s *Source) Counts(now time.Time) ([]Count, error) {
+	var m epermMaps
+	if err := s.Assign(&m); err != nil {
 		return nil, err
 	}
-	return probe.Open(spec, hooks, probe.Options{Tool: "eperm", Only: only, NoReader: true})
-}
-
-// Counts returns the counts since tracing began, largest first. Counts are
-// cumulative, never reset, so no increment can fall between a read and a
-// reset.
-func (t *Tracer) Counts(now time.Time) ([]Count, error) {
 	var (
 		k      epermFailKey
 		v      epermFailCount
 		counts []Count
 	)
-	it := t.Coll.Maps["counts"].Iterate()
+	it := m.Counts.Iterate()
 	for it.Next(&k, &v) {
 		counts = append(counts, Count{Time: now, PID: k.Pid, Comm: v.Comm, SyscallNr: k.Nr, Count: v.N,
-			Syscall: sysnames.Syscall(t.arch, int(k.Nr)), Errno: sysnames.Errno(int(k.Err))})
+			Syscall: sysnames.Syscall(s.arch, int(k.Nr)), Errno: sysnames.Errno(int(k.Err))})
 	}
 	if err := it.Err(); err != nil {
 		return nil, fmt.Errorf("read counts: %w", err)

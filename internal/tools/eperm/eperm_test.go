@@ -9,10 +9,14 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/owlbpf/owl/internal/e2e"
+	"github.com/owlbpf/owl/internal/event"
+	"github.com/owlbpf/owl/internal/probe"
+	"github.com/owlbpf/owl/internal/sysnames"
 )
 
 func TestMain(m *testing.M) {
@@ -71,11 +75,16 @@ type childProc struct {
 func TestCountsLabelEPERMAndEACCES(t *testing.T) {
 	e2e.Require(t)
 	child, _ := startChild(t)
-	tr, err := New(Config{PID: child.pid})
+	opts := e2e.Options()
+	opts.Task.PID = child.pid
+	tr, err := Open(Config{}, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer tr.Close()
+	if tr.HasReader() {
+		t.Error("count mode opened a ring buffer reader")
+	}
 	if err := child.proceed(); err != nil {
 		t.Fatalf("child: %v", err)
 	}
@@ -99,8 +108,8 @@ func TestCountsLabelEPERMAndEACCES(t *testing.T) {
 	if len(got) != len(want) {
 		t.Errorf("unexpected counts: %v", got)
 	}
-	if lost, err := tr.Lost(); err != nil || lost != 0 {
-		t.Errorf("lost %d (%v)", lost, err)
+	if st, err := tr.Stats(); err != nil || st.Lost() != 0 {
+		t.Errorf("lost: %+v (%v)", st, err)
 	}
 	var b []byte
 	for i := range counts {
@@ -114,18 +123,159 @@ func TestCountsLabelEPERMAndEACCES(t *testing.T) {
 func TestStream(t *testing.T) {
 	e2e.Require(t)
 	child, _ := startChild(t)
-	tr, err := New(Config{PID: child.pid, Stream: true})
+	opts := e2e.Options()
+	opts.Task.PID = child.pid
+	tr, err := Open(Config{Stream: true}, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	events := e2e.Collect(t, tr.Tracer)
+	if !tr.HasReader() {
+		t.Fatal("-e opened no ring buffer reader")
+	}
+	events := e2e.Collect(t, tr.Source)
 	if err := child.proceed(); err != nil {
 		t.Fatalf("child: %v", err)
 	}
 	for _, want := range []string{"openat EACCES", "openat EACCES", "kill EPERM"} {
 		e := e2e.Wait(t, events, 5*time.Second, want, func(Event) bool { return true })
-		if got := e.Syscall + " " + e.Errno; got != want || e.PID != uint32(child.pid) {
-			t.Errorf("got %s from pid %d, want %s from %d", got, e.PID, want, child.pid)
+		if got := e.Syscall + " " + e.Errno; got != want || e.PID != uint32(child.pid) || e.UID != 65534 {
+			t.Errorf("got %s from pid %d uid %d, want %s from %d uid 65534", got, e.PID, e.UID, want, child.pid)
 		}
+	}
+}
+
+// A failure of the test process itself, streamed: root too is refused
+// execute access to a file without any execute bit.
+func TestStreamOwnTask(t *testing.T) {
+	e2e.Require(t)
+	file := filepath.Join(t.TempDir(), "plain")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tr, err := Open(Config{Stream: true}, e2e.Own())
+	if err != nil {
+		t.Fatal(err)
+	}
+	events := e2e.Collect(t, tr.Source)
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	tid := uint32(unix.Gettid())
+	if err := unix.Access(file, unix.X_OK); err != unix.EACCES {
+		t.Fatalf("access(X_OK): got %v, want EACCES", err)
+	}
+	e := e2e.Wait(t, events, 5*time.Second, "access EACCES", func(e Event) bool {
+		return strings.HasPrefix(e.Syscall, "faccessat") && e.Errno == "EACCES"
+	})
+	e2e.CheckTask(t, &e.Task)
+	if e.TID != tid {
+		t.Errorf("tid %d, want the calling thread %d", e.TID, tid)
+	}
+}
+
+// Count mode reads maps only: no ring buffer reader, and the ring the
+// programs still reference is given the smallest size.
+func TestCountModeOpensNoRing(t *testing.T) {
+	e2e.Require(t)
+	tr, err := Open(Config{}, e2e.Own())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	if tr.HasReader() {
+		t.Error("count mode opened a ring buffer reader")
+	}
+	var m epermMaps
+	if err := tr.Assign(&m); err != nil {
+		t.Fatal(err)
+	}
+	info, err := m.Events.Info()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.MaxEntries != 4096 {
+		t.Errorf("events ring of %d bytes in the kernel, want one page (4096)", info.MaxEntries)
+	}
+	// Drop one locked thread of this process to nobody: its kill(1, 0)
+	// fails with EPERM. The thread is never unlocked, so Go ends it with
+	// the goroutine and no other goroutine runs with its credentials.
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		if _, _, errno := unix.RawSyscall(unix.SYS_SETRESUID, 65534, 65534, 65534); errno != 0 {
+			errc <- fmt.Errorf("setresuid: %w", errno)
+			return
+		}
+		if _, _, errno := unix.RawSyscall(unix.SYS_KILL, 1, 0, 0); errno != unix.EPERM {
+			errc <- fmt.Errorf("kill(1, 0): got %v, want EPERM", errno)
+			return
+		}
+		errc <- nil
+	}()
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	counts, err := tr.Counts(time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kill *Count
+	for i, c := range counts {
+		if c.PID != uint32(os.Getpid()) {
+			t.Errorf("count for pid %d, traced only %d", c.PID, os.Getpid())
+		}
+		if c.Syscall == "kill" && c.Errno == "EPERM" {
+			kill = &counts[i]
+		}
+	}
+	if kill == nil || kill.Count != 1 || kill.Comm.String() != e2e.Comm(t) {
+		t.Fatalf("kill EPERM: got %+v, want 1 from %q (all counts: %+v)", kill, e2e.Comm(t), counts)
+	}
+	if st, err := tr.Stats(); err != nil || st.Lost() != 0 || st.Events != 0 {
+		t.Errorf("stats: %+v (%v), want nothing lost or streamed", st, err)
+	}
+}
+
+func TestTables(t *testing.T) {
+	now := time.Date(2024, 1, 2, 11, 29, 29, 0, time.Local)
+	e := Event{Task: event.Task{Time: now, PID: 24392}, Syscall: "kill", SyscallNr: 62, Errno: "EPERM"}
+	copy(e.Comm[:], "a-very-long-command-name")
+	got := string(eventTable.AppendHeader(nil)) + string(eventTable.AppendRow(nil, &e))
+	want := "TIME     PID    COMM             SYSCALL          ERRNO\n" +
+		"11:29:29 24392  a-very-long-comm kill             EPERM\n"
+	if got != want {
+		t.Errorf("events: got\n%s\nwant\n%s", got, want)
+	}
+	c := Count{Time: now, PID: 24392, Syscall: "newfstatat", SyscallNr: 262, Errno: "EACCES", Count: 6}
+	copy(c.Comm[:], "sh")
+	got = string(countTable.AppendHeader(nil)) + string(countTable.AppendRow(nil, &c))
+	want = "PID    COMM             SYSCALL          ERRNO   COUNT\n" +
+		"24392  sh               newfstatat       EACCES  6\n"
+	if got != want {
+		t.Errorf("counts: got\n%s\nwant\n%s", got, want)
+	}
+}
+
+// The per-event path of -e (decode a ring record, format a text row into
+// a reused buffer) must not allocate.
+func TestEventPathDoesNotAllocate(t *testing.T) {
+	raw := make([]byte, unsafe.Sizeof(epermEvent{}))
+	r, _ := probe.View[epermEvent](raw)
+	r.Nr, r.Err, r.Task.Pid = 62, 1, 77
+	copy(r.Task.Comm[:], "sh")
+	s := &probe.Session{}
+	arch := sysnames.Native()
+	var e Event
+	buf := make([]byte, 0, 256)
+	allocs := testing.AllocsPerRun(100, func() {
+		if !decode(s, arch, raw, &e) {
+			t.Fatal("not decoded")
+		}
+		buf = eventTable.AppendRow(buf[:0], &e)
+	})
+	if allocs != 0 {
+		t.Errorf("%.1f allocations per event, want 0", allocs)
+	}
+	if e.Errno != "EPERM" || e.PID != 77 {
+		t.Errorf("decoded %+v", e)
 	}
 }

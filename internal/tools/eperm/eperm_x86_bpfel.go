@@ -15,12 +15,18 @@ import (
 
 type epermEvent struct {
 	_    structs.HostLayout
-	TsNs uint64
-	Pid  uint32
-	Tid  uint32
-	Nr   int32
-	Err  int32
-	Comm [16]uint8
+	Task struct {
+		_        structs.HostLayout
+		TsNs     uint64
+		CgroupId uint64
+		Pid      uint32
+		Tid      uint32
+		Uid      uint32
+		Mntns    uint32
+		Comm     [16]uint8
+	}
+	Nr  int32
+	Err int32
 }
 
 type epermFailCount struct {
@@ -40,13 +46,19 @@ type epermFailKey struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	epermMapCounts      = "counts"
-	epermMapEvents      = "events"
-	epermProgTpSysExit  = "tp_sys_exit"
-	epermVarOwlLost     = "owl_lost"
-	epermVarStream      = "stream"
-	epermVarTargTgid    = "targ_tgid"
-	epermVarUnusedEvent = "unused_event"
+	epermMapCounts        = "counts"
+	epermMapEvents        = "events"
+	epermMapOwlCounters   = "owl_counters"
+	epermProgTpSysExit    = "tp_sys_exit"
+	epermVarOwlOffMntNs   = "owl_off_mnt_ns"
+	epermVarOwlOffNsInum  = "owl_off_ns_inum"
+	epermVarOwlOffNsproxy = "owl_off_nsproxy"
+	epermVarOwlTargCgroup = "owl_targ_cgroup"
+	epermVarOwlTargMntns  = "owl_targ_mntns"
+	epermVarOwlTargTgid   = "owl_targ_tgid"
+	epermVarOwlTargUid    = "owl_targ_uid"
+	epermVarStream        = "stream"
+	epermVarUnusedEvent   = "unused_event"
 )
 
 // loadEperm returns the embedded CollectionSpec for eperm.
@@ -98,18 +110,24 @@ type epermProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type epermMapSpecs struct {
-	Counts *ebpf.MapSpec `ebpf:"counts"`
-	Events *ebpf.MapSpec `ebpf:"events"`
+	Counts      *ebpf.MapSpec `ebpf:"counts"`
+	Events      *ebpf.MapSpec `ebpf:"events"`
+	OwlCounters *ebpf.MapSpec `ebpf:"owl_counters"`
 }
 
 // epermVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type epermVariableSpecs struct {
-	OwlLost     *ebpf.VariableSpec `ebpf:"owl_lost"`
-	Stream      *ebpf.VariableSpec `ebpf:"stream"`
-	TargTgid    *ebpf.VariableSpec `ebpf:"targ_tgid"`
-	UnusedEvent *ebpf.VariableSpec `ebpf:"unused_event"`
+	OwlOffMntNs   *ebpf.VariableSpec `ebpf:"owl_off_mnt_ns"`
+	OwlOffNsInum  *ebpf.VariableSpec `ebpf:"owl_off_ns_inum"`
+	OwlOffNsproxy *ebpf.VariableSpec `ebpf:"owl_off_nsproxy"`
+	OwlTargCgroup *ebpf.VariableSpec `ebpf:"owl_targ_cgroup"`
+	OwlTargMntns  *ebpf.VariableSpec `ebpf:"owl_targ_mntns"`
+	OwlTargTgid   *ebpf.VariableSpec `ebpf:"owl_targ_tgid"`
+	OwlTargUid    *ebpf.VariableSpec `ebpf:"owl_targ_uid"`
+	Stream        *ebpf.VariableSpec `ebpf:"stream"`
+	UnusedEvent   *ebpf.VariableSpec `ebpf:"unused_event"`
 }
 
 // epermObjects contains all objects after they have been loaded into the kernel.
@@ -132,14 +150,16 @@ func (o *epermObjects) Close() error {
 //
 // It can be passed to loadEpermObjects or ebpf.CollectionSpec.LoadAndAssign.
 type epermMaps struct {
-	Counts *ebpf.Map `ebpf:"counts"`
-	Events *ebpf.Map `ebpf:"events"`
+	Counts      *ebpf.Map `ebpf:"counts"`
+	Events      *ebpf.Map `ebpf:"events"`
+	OwlCounters *ebpf.Map `ebpf:"owl_counters"`
 }
 
 func (m *epermMaps) Close() error {
 	return _EpermClose(
 		m.Counts,
 		m.Events,
+		m.OwlCounters,
 	)
 }
 
@@ -147,10 +167,15 @@ func (m *epermMaps) Close() error {
 //
 // It can be passed to loadEpermObjects or ebpf.CollectionSpec.LoadAndAssign.
 type epermVariables struct {
-	OwlLost     *ebpf.Variable `ebpf:"owl_lost"`
-	Stream      *ebpf.Variable `ebpf:"stream"`
-	TargTgid    *ebpf.Variable `ebpf:"targ_tgid"`
-	UnusedEvent *ebpf.Variable `ebpf:"unused_event"`
+	OwlOffMntNs   *ebpf.Variable `ebpf:"owl_off_mnt_ns"`
+	OwlOffNsInum  *ebpf.Variable `ebpf:"owl_off_ns_inum"`
+	OwlOffNsproxy *ebpf.Variable `ebpf:"owl_off_nsproxy"`
+	OwlTargCgroup *ebpf.Variable `ebpf:"owl_targ_cgroup"`
+	OwlTargMntns  *ebpf.Variable `ebpf:"owl_targ_mntns"`
+	OwlTargTgid   *ebpf.Variable `ebpf:"owl_targ_tgid"`
+	OwlTargUid    *ebpf.Variable `ebpf:"owl_targ_uid"`
+	Stream        *ebpf.Variable `ebpf:"stream"`
+	UnusedEvent   *ebpf.Variable `ebpf:"unused_event"`
 }
 
 // epermPrograms contains all programs after they have been loaded into the kernel.

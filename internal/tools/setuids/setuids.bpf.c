@@ -1,21 +1,16 @@
 //go:build ignore
 
 /* setuids: the eight privilege-changing syscalls (set*uid, set*gid,
- * setfs*). One entry program keeps each thread's arguments; one exit program
- * emits them with the return value. Both attach to all eight tracepoints. */
-/* Syscall rate: a loop can make 300k events a second. */
-#define OWL_RINGBUF_BYTES (4 * 1024 * 1024)
+ * setfs*). One entry program keeps each thread's task header (the caller's
+ * uid before the call) and arguments; one exit program emits them with the
+ * return value. Both attach to all eight tracepoints. */
 #include "owl.h"
 
 struct event {
-	__u64 ts_ns;
+	struct owl_task task; /* filled at entry: uid is the caller's before the call */
 	__s64 ret;
-	__u32 pid;
-	__u32 tid;
-	__u32 uid; /* of the caller, at entry */
-	__s32 nr;  /* syscall number */
+	__s32 nr; /* syscall number */
 	__u32 args[3];
-	__u8 comm[16];
 };
 
 /* The stable layout of syscalls:sys_enter_* and sys_exit_* tracepoints. */
@@ -32,8 +27,8 @@ struct syscall_exit {
 };
 
 struct start {
+	struct owl_task task;
 	__s32 nr;
-	__u32 uid;
 	__u32 args[3];
 };
 
@@ -47,31 +42,31 @@ struct {
 SEC("tracepoint/syscalls/sys_enter_setuid")
 int tp_enter(struct syscall_enter *ctx)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	__u32 tid = (__u32)id;
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
 	unsigned long args[3];
 	struct start s = {};
 
-	if (!owl_tgid_wanted(id >> 32))
+	if (!owl_task_wanted())
 		return 0;
 	/* A probe read, not ctx loads: the kernel refuses to attach a program
 	 * whose ctx loads reach past the record, and setuid has one argument
 	 * where setresuid has three. Unused slots are ignored in user space. */
 	bpf_probe_read_kernel(args, sizeof(args), ctx->args);
+	owl_task_fill(&s.task);
 	s.nr = ctx->nr;
-	s.uid = (__u32)bpf_get_current_uid_gid();
 	s.args[0] = args[0];
 	s.args[1] = args[1];
 	s.args[2] = args[2];
-	bpf_map_update_elem(&starts, &tid, &s, BPF_ANY);
+	/* A full table must not lose calls silently. */
+	if (bpf_map_update_elem(&starts, &tid, &s, BPF_ANY))
+		owl_count(OWL_DROP_MAP_FULL);
 	return 0;
 }
 
 SEC("tracepoint/syscalls/sys_exit_setuid")
 int tp_exit(struct syscall_exit *ctx)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	__u32 tid = (__u32)id;
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
 	struct start *s = bpf_map_lookup_elem(&starts, &tid);
 	struct event *e;
 
@@ -79,20 +74,17 @@ int tp_exit(struct syscall_exit *ctx)
 		return 0;
 	e = owl_reserve(sizeof(*e));
 	if (e) {
-		e->ts_ns = bpf_ktime_get_ns();
+		e->task = s->task;
 		e->ret = ctx->ret;
-		e->pid = id >> 32;
-		e->tid = tid;
-		e->uid = s->uid;
 		e->nr = s->nr;
 		e->args[0] = s->args[0];
 		e->args[1] = s->args[1];
 		e->args[2] = s->args[2];
-		bpf_get_current_comm(e->comm, sizeof(e->comm));
 		bpf_ringbuf_submit(e, 0);
 	}
 	bpf_map_delete_elem(&starts, &tid);
 	return 0;
 }
 
+/* Keeps `struct event` in BTF for bpf2go -type event. */
 const struct event *unused_event __attribute__((unused));

@@ -3,15 +3,12 @@
 package setuids
 
 import (
-	"fmt"
 	"strconv"
-	"time"
-
-	"github.com/cilium/ebpf"
 
 	"github.com/owlbpf/owl/internal/event"
 	"github.com/owlbpf/owl/internal/probe"
 	"github.com/owlbpf/owl/internal/sysnames"
+	"github.com/owlbpf/owl/internal/tool"
 )
 
 // call describes one traced syscall: its argument names and, for setfs*,
@@ -33,15 +30,12 @@ var calls = []call{
 	{"setfsgid", []string{"gid"}, "prevgid"},
 }
 
-// Event is one completed call.
+// Event is one completed call. Its task part was taken at entry: UID is
+// the caller's uid before the call.
 type Event struct {
-	Time    time.Time  `json:"time"`
-	PID     uint32     `json:"pid"`
-	TID     uint32     `json:"tid"`
-	Comm    event.Comm `json:"comm"`
-	UID     uint32     `json:"uid"` // the caller's, before the call
-	Syscall string     `json:"syscall"`
-	Args    Args       `json:"args"`
+	event.Task
+	Syscall string `json:"syscall"`
+	Args    Args   `json:"args"`
 	// Ret is the return value: 0 or -errno, or for setfsuid/setfsgid the
 	// previous fsuid/fsgid.
 	Ret int64 `json:"ret"`
@@ -98,46 +92,46 @@ func (a Args) MarshalJSON() ([]byte, error) {
 	return append(b, '}'), nil
 }
 
-// Config selects what is traced.
-type Config struct {
-	PID  int    // 0 = all
-	Hook string // restrict the hook chain to these kinds
-}
+// Config is setuids' own configuration: it has none; the task filters are
+// in tool.Options.
+type Config struct{}
 
-func hooks() []probe.Hook {
+func hooks(Config) []probe.Hook {
 	h := probe.Hook{Kind: probe.Tracepoint, Name: "tracepoint syscalls:sys_{enter,exit}_set*id"}
 	for _, c := range calls {
 		h.Attachments = append(h.Attachments,
-			probe.TracepointAt("tp_enter", "syscalls", "sys_enter_"+c.name),
-			probe.TracepointAt("tp_exit", "syscalls", "sys_exit_"+c.name))
+			probe.TracepointAt(setuidsProgTpEnter, "syscalls", "sys_enter_"+c.name),
+			probe.TracepointAt(setuidsProgTpExit, "syscalls", "sys_exit_"+c.name))
 	}
 	return []probe.Hook{h}
 }
 
-// New loads and attaches setuids.
-func New(cfg Config) (*probe.Tracer[Event], error) {
-	spec, err := loadSetuids()
-	if err != nil {
-		return nil, fmt.Errorf("load setuids spec: %w", err)
-	}
-	s, err := probe.Open(spec, hooks(), probe.Options{Tool: "setuids", Only: cfg.Hook,
-		Configure: func(cs *ebpf.CollectionSpec) error { return probe.SetTgid(cs, cfg.PID) }})
-	if err != nil {
-		return nil, err
-	}
-	byNr := callsByNr(sysnames.Native())
-	t := &probe.Tracer[Event]{Session: s}
-	t.Decode = func(raw []byte, e *Event) bool { return decode(s, byNr, raw, e) }
-	return t, nil
+var spec = tool.Spec[Config, Event]{
+	Name:    "setuids",
+	Summary: "Trace privilege-changing syscalls (set*uid, set*gid, setfs*)",
+	Long: `Trace the privilege-changing syscalls setuid, setgid, setreuid, setregid,
+setresuid, setresgid, setfsuid and setfsgid, with their arguments and result.
+UID is the caller's uid when it made the call. An argument of -1 means
+"unchanged". The result is 0 or -ERRNO, except for setfsuid and setfsgid,
+which return the previous fsuid/fsgid: shown as (prevuid=N) / (prevgid=N).`,
+	Task: true,
+	// Syscall rate: a loop can make 300k events a second.
+	RingBytes: 4 << 20,
+	Load:      loadSetuids,
+	Default:   func() Config { return Config{} },
+	Hooks:     hooks,
+	Decoder: func(_ Config, s *probe.Session) (func([]byte, *Event) bool, error) {
+		byNr := callsByNr(sysnames.Native())
+		return func(raw []byte, e *Event) bool { return decode(s, byNr, raw, e) }, nil
+	},
 }
 
-// Probe attaches with defaults and no reader, for `owl tools`.
-func Probe(only string) (*probe.Session, error) {
-	spec, err := loadSetuids()
-	if err != nil {
-		return nil, err
-	}
-	return probe.Open(spec, hooks(), probe.Options{Tool: "setuids", Only: only, NoReader: true})
+// Tool is setuids' registry entry.
+var Tool = tool.Register(&spec, command)
+
+// Open loads and attaches setuids.
+func Open(cfg Config, opts tool.Options) (*tool.Source[Event], error) {
+	return tool.Open(&spec, cfg, opts)
 }
 
 // callsByNr maps this architecture's syscall numbers to the calls.
@@ -161,11 +155,7 @@ func decode(s *probe.Session, byNr map[int32]*call, raw []byte, e *Event) bool {
 		return false
 	}
 	*e = Event{
-		Time:    s.Time(r.TsNs),
-		PID:     r.Pid,
-		TID:     r.Tid,
-		Comm:    r.Comm,
-		UID:     r.Uid,
+		Task:    s.Task(raw),
 		Syscall: c.name,
 		Args:    Args{call: c, vals: [3]int32{int32(r.Args[0]), int32(r.Args[1]), int32(r.Args[2])}},
 		Ret:     r.Ret,

@@ -9,9 +9,14 @@ import (
 	"testing"
 	"time"
 
+	"unsafe"
+
 	"golang.org/x/sys/unix"
 
 	"github.com/owlbpf/owl/internal/e2e"
+	"github.com/owlbpf/owl/internal/event"
+	"github.com/owlbpf/owl/internal/probe"
+	"github.com/owlbpf/owl/internal/sysnames"
 )
 
 // The child's calls, in order, and what each must report. Raw syscalls on
@@ -62,9 +67,12 @@ func TestScriptedCalls(t *testing.T) {
 	if _, err := fmt.Fscan(stdout, &tid); err != nil {
 		t.Fatalf("read child's tid: %v", err)
 	}
-	tr, err := New(Config{PID: child.Process.Pid})
+	opts := e2e.Options()
+	opts.Task.PID = child.Process.Pid
+	tr, err := Open(Config{}, opts)
 	if err != nil {
 		child.Process.Kill()
+		child.Wait()
 		t.Fatal(err)
 	}
 	events := e2e.Collect(t, tr)
@@ -90,7 +98,7 @@ func TestSu(t *testing.T) {
 	if _, err := exec.LookPath("su"); err != nil {
 		t.Skip("su is not installed")
 	}
-	tr, err := New(Config{})
+	tr, err := Open(Config{}, e2e.Options())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,6 +119,75 @@ func TestSu(t *testing.T) {
 	u := e2e.Wait(t, events, 5*time.Second, "su's setuid(65534)", fromSu("setuid", "uid"))
 	if g.Ret != 0 || u.Ret != 0 || g.UID != 0 {
 		t.Errorf("su: setgid ret %d uid %d, setuid ret %d; want 0, 0, 0", g.Ret, g.UID, u.Ret)
+	}
+}
+
+// A call of the test process itself, which changes nothing: the task
+// header is the caller's, taken at entry.
+func TestOwnCall(t *testing.T) {
+	e2e.Require(t)
+	tr, err := Open(Config{}, e2e.Own())
+	if err != nil {
+		t.Fatal(err)
+	}
+	events := e2e.Collect(t, tr)
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	tid := uint32(unix.Gettid())
+	// -1 everywhere: nothing changes, on this thread only.
+	if _, _, errno := unix.RawSyscall(unix.SYS_SETRESUID, ^uintptr(0), ^uintptr(0), ^uintptr(0)); errno != 0 {
+		t.Fatalf("setresuid(-1, -1, -1): %v", errno)
+	}
+	e := e2e.Wait(t, events, 5*time.Second, "setresuid(-1, -1, -1)", func(e Event) bool { return e.Syscall == "setresuid" })
+	e2e.CheckTask(t, &e.Task)
+	if e.TID != tid {
+		t.Errorf("tid %d, want the calling thread %d", e.TID, tid)
+	}
+	if got := string(table[len(table)-1].Append(nil, &e)); got != "ruid=-1 euid=-1 suid=-1 (0)" {
+		t.Errorf("got %q", got)
+	}
+}
+
+func TestTable(t *testing.T) {
+	e := Event{Task: event.Task{Time: time.Date(2024, 1, 2, 11, 29, 29, 0, time.Local), PID: 4242, UID: 1000},
+		Syscall: "setfsuid", Args: Args{call: &calls[6], vals: [3]int32{0}}, Ret: 1000}
+	copy(e.Comm[:], "a-very-long-command-name")
+	got := string(table.AppendRow(nil, &e))
+	if want := "11:29:29 4242   a-very-long-comm 1000   setfsuid         uid=0 (prevuid=1000)\n"; got != want {
+		t.Errorf("got  %q\nwant %q", got, want)
+	}
+	e.Syscall, e.Args, e.Ret = "setuid", Args{call: &calls[0], vals: [3]int32{0}}, -1
+	if got := string(table[len(table)-1].Append(nil, &e)); got != "uid=0 (-EPERM)" {
+		t.Errorf("got %q", got)
+	}
+}
+
+// The per-event path (decode a ring record, format a text row into a reused
+// buffer) must not allocate.
+func TestEventPathDoesNotAllocate(t *testing.T) {
+	byNr := callsByNr(sysnames.Native())
+	nr, ok := sysnames.SyscallNr(sysnames.Native(), "setresuid")
+	if !ok {
+		t.Fatal("no setresuid on this architecture")
+	}
+	raw := make([]byte, unsafe.Sizeof(setuidsEvent{}))
+	r, _ := probe.View[setuidsEvent](raw)
+	r.Nr, r.Args, r.Task.Pid = int32(nr), [3]uint32{^uint32(0), 0, ^uint32(0)}, 77
+	copy(r.Task.Comm[:], "sudo")
+	s := &probe.Session{}
+	var e Event
+	buf := make([]byte, 0, 256)
+	allocs := testing.AllocsPerRun(100, func() {
+		if !decode(s, byNr, raw, &e) {
+			t.Fatal("not decoded")
+		}
+		buf = table.AppendRow(buf[:0], &e)
+	})
+	if allocs != 0 {
+		t.Errorf("%.1f allocations per event, want 0", allocs)
+	}
+	if got := string(table[len(table)-1].Append(nil, &e)); got != "ruid=-1 euid=0 suid=-1 (0)" {
+		t.Errorf("decoded %q", got)
 	}
 }
 

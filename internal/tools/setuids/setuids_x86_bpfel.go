@@ -15,21 +15,34 @@ import (
 
 type setuidsEvent struct {
 	_    structs.HostLayout
-	TsNs uint64
+	Task struct {
+		_        structs.HostLayout
+		TsNs     uint64
+		CgroupId uint64
+		Pid      uint32
+		Tid      uint32
+		Uid      uint32
+		Mntns    uint32
+		Comm     [16]uint8
+	}
 	Ret  int64
-	Pid  uint32
-	Tid  uint32
-	Uid  uint32
 	Nr   int32
 	Args [3]uint32
-	Comm [16]uint8
-	_    [4]byte
 }
 
 type setuidsStart struct {
 	_    structs.HostLayout
+	Task struct {
+		_        structs.HostLayout
+		TsNs     uint64
+		CgroupId uint64
+		Pid      uint32
+		Tid      uint32
+		Uid      uint32
+		Mntns    uint32
+		Comm     [16]uint8
+	}
 	Nr   int32
-	Uid  uint32
 	Args [3]uint32
 }
 
@@ -37,13 +50,19 @@ type setuidsStart struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	setuidsMapEvents      = "events"
-	setuidsMapStarts      = "starts"
-	setuidsProgTpEnter    = "tp_enter"
-	setuidsProgTpExit     = "tp_exit"
-	setuidsVarOwlLost     = "owl_lost"
-	setuidsVarTargTgid    = "targ_tgid"
-	setuidsVarUnusedEvent = "unused_event"
+	setuidsMapEvents        = "events"
+	setuidsMapOwlCounters   = "owl_counters"
+	setuidsMapStarts        = "starts"
+	setuidsProgTpEnter      = "tp_enter"
+	setuidsProgTpExit       = "tp_exit"
+	setuidsVarOwlOffMntNs   = "owl_off_mnt_ns"
+	setuidsVarOwlOffNsInum  = "owl_off_ns_inum"
+	setuidsVarOwlOffNsproxy = "owl_off_nsproxy"
+	setuidsVarOwlTargCgroup = "owl_targ_cgroup"
+	setuidsVarOwlTargMntns  = "owl_targ_mntns"
+	setuidsVarOwlTargTgid   = "owl_targ_tgid"
+	setuidsVarOwlTargUid    = "owl_targ_uid"
+	setuidsVarUnusedEvent   = "unused_event"
 )
 
 // loadSetuids returns the embedded CollectionSpec for setuids.
@@ -96,17 +115,23 @@ type setuidsProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type setuidsMapSpecs struct {
-	Events *ebpf.MapSpec `ebpf:"events"`
-	Starts *ebpf.MapSpec `ebpf:"starts"`
+	Events      *ebpf.MapSpec `ebpf:"events"`
+	OwlCounters *ebpf.MapSpec `ebpf:"owl_counters"`
+	Starts      *ebpf.MapSpec `ebpf:"starts"`
 }
 
 // setuidsVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type setuidsVariableSpecs struct {
-	OwlLost     *ebpf.VariableSpec `ebpf:"owl_lost"`
-	TargTgid    *ebpf.VariableSpec `ebpf:"targ_tgid"`
-	UnusedEvent *ebpf.VariableSpec `ebpf:"unused_event"`
+	OwlOffMntNs   *ebpf.VariableSpec `ebpf:"owl_off_mnt_ns"`
+	OwlOffNsInum  *ebpf.VariableSpec `ebpf:"owl_off_ns_inum"`
+	OwlOffNsproxy *ebpf.VariableSpec `ebpf:"owl_off_nsproxy"`
+	OwlTargCgroup *ebpf.VariableSpec `ebpf:"owl_targ_cgroup"`
+	OwlTargMntns  *ebpf.VariableSpec `ebpf:"owl_targ_mntns"`
+	OwlTargTgid   *ebpf.VariableSpec `ebpf:"owl_targ_tgid"`
+	OwlTargUid    *ebpf.VariableSpec `ebpf:"owl_targ_uid"`
+	UnusedEvent   *ebpf.VariableSpec `ebpf:"unused_event"`
 }
 
 // setuidsObjects contains all objects after they have been loaded into the kernel.
@@ -129,13 +154,15 @@ func (o *setuidsObjects) Close() error {
 //
 // It can be passed to loadSetuidsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type setuidsMaps struct {
-	Events *ebpf.Map `ebpf:"events"`
-	Starts *ebpf.Map `ebpf:"starts"`
+	Events      *ebpf.Map `ebpf:"events"`
+	OwlCounters *ebpf.Map `ebpf:"owl_counters"`
+	Starts      *ebpf.Map `ebpf:"starts"`
 }
 
 func (m *setuidsMaps) Close() error {
 	return _SetuidsClose(
 		m.Events,
+		m.OwlCounters,
 		m.Starts,
 	)
 }
@@ -144,9 +171,14 @@ func (m *setuidsMaps) Close() error {
 //
 // It can be passed to loadSetuidsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type setuidsVariables struct {
-	OwlLost     *ebpf.Variable `ebpf:"owl_lost"`
-	TargTgid    *ebpf.Variable `ebpf:"targ_tgid"`
-	UnusedEvent *ebpf.Variable `ebpf:"unused_event"`
+	OwlOffMntNs   *ebpf.Variable `ebpf:"owl_off_mnt_ns"`
+	OwlOffNsInum  *ebpf.Variable `ebpf:"owl_off_ns_inum"`
+	OwlOffNsproxy *ebpf.Variable `ebpf:"owl_off_nsproxy"`
+	OwlTargCgroup *ebpf.Variable `ebpf:"owl_targ_cgroup"`
+	OwlTargMntns  *ebpf.Variable `ebpf:"owl_targ_mntns"`
+	OwlTargTgid   *ebpf.Variable `ebpf:"owl_targ_tgid"`
+	OwlTargUid    *ebpf.Variable `ebpf:"owl_targ_uid"`
+	UnusedEvent   *ebpf.Variable `ebpf:"unused_event"`
 }
 
 // setuidsPrograms contains all programs after they have been loaded into the kernel.

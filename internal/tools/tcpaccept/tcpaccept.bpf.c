@@ -8,28 +8,14 @@
 #include "sock.h"
 
 struct event {
-	__u64 ts_ns;
-	__u32 pid;
-	__u32 uid;
+	struct owl_task task;
 	__u16 family;
 	__u16 lport;
 	__u16 rport;
 	__u16 pad;
 	__u8 laddr[16];
 	__u8 raddr[16];
-	__u8 comm[16];
 };
-
-const volatile __u16 targ_family = 0;
-const volatile bool filter_ports = false;
-
-/* Local ports to report, host order (-P). */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 64);
-	__type(key, __u16);
-	__type(value, __u8);
-} ports SEC(".maps");
 
 /* The stable layout of every syscalls:sys_exit_* tracepoint. */
 struct syscall_exit {
@@ -45,23 +31,18 @@ static __always_inline void emit_accept(struct sock *sk)
 
 	if (!owl_sock_endpoints(sk, &ep))
 		return;
-	if (targ_family && targ_family != ep.family)
-		return;
-	if (filter_ports && !bpf_map_lookup_elem(&ports, &ep.lport))
+	/* -4/-6 and -P (local ports). */
+	if (!owl_endpoint_wanted(ep.family, ep.lport))
 		return;
 	e = owl_reserve(sizeof(*e));
 	if (!e)
 		return;
-	e->ts_ns = bpf_ktime_get_ns();
-	e->pid = bpf_get_current_pid_tgid() >> 32;
-	e->uid = (__u32)bpf_get_current_uid_gid();
+	owl_task_fill(&e->task);
 	e->family = ep.family;
 	e->lport = ep.lport;
 	e->rport = ep.rport;
-	e->pad = 0;
 	__builtin_memcpy(e->laddr, ep.laddr, 16);
 	__builtin_memcpy(e->raddr, ep.raddr, 16);
-	bpf_get_current_comm(e->comm, sizeof(e->comm));
 	bpf_ringbuf_submit(e, 0);
 }
 
@@ -72,7 +53,7 @@ static __always_inline int accept_exit(long fd)
 	struct socket *sock;
 	unsigned int max;
 
-	if (fd < 0 || !owl_tgid_wanted(bpf_get_current_pid_tgid() >> 32))
+	if (fd < 0 || !owl_task_wanted())
 		return 0;
 	task = (struct task_struct *)bpf_get_current_task();
 	max = BPF_CORE_READ(task, files, fdt, max_fds);
@@ -105,7 +86,7 @@ int tp_exit_accept(struct syscall_exit *ctx)
 SEC("kretprobe/inet_csk_accept")
 int BPF_KRETPROBE(krp_accept, struct sock *sk)
 {
-	if (sk && owl_tgid_wanted(bpf_get_current_pid_tgid() >> 32))
+	if (sk && owl_task_wanted())
 		emit_accept(sk);
 	return 0;
 }
@@ -118,7 +99,7 @@ int BPF_PROG(fexit_accept)
 	__u64 sk = 0;
 
 	bpf_get_func_ret(ctx, &sk);
-	if (sk && owl_tgid_wanted(bpf_get_current_pid_tgid() >> 32))
+	if (sk && owl_task_wanted())
 		emit_accept((struct sock *)sk);
 	return 0;
 }

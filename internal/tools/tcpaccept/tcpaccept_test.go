@@ -9,10 +9,12 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/owlbpf/owl/internal/e2e"
+	"github.com/owlbpf/owl/internal/event"
 	"github.com/owlbpf/owl/internal/probe"
 )
 
@@ -42,7 +44,7 @@ func TestAccept(t *testing.T) {
 	e2e.Require(t)
 	for _, host := range []string{"127.0.0.1", "::1"} {
 		t.Run(host, func(t *testing.T) {
-			tr, err := New(Config{PID: os.Getpid()})
+			tr, err := Open(Config{}, e2e.Own())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -51,6 +53,7 @@ func TestAccept(t *testing.T) {
 			client := e2e.Dial(t, server)
 			e := e2e.Wait(t, events, timeout, "accept", func(e Event) bool { return e.Lport == server.Port() })
 			checkAccept(t, e, server, client)
+			e2e.CheckTask(t, &e.Task)
 		})
 	}
 }
@@ -113,7 +116,7 @@ func TestAcceptBlockedBeforeStart(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	tr, err := New(Config{PID: os.Getpid()})
+	tr, err := Open(Config{}, e2e.Own())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,7 +141,7 @@ func TestAcceptBlockedBeforeStart(t *testing.T) {
 func TestPIDFilter(t *testing.T) {
 	e2e.Require(t)
 	mine := e2e.Serve(t, "127.0.0.1")
-	tr, err := New(Config{PID: os.Getpid()})
+	tr, err := Open(Config{}, e2e.Own())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,7 +177,9 @@ func TestPortAndFamilyFilters(t *testing.T) {
 	wanted := e2e.Serve(t, "::1")
 	other := e2e.Serve(t, "::1")
 	v4 := e2e.Serve(t, "127.0.0.1")
-	tr, err := New(Config{Family: 6, Ports: []uint16{wanted.Port(), v4.Port()}})
+	opts := e2e.Options()
+	opts.Net = probe.NetFilter{Family: 6, Ports: []uint16{wanted.Port(), v4.Port()}}
+	tr, err := Open(Config{}, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,6 +191,39 @@ func TestPortAndFamilyFilters(t *testing.T) {
 	if e.Lport != wanted.Port() || e.Family != 6 {
 		t.Fatalf("first event: port %d family %d; want %d over IPv6 (other port %d, IPv4 port %d)",
 			e.Lport, e.Family, wanted.Port(), other.Port(), v4.Port())
+	}
+}
+
+func TestTable(t *testing.T) {
+	e := Event{Task: event.Task{PID: 4242, KtimeNs: 5e9, Time: time.Date(2024, 1, 2, 11, 23, 35, 0, time.Local)},
+		Family: 4, Raddr: netip.MustParseAddr("10.0.0.2"), Rport: 45876, Laddr: netip.MustParseAddr("10.0.0.1"), Lport: 80}
+	copy(e.Comm[:], "a-very-long-command")
+	tab := (&flags{clock: true, timestamp: true}).table()
+	got := string(tab.AppendHeader(nil)) + string(tab.AppendRow(nil, &e))
+	want := "TIME     TIME(s)   PID    COMM         IP RADDR            RPORT LADDR            LPORT\n" +
+		"11:23:35 0.000     4242   a-very-long- 4  10.0.0.2         45876 10.0.0.1         80\n"
+	if got != want {
+		t.Errorf("got\n%s\nwant\n%s", got, want)
+	}
+}
+
+// The per-event path (decode a ring record, format a text row into a reused
+// buffer) must not allocate.
+func TestEventPathDoesNotAllocate(t *testing.T) {
+	raw := make([]byte, unsafe.Sizeof(tcpacceptEvent{}))
+	r, _ := probe.View[tcpacceptEvent](raw)
+	r.Family, r.Lport, r.Task.Pid = 10, 443, 77
+	copy(r.Task.Comm[:], "nginx")
+	s := &probe.Session{}
+	tab := (&flags{clock: true, timestamp: true}).table()
+	var e Event
+	buf := make([]byte, 0, 256)
+	allocs := testing.AllocsPerRun(100, func() {
+		decode(s, raw, &e)
+		buf = tab.AppendRow(buf[:0], &e)
+	})
+	if allocs != 0 {
+		t.Errorf("%.1f allocations per event, want 0", allocs)
 	}
 }
 
@@ -209,7 +247,7 @@ func TestAcceptAfterClientReset(t *testing.T) {
 	}
 	defer l.Close()
 	server := l.Addr().(*net.TCPAddr).AddrPort()
-	tr, err := New(Config{PID: os.Getpid()})
+	tr, err := Open(Config{}, e2e.Own())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,17 +14,23 @@ import (
 )
 
 type tcpacceptEvent struct {
-	_      structs.HostLayout
-	TsNs   uint64
-	Pid    uint32
-	Uid    uint32
+	_    structs.HostLayout
+	Task struct {
+		_        structs.HostLayout
+		TsNs     uint64
+		CgroupId uint64
+		Pid      uint32
+		Tid      uint32
+		Uid      uint32
+		Mntns    uint32
+		Comm     [16]uint8
+	}
 	Family uint16
 	Lport  uint16
 	Rport  uint16
 	Pad    uint16
 	Laddr  [16]uint8
 	Raddr  [16]uint8
-	Comm   [16]uint8
 }
 
 // Names of all BPF objects in the ELF.
@@ -32,15 +38,21 @@ type tcpacceptEvent struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	tcpacceptMapEvents         = "events"
-	tcpacceptMapPorts          = "ports"
+	tcpacceptMapOwlCounters    = "owl_counters"
+	tcpacceptMapOwlPorts       = "owl_ports"
 	tcpacceptProgFexitAccept   = "fexit_accept"
 	tcpacceptProgKrpAccept     = "krp_accept"
 	tcpacceptProgTpExitAccept  = "tp_exit_accept"
 	tcpacceptProgTpExitAccept4 = "tp_exit_accept4"
-	tcpacceptVarFilterPorts    = "filter_ports"
-	tcpacceptVarOwlLost        = "owl_lost"
-	tcpacceptVarTargFamily     = "targ_family"
-	tcpacceptVarTargTgid       = "targ_tgid"
+	tcpacceptVarOwlFilterPorts = "owl_filter_ports"
+	tcpacceptVarOwlOffMntNs    = "owl_off_mnt_ns"
+	tcpacceptVarOwlOffNsInum   = "owl_off_ns_inum"
+	tcpacceptVarOwlOffNsproxy  = "owl_off_nsproxy"
+	tcpacceptVarOwlTargCgroup  = "owl_targ_cgroup"
+	tcpacceptVarOwlTargFamily  = "owl_targ_family"
+	tcpacceptVarOwlTargMntns   = "owl_targ_mntns"
+	tcpacceptVarOwlTargTgid    = "owl_targ_tgid"
+	tcpacceptVarOwlTargUid     = "owl_targ_uid"
 	tcpacceptVarUnusedEvent    = "unused_event"
 )
 
@@ -96,19 +108,25 @@ type tcpacceptProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tcpacceptMapSpecs struct {
-	Events *ebpf.MapSpec `ebpf:"events"`
-	Ports  *ebpf.MapSpec `ebpf:"ports"`
+	Events      *ebpf.MapSpec `ebpf:"events"`
+	OwlCounters *ebpf.MapSpec `ebpf:"owl_counters"`
+	OwlPorts    *ebpf.MapSpec `ebpf:"owl_ports"`
 }
 
 // tcpacceptVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tcpacceptVariableSpecs struct {
-	FilterPorts *ebpf.VariableSpec `ebpf:"filter_ports"`
-	OwlLost     *ebpf.VariableSpec `ebpf:"owl_lost"`
-	TargFamily  *ebpf.VariableSpec `ebpf:"targ_family"`
-	TargTgid    *ebpf.VariableSpec `ebpf:"targ_tgid"`
-	UnusedEvent *ebpf.VariableSpec `ebpf:"unused_event"`
+	OwlFilterPorts *ebpf.VariableSpec `ebpf:"owl_filter_ports"`
+	OwlOffMntNs    *ebpf.VariableSpec `ebpf:"owl_off_mnt_ns"`
+	OwlOffNsInum   *ebpf.VariableSpec `ebpf:"owl_off_ns_inum"`
+	OwlOffNsproxy  *ebpf.VariableSpec `ebpf:"owl_off_nsproxy"`
+	OwlTargCgroup  *ebpf.VariableSpec `ebpf:"owl_targ_cgroup"`
+	OwlTargFamily  *ebpf.VariableSpec `ebpf:"owl_targ_family"`
+	OwlTargMntns   *ebpf.VariableSpec `ebpf:"owl_targ_mntns"`
+	OwlTargTgid    *ebpf.VariableSpec `ebpf:"owl_targ_tgid"`
+	OwlTargUid     *ebpf.VariableSpec `ebpf:"owl_targ_uid"`
+	UnusedEvent    *ebpf.VariableSpec `ebpf:"unused_event"`
 }
 
 // tcpacceptObjects contains all objects after they have been loaded into the kernel.
@@ -131,14 +149,16 @@ func (o *tcpacceptObjects) Close() error {
 //
 // It can be passed to loadTcpacceptObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tcpacceptMaps struct {
-	Events *ebpf.Map `ebpf:"events"`
-	Ports  *ebpf.Map `ebpf:"ports"`
+	Events      *ebpf.Map `ebpf:"events"`
+	OwlCounters *ebpf.Map `ebpf:"owl_counters"`
+	OwlPorts    *ebpf.Map `ebpf:"owl_ports"`
 }
 
 func (m *tcpacceptMaps) Close() error {
 	return _TcpacceptClose(
 		m.Events,
-		m.Ports,
+		m.OwlCounters,
+		m.OwlPorts,
 	)
 }
 
@@ -146,11 +166,16 @@ func (m *tcpacceptMaps) Close() error {
 //
 // It can be passed to loadTcpacceptObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tcpacceptVariables struct {
-	FilterPorts *ebpf.Variable `ebpf:"filter_ports"`
-	OwlLost     *ebpf.Variable `ebpf:"owl_lost"`
-	TargFamily  *ebpf.Variable `ebpf:"targ_family"`
-	TargTgid    *ebpf.Variable `ebpf:"targ_tgid"`
-	UnusedEvent *ebpf.Variable `ebpf:"unused_event"`
+	OwlFilterPorts *ebpf.Variable `ebpf:"owl_filter_ports"`
+	OwlOffMntNs    *ebpf.Variable `ebpf:"owl_off_mnt_ns"`
+	OwlOffNsInum   *ebpf.Variable `ebpf:"owl_off_ns_inum"`
+	OwlOffNsproxy  *ebpf.Variable `ebpf:"owl_off_nsproxy"`
+	OwlTargCgroup  *ebpf.Variable `ebpf:"owl_targ_cgroup"`
+	OwlTargFamily  *ebpf.Variable `ebpf:"owl_targ_family"`
+	OwlTargMntns   *ebpf.Variable `ebpf:"owl_targ_mntns"`
+	OwlTargTgid    *ebpf.Variable `ebpf:"owl_targ_tgid"`
+	OwlTargUid     *ebpf.Variable `ebpf:"owl_targ_uid"`
+	UnusedEvent    *ebpf.Variable `ebpf:"unused_event"`
 }
 
 // tcpacceptPrograms contains all programs after they have been loaded into the kernel.

@@ -18,10 +18,8 @@
 #define ETIMEDOUT 110
 
 struct event {
-	__u64 ts_ns;
+	struct owl_task task;
 	__u64 latency_ns;
-	__u32 pid;
-	__u32 uid;
 	__u16 family;
 	__u16 sport;
 	__u16 dport;
@@ -30,23 +28,28 @@ struct event {
 	__s32 err; /* sk_err when the handshake failed */
 	__u8 saddr[16];
 	__u8 daddr[16];
-	__u8 comm[16];
 };
 
-const volatile __u32 targ_uid = (__u32)-1;
-const volatile __u16 targ_family = 0;
-const volatile bool filter_ports = false;
+/* -c: connects counted in the kernel per source, destination and port. */
+struct count_key {
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__u16 family;
+	__u16 dport;
+	__u32 pad;
+};
 /* -L: the local port is wanted; on the tracepoint path it is known only when
  * the handshake ends. --outcome: the result of the handshake is wanted. */
 const volatile bool want_lport = false;
 const volatile bool want_outcome = false;
+const volatile bool count_only = false;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 64);
-	__type(key, __u16);
-	__type(value, __u8);
-} ports SEC(".maps");
+	__uint(max_entries, 10240);
+	__type(key, struct count_key);
+	__type(value, __u64);
+} counts SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -81,37 +84,39 @@ struct set_state_args {
 	__u8 daddr_v6[16];
 };
 
-static __always_inline bool task_wanted(void)
+static __always_inline void count(struct event *e)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	__u32 uid = (__u32)bpf_get_current_uid_gid();
+	struct count_key k = {};
+	__u64 one = 1, *n;
 
-	if (!owl_tgid_wanted(id >> 32))
-		return false;
-	return targ_uid == (__u32)-1 || targ_uid == uid;
+	__builtin_memcpy(k.saddr, e->saddr, 16);
+	__builtin_memcpy(k.daddr, e->daddr, 16);
+	k.family = e->family;
+	k.dport = e->dport;
+	n = bpf_map_lookup_elem(&counts, &k);
+	if (n) {
+		__sync_fetch_and_add(n, 1);
+		return;
+	}
+	/* A full table must not lose counts silently. */
+	if (bpf_map_update_elem(&counts, &k, &one, BPF_NOEXIST)) {
+		n = bpf_map_lookup_elem(&counts, &k);
+		if (n)
+			__sync_fetch_and_add(n, 1);
+		else
+			owl_count(OWL_DROP_MAP_FULL);
+	}
 }
 
-static __always_inline bool dest_wanted(__u16 family, __u16 dport)
-{
-	if (targ_family && targ_family != family)
-		return false;
-	return !filter_ports || bpf_map_lookup_elem(&ports, &dport);
-}
-
-static __always_inline void fill_task(struct event *e)
-{
-	e->ts_ns = bpf_ktime_get_ns();
-	e->pid = bpf_get_current_pid_tgid() >> 32;
-	e->uid = (__u32)bpf_get_current_uid_gid();
-	bpf_get_current_comm(e->comm, sizeof(e->comm));
-}
-
-/* The connect has started, in the connecting task: emit it now, or keep it
- * until the handshake ends when what is wanted is only known then. */
+/* The connect has started, in the connecting task: count it, emit it now,
+ * or keep it until the handshake ends when what is wanted is only known
+ * then. */
 static __always_inline void connect_started(__u64 sk, struct event *e, bool lport_known)
 {
-	if (want_outcome || (want_lport && !lport_known))
-		bpf_map_update_elem(&pending, &sk, e, BPF_ANY);
+	if (count_only)
+		count(e);
+	else if (want_outcome || (want_lport && !lport_known))
+		owl_pending_put(&pending, &sk, e);
 	else
 		owl_emit(e, sizeof(*e));
 }
@@ -127,7 +132,7 @@ static __always_inline void handshake_done(struct set_state_args *ctx, bool with
 	if (!e)
 		return;
 	e->sport = ctx->sport;
-	e->latency_ns = bpf_ktime_get_ns() - e->ts_ns;
+	e->latency_ns = bpf_ktime_get_ns() - e->task.ts_ns;
 	if (ctx->newstate == TCP_ESTABLISHED) {
 		e->outcome = OUTCOME_ESTABLISHED;
 	} else if (with_err) {
@@ -145,7 +150,7 @@ static __always_inline void handshake_done(struct set_state_args *ctx, bool with
 		e->outcome = OUTCOME_ERROR;
 	}
 	owl_emit(e, sizeof(*e));
-	bpf_map_delete_elem(&pending, &sk);
+	owl_pending_taken(&pending, &sk);
 }
 
 static __always_inline int set_state(struct set_state_args *ctx, bool with_err)
@@ -160,9 +165,9 @@ static __always_inline int set_state(struct set_state_args *ctx, bool with_err)
 	}
 	if (ctx->oldstate != TCP_CLOSE || ctx->newstate != TCP_SYN_SENT)
 		return 0;
-	if (!task_wanted() || !dest_wanted(ctx->family, ctx->dport))
+	if (!owl_task_wanted() || !owl_endpoint_wanted(ctx->family, ctx->dport))
 		return 0;
-	fill_task(&e);
+	owl_task_fill(&e.task);
 	e.family = ctx->family;
 	e.dport = ctx->dport;
 	/* Copied with probe reads: the verifier refuses loads through a
@@ -197,7 +202,7 @@ int BPF_KPROBE(kp_connect, struct sock *sk)
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
 	__u64 skp = (__u64)sk;
 
-	if (task_wanted())
+	if (owl_task_wanted())
 		bpf_map_update_elem(&connecting, &tid, &skp, BPF_ANY);
 	return 0;
 }
@@ -210,9 +215,9 @@ static __always_inline void connect_returned(__u64 sk, int ret)
 
 	if (ret != 0 || !owl_sock_endpoints((struct sock *)sk, &ep))
 		return;
-	if (!dest_wanted(ep.family, ep.rport))
+	if (!owl_endpoint_wanted(ep.family, ep.rport))
 		return;
-	fill_task(&e);
+	owl_task_fill(&e.task);
 	e.family = ep.family;
 	e.sport = ep.lport;
 	e.dport = ep.rport;
@@ -244,7 +249,7 @@ int BPF_PROG(fexit_v4_connect, struct sock *sk)
 	__u64 ret = 0;
 
 	bpf_get_func_ret(ctx, &ret);
-	if (task_wanted())
+	if (owl_task_wanted())
 		connect_returned((__u64)sk, (int)ret);
 	return 0;
 }
@@ -255,7 +260,7 @@ int BPF_PROG(fexit_v6_connect, struct sock *sk)
 	__u64 ret = 0;
 
 	bpf_get_func_ret(ctx, &ret);
-	if (task_wanted())
+	if (owl_task_wanted())
 		connect_returned((__u64)sk, (int)ret);
 	return 0;
 }

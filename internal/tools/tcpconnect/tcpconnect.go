@@ -2,14 +2,16 @@
 package tcpconnect
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
-	"time"
+	"sort"
 
 	"github.com/cilium/ebpf"
 
 	"github.com/owlbpf/owl/internal/event"
 	"github.com/owlbpf/owl/internal/probe"
+	"github.com/owlbpf/owl/internal/tool"
 )
 
 // Outcome is how a connect's handshake ended (with --outcome).
@@ -37,10 +39,7 @@ func (o Outcome) MarshalText() ([]byte, error) { return []byte(o.String()), nil 
 
 // Event is one connect.
 type Event struct {
-	Time   time.Time  `json:"time"`
-	PID    uint32     `json:"pid"`
-	Comm   event.Comm `json:"comm"`
-	UID    uint32     `json:"uid"`
+	event.Task
 	Family uint8      `json:"family"` // 4 or 6
 	Saddr  netip.Addr `json:"saddr"`
 	// Sport is the local port; 0 when not yet chosen (the tracepoint hook
@@ -51,22 +50,24 @@ type Event struct {
 	Outcome   Outcome    `json:"outcome,omitempty"`
 	LatencyUS float64    `json:"latency_us,omitempty"` // SYN sent to handshake end
 	Errno     int32      `json:"errno,omitempty"`      // sk_err of a failed handshake
-	KtimeNs   uint64     `json:"-"`                    // kernel monotonic time of the connect
 }
 
-// Config selects what is traced. The zero value traces every connect.
+// Count is how many connects went from one address to one address and
+// port (-c), counted in the kernel.
+type Count struct {
+	Saddr netip.Addr `json:"saddr"`
+	Daddr netip.Addr `json:"daddr"`
+	Dport uint16     `json:"dport"`
+	Count uint64     `json:"count"`
+}
+
+// Config selects what is traced; the task, family and port filters are in
+// tool.Options. The zero value traces every connect.
 type Config struct {
-	PID       int      // 0 = all
-	UID       int      // -1 = all
-	Family    int      // 0 = both, 4 or 6
-	Ports     []uint16 // destination ports; empty = all
-	LocalPort bool     // wait for the local port (-L)
-	Outcome   bool     // wait for the handshake's result (--outcome)
-	Hook      string   // restrict the hook chain to these kinds
+	LocalPort bool // wait for the local port (-L)
+	Outcome   bool // wait for the handshake's result (--outcome)
+	Count     bool // count in the kernel instead of streaming (-c)
 }
-
-// DefaultConfig traces every connect.
-func DefaultConfig() Config { return Config{UID: -1} }
 
 // setStateLayout is struct set_state_args of tcpconnect.bpf.c, which reads
 // the tracepoint without CO-RE.
@@ -80,31 +81,31 @@ func hooks(cfg Config) []probe.Hook {
 		Kind: probe.Kprobe,
 		Name: "kprobe tcp_v4_connect,tcp_v6_connect",
 		Attachments: []probe.Attachment{
-			probe.KprobeAt("kp_connect", "tcp_v4_connect"),
-			probe.KretprobeAt("krp_connect", "tcp_v4_connect"),
+			probe.KprobeAt(tcpconnectProgKpConnect, "tcp_v4_connect"),
+			probe.KretprobeAt(tcpconnectProgKrpConnect, "tcp_v4_connect"),
 			// IPv6 may be a module that is not loaded.
-			probe.Optional(probe.KprobeAt("kp_connect", "tcp_v6_connect")),
-			probe.Optional(probe.KretprobeAt("krp_connect", "tcp_v6_connect")),
+			probe.Optional(probe.KprobeAt(tcpconnectProgKpConnect, "tcp_v6_connect")),
+			probe.Optional(probe.KretprobeAt(tcpconnectProgKrpConnect, "tcp_v6_connect")),
 		},
 	}
 	fexit := probe.Hook{
 		Kind: probe.Fentry,
 		Name: "fexit tcp_v4_connect,tcp_v6_connect",
 		Attachments: []probe.Attachment{
-			probe.TracingAt("fexit_v4_connect", "tcp_v4_connect"),
-			probe.Optional(probe.TracingAt("fexit_v6_connect", "tcp_v6_connect")),
+			probe.TracingAt(tcpconnectProgFexitV4Connect, "tcp_v4_connect"),
+			probe.Optional(probe.TracingAt(tcpconnectProgFexitV6Connect, "tcp_v6_connect")),
 		},
 	}
 	if cfg.Outcome {
-		done := probe.TracepointAt("tp_state_done", "sock", "inet_sock_set_state")
+		done := probe.TracepointAt(tcpconnectProgTpStateDone, "sock", "inet_sock_set_state")
 		for _, h := range []*probe.Hook{&fexit, &kp} {
 			h.Name += " + tracepoint sock:inet_sock_set_state"
 			h.Attachments = append(h.Attachments, done)
 		}
 	}
-	tp := "tp_state"
+	tp := tcpconnectProgTpState
 	if cfg.Outcome {
-		tp = "tp_state_outcome"
+		tp = tcpconnectProgTpStateOutcome
 	}
 	return []probe.Hook{
 		{
@@ -118,74 +119,94 @@ func hooks(cfg Config) []probe.Hook {
 	}
 }
 
-func configure(cfg Config) func(*ebpf.CollectionSpec) error {
-	return func(spec *ebpf.CollectionSpec) error {
-		if err := probe.SetTgid(spec, cfg.PID); err != nil {
+var spec = tool.Spec[Config, Event]{
+	Name:    "tcpconnect",
+	Summary: "Trace active TCP connects",
+	Long: `Trace active TCP connects (connect(2) to a TCP socket), IPv4 and IPv6.
+
+On the tracepoint (CLOSE->SYN_SENT, in the connecting task) the local port
+is not chosen yet: -L and --outcome hold each event until its handshake
+ends, so the port is real (sport is 0 in JSON without -L). With -c the
+kernel counts connects per source, destination and port; nothing is
+streamed.`,
+	Task:      true,
+	Net:       true,
+	RingBytes: 1 << 20,
+	Load:      loadTcpconnect,
+	Default:   func() Config { return Config{} },
+	Hooks:     hooks,
+	Configure: func(cfg Config, spec *ebpf.CollectionSpec) error {
+		var v tcpconnectVariableSpecs
+		if err := spec.Assign(&v); err != nil {
 			return err
 		}
-		set := map[string]any{
-			"want_lport":   cfg.LocalPort,
-			"want_outcome": cfg.Outcome,
-			"filter_ports": len(cfg.Ports) > 0,
-		}
-		if cfg.UID >= 0 {
-			set["targ_uid"] = uint32(cfg.UID)
-		}
-		switch cfg.Family {
-		case 4:
-			set["targ_family"] = uint16(2) // AF_INET
-		case 6:
-			set["targ_family"] = uint16(10) // AF_INET6
-		}
-		for name, v := range set {
-			if err := spec.Variables[name].Set(v); err != nil {
-				return fmt.Errorf("set %s: %w", name, err)
+		return errors.Join(v.WantLport.Set(cfg.LocalPort), v.WantOutcome.Set(cfg.Outcome), v.CountOnly.Set(cfg.Count))
+	},
+	Stream:  func(cfg Config) bool { return !cfg.Count },
+	Pending: tcpconnectMapPending,
+	Decoder: func(cfg Config, s *probe.Session) (func([]byte, *Event) bool, error) {
+		return func(raw []byte, e *Event) bool {
+			if !decode(s, raw, e) {
+				return false
 			}
-		}
-		return nil
-	}
+			if !cfg.Outcome {
+				// -L alone also waits for the handshake; report only what was asked.
+				e.Outcome, e.LatencyUS, e.Errno = OutcomeNone, 0, 0
+			}
+			return true
+		}, nil
+	},
+	Outputs: []tool.Output{{Flag: "-c", Value: Count{}}},
 }
 
-// New loads and attaches tcpconnect through the first hook that works.
-func New(cfg Config) (*probe.Tracer[Event], error) {
-	spec, err := loadTcpconnect()
-	if err != nil {
-		return nil, fmt.Errorf("load tcpconnect spec: %w", err)
-	}
-	s, err := probe.Open(spec, hooks(cfg), probe.Options{Tool: "tcpconnect", Only: cfg.Hook, Configure: configure(cfg)})
+// Tool is tcpconnect's registry entry.
+var Tool = tool.Register(&spec, command)
+
+// Source is a running tcpconnect.
+type Source struct {
+	*tool.Source[Event]
+}
+
+// Open loads and attaches tcpconnect through the first hook that works.
+func Open(cfg Config, opts tool.Options) (*Source, error) {
+	src, err := tool.Open(&spec, cfg, opts)
 	if err != nil {
 		return nil, err
 	}
-	if len(cfg.Ports) > 0 {
-		m := s.Coll.Maps["ports"]
-		for _, p := range cfg.Ports {
-			if err := m.Put(p, uint8(1)); err != nil {
-				s.Close()
-				return nil, fmt.Errorf("set port filter: %w", err)
-			}
-		}
-	}
-	t := &probe.Tracer[Event]{Session: s}
-	t.Decode = func(raw []byte, e *Event) bool {
-		if !decode(s, raw, e) {
-			return false
-		}
-		if !cfg.Outcome {
-			// -L alone also waits for the handshake; report only what was asked.
-			e.Outcome, e.LatencyUS, e.Errno = OutcomeNone, 0, 0
-		}
-		return true
-	}
-	return t, nil
+	return &Source{src}, nil
 }
 
-// Probe attaches with defaults and no reader, for `owl tools`.
-func Probe(only string) (*probe.Session, error) {
-	spec, err := loadTcpconnect()
-	if err != nil {
+// Counts returns the connects counted so far (-c), most first.
+func (s *Source) Counts() ([]Count, error) {
+	var m tcpconnectMaps
+	if err := s.Assign(&m); err != nil {
 		return nil, err
 	}
-	return probe.Open(spec, hooks(DefaultConfig()), probe.Options{Tool: "tcpconnect", Only: only, NoReader: true})
+	var (
+		k      tcpconnectCountKey
+		n      uint64
+		counts []Count
+	)
+	it := m.Counts.Iterate()
+	for it.Next(&k, &n) {
+		c := Count{Dport: k.Dport, Count: n}
+		_, c.Saddr, c.Daddr = event.Addrs(k.Family, &k.Saddr, &k.Daddr)
+		counts = append(counts, c)
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("read counts: %w", err)
+	}
+	sort.Slice(counts, func(i, j int) bool {
+		a, b := counts[i], counts[j]
+		if a.Count != b.Count {
+			return a.Count > b.Count
+		}
+		if a.Dport != b.Dport {
+			return a.Dport < b.Dport
+		}
+		return a.Daddr.Less(b.Daddr)
+	})
+	return counts, nil
 }
 
 func decode(s *probe.Session, raw []byte, e *Event) bool {
@@ -194,11 +215,7 @@ func decode(s *probe.Session, raw []byte, e *Event) bool {
 		return false
 	}
 	*e = Event{
-		Time:    s.Time(r.TsNs),
-		KtimeNs: r.TsNs,
-		PID:     r.Pid,
-		Comm:    r.Comm,
-		UID:     r.Uid,
+		Task:    s.Task(raw),
 		Sport:   r.Sport,
 		Dport:   r.Dport,
 		Outcome: Outcome(r.Outcome),

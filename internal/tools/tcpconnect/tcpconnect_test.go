@@ -1,6 +1,7 @@
 package tcpconnect
 
 import (
+	"context"
 	"net"
 	"net/netip"
 	"os"
@@ -8,11 +9,12 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/spf13/cobra"
+	"github.com/cilium/ebpf"
 
-	"github.com/owlbpf/owl/internal/cli"
 	"github.com/owlbpf/owl/internal/e2e"
+	"github.com/owlbpf/owl/internal/event"
 	"github.com/owlbpf/owl/internal/probe"
+	"github.com/owlbpf/owl/internal/tool"
 )
 
 func TestMain(m *testing.M) {
@@ -34,11 +36,11 @@ func TestConnectOutcomeAndLocalPort(t *testing.T) {
 	e2e.Require(t)
 	for _, host := range []string{"127.0.0.1", "::1"} {
 		t.Run(host, func(t *testing.T) {
-			tr, err := New(Config{PID: os.Getpid(), UID: -1, LocalPort: true, Outcome: true})
+			tr, err := Open(Config{LocalPort: true, Outcome: true}, e2e.Own())
 			if err != nil {
 				t.Fatal(err)
 			}
-			events := e2e.Collect(t, tr)
+			events := e2e.Collect(t, tr.Source)
 			open := e2e.Serve(t, host)
 			closed := e2e.ClosedPort(t, host)
 
@@ -78,28 +80,29 @@ func TestConnectOutcomeAndLocalPort(t *testing.T) {
 
 func TestConnectWithoutWaiting(t *testing.T) {
 	e2e.Require(t)
-	tr, err := New(Config{PID: os.Getpid(), UID: -1})
+	tr, err := Open(Config{}, e2e.Own())
 	if err != nil {
 		t.Fatal(err)
 	}
-	events := e2e.Collect(t, tr)
+	events := e2e.Collect(t, tr.Source)
 	open := e2e.Serve(t, "127.0.0.1")
 	e2e.Dial(t, open)
 	e := e2e.Wait(t, events, timeout, "connect", func(e Event) bool { return e.Dport == open.Port() })
 	if e.Outcome != OutcomeNone || e.Daddr != open.Addr() || e.Family != 4 {
 		t.Errorf("got %+v, want a plain IPv4 connect event to %v", e, open)
 	}
+	e2e.CheckTask(t, &e.Task)
 }
 
 // The pid filter runs in the kernel: a connect by another process made
 // before ours must never arrive.
 func TestPIDFilter(t *testing.T) {
 	e2e.Require(t)
-	tr, err := New(Config{PID: os.Getpid(), UID: -1})
+	tr, err := Open(Config{}, e2e.Own())
 	if err != nil {
 		t.Fatal(err)
 	}
-	events := e2e.Collect(t, tr)
+	events := e2e.Collect(t, tr.Source)
 	open := e2e.Serve(t, "127.0.0.1")
 	child := e2e.Child("dial", open.String())
 	if err := child.Run(); err != nil {
@@ -117,11 +120,13 @@ func TestPortAndFamilyFilters(t *testing.T) {
 	p1 := e2e.Serve(t, "::1")
 	p2 := e2e.Serve(t, "::1")
 	p4 := e2e.Serve(t, "127.0.0.1")
-	tr, err := New(Config{PID: os.Getpid(), UID: -1, Family: 6, Ports: []uint16{p2.Port(), p4.Port()}})
+	opts := e2e.Own()
+	opts.Net = probe.NetFilter{Family: 6, Ports: []uint16{p2.Port(), p4.Port()}}
+	tr, err := Open(Config{}, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	events := e2e.Collect(t, tr)
+	events := e2e.Collect(t, tr.Source)
 	e2e.Dial(t, p1) // other port
 	e2e.Dial(t, p4) // wanted port, other family
 	e2e.Dial(t, p2)
@@ -132,9 +137,9 @@ func TestPortAndFamilyFilters(t *testing.T) {
 }
 
 func TestTable(t *testing.T) {
-	f := flags{timestamp: true, printUID: true, lport: true}
-	e := Event{PID: 4242, UID: 1000, Family: 4, Saddr: netip.MustParseAddr("10.0.0.1"), Sport: 51234,
-		Daddr: netip.MustParseAddr("10.0.0.2"), Dport: 443, KtimeNs: 5e9}
+	f := flags{timestamp: true, printUID: true, cfg: Config{LocalPort: true}}
+	e := Event{Task: event.Task{PID: 4242, UID: 1000, KtimeNs: 5e9}, Family: 4, Saddr: netip.MustParseAddr("10.0.0.1"), Sport: 51234,
+		Daddr: netip.MustParseAddr("10.0.0.2"), Dport: 443}
 	copy(e.Comm[:], "a-very-long-command")
 	tab := f.table()
 	got := string(tab.AppendHeader(nil)) + string(tab.AppendRow(nil, &e))
@@ -148,41 +153,15 @@ func TestTable(t *testing.T) {
 	}
 }
 
-func TestConfigErrors(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		f    flags
-	}{
-		{"both families", flags{family: bothFamilies(), uid: -1}},
-		{"port out of range", flags{ports: "70000", uid: -1}},
-		{"port not a number", flags{ports: "http", uid: -1}},
-		{"no such pid", flags{common: cli.Common{PID: 1 << 30}, uid: -1}},
-	} {
-		f := tc.f
-		if f.common.Output == "" {
-			f.common.Output = "text"
-		}
-		if _, err := f.config(); err == nil {
-			t.Errorf("%s: no error", tc.name)
-		}
-	}
-	f := flags{ports: "80, 443", uid: -1}
-	f.common.Output = "text"
-	cfg, err := f.config()
-	if err != nil || len(cfg.Ports) != 2 || cfg.Ports[1] != 443 {
-		t.Errorf("ports 80, 443: got %v %v", cfg.Ports, err)
-	}
-}
-
 // The per-event path (decode a ring record, format a text row into a reused
 // buffer) must not allocate.
 func TestEventPathDoesNotAllocate(t *testing.T) {
 	raw := make([]byte, unsafe.Sizeof(tcpconnectEvent{}))
 	r, _ := probe.View[tcpconnectEvent](raw)
-	r.Family, r.Dport, r.Pid = 10, 443, 77
-	copy(r.Comm[:], "curl")
+	r.Family, r.Dport, r.Task.Pid = 10, 443, 77
+	copy(r.Task.Comm[:], "curl")
 	s := &probe.Session{}
-	tab := (&flags{timestamp: true, printUID: true, lport: true, outcome: true}).table()
+	tab := (&flags{timestamp: true, printUID: true, cfg: Config{LocalPort: true, Outcome: true}}).table()
 	var e Event
 	buf := make([]byte, 0, 256)
 	allocs := testing.AllocsPerRun(100, func() {
@@ -194,9 +173,82 @@ func TestEventPathDoesNotAllocate(t *testing.T) {
 	}
 }
 
-func bothFamilies() (f cli.Family) {
-	cmd := &cobra.Command{}
-	f.AddFlags(cmd)
-	cmd.Flags().Parse([]string{"-4", "-6"})
-	return f
+// Every event made is delivered or counted by cause. A one-page ring is
+// overfilled while nothing reads it: delivered + ring_full == made.
+func TestTinyRingCountsEveryDrop(t *testing.T) {
+	e2e.Require(t)
+	opts := e2e.Own()
+	opts.RingBytes = 4096 // ~36 events of 112 bytes
+	src, err := Open(Config{}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	server := e2e.Serve(t, "127.0.0.1")
+	const made = 300
+	for range made {
+		e2e.Dial(t, server)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // Run then drains what the ring holds and returns
+	var delivered uint64
+	if err := src.Run(ctx, func(e *Event) {
+		if e.Dport == server.Port() {
+			delivered++
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := src.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.RingFull == 0 || delivered+st.RingFull != made || st.Lost() != st.RingFull {
+		t.Errorf("made %d: delivered %d, counted %+v; want delivered + ring_full == made, ring_full > 0", made, delivered, st)
+	}
+}
+
+// A count table of four entries gets connects to ten destinations:
+// counted + map_full == made.
+func TestTinyCountMapCountsEveryDrop(t *testing.T) {
+	e2e.Require(t)
+	sp := spec // a copy whose count table is tiny
+	sp.Configure = func(cfg Config, cs *ebpf.CollectionSpec) error {
+		var m tcpconnectMapSpecs
+		if err := cs.Assign(&m); err != nil {
+			return err
+		}
+		m.Counts.MaxEntries = 4
+		return spec.Configure(cfg, cs)
+	}
+	src, err := tool.Open(&sp, Config{Count: true}, e2e.Own())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	if src.HasReader() {
+		t.Error("count mode opened a ring buffer reader")
+	}
+	const servers, each = 10, 3
+	for range servers {
+		server := e2e.Serve(t, "127.0.0.1")
+		for range each {
+			e2e.Dial(t, server)
+		}
+	}
+	counts, err := (&Source{src}).Counts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var counted uint64
+	for _, c := range counts {
+		counted += c.Count
+	}
+	st, err := src.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(counts) != 4 || st.MapFull == 0 || counted+st.MapFull != servers*each {
+		t.Errorf("made %d: %d keys counted %d, stats %+v; want 4 keys and counted + map_full == made", servers*each, len(counts), counted, st)
+	}
 }

@@ -13,12 +13,28 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type tcpconnectCountKey struct {
+	_      structs.HostLayout
+	Saddr  [16]uint8
+	Daddr  [16]uint8
+	Family uint16
+	Dport  uint16
+	Pad    uint32
+}
+
 type tcpconnectEvent struct {
-	_         structs.HostLayout
-	TsNs      uint64
+	_    structs.HostLayout
+	Task struct {
+		_        structs.HostLayout
+		TsNs     uint64
+		CgroupId uint64
+		Pid      uint32
+		Tid      uint32
+		Uid      uint32
+		Mntns    uint32
+		Comm     [16]uint8
+	}
 	LatencyNs uint64
-	Pid       uint32
-	Uid       uint32
 	Family    uint16
 	Sport     uint16
 	Dport     uint16
@@ -27,7 +43,6 @@ type tcpconnectEvent struct {
 	Err       int32
 	Saddr     [16]uint8
 	Daddr     [16]uint8
-	Comm      [16]uint8
 	_         [4]byte
 }
 
@@ -36,9 +51,11 @@ type tcpconnectEvent struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	tcpconnectMapConnecting      = "connecting"
+	tcpconnectMapCounts          = "counts"
 	tcpconnectMapEvents          = "events"
+	tcpconnectMapOwlCounters     = "owl_counters"
+	tcpconnectMapOwlPorts        = "owl_ports"
 	tcpconnectMapPending         = "pending"
-	tcpconnectMapPorts           = "ports"
 	tcpconnectProgFexitV4Connect = "fexit_v4_connect"
 	tcpconnectProgFexitV6Connect = "fexit_v6_connect"
 	tcpconnectProgKpConnect      = "kp_connect"
@@ -46,11 +63,16 @@ const (
 	tcpconnectProgTpState        = "tp_state"
 	tcpconnectProgTpStateDone    = "tp_state_done"
 	tcpconnectProgTpStateOutcome = "tp_state_outcome"
-	tcpconnectVarFilterPorts     = "filter_ports"
-	tcpconnectVarOwlLost         = "owl_lost"
-	tcpconnectVarTargFamily      = "targ_family"
-	tcpconnectVarTargTgid        = "targ_tgid"
-	tcpconnectVarTargUid         = "targ_uid"
+	tcpconnectVarCountOnly       = "count_only"
+	tcpconnectVarOwlFilterPorts  = "owl_filter_ports"
+	tcpconnectVarOwlOffMntNs     = "owl_off_mnt_ns"
+	tcpconnectVarOwlOffNsInum    = "owl_off_ns_inum"
+	tcpconnectVarOwlOffNsproxy   = "owl_off_nsproxy"
+	tcpconnectVarOwlTargCgroup   = "owl_targ_cgroup"
+	tcpconnectVarOwlTargFamily   = "owl_targ_family"
+	tcpconnectVarOwlTargMntns    = "owl_targ_mntns"
+	tcpconnectVarOwlTargTgid     = "owl_targ_tgid"
+	tcpconnectVarOwlTargUid      = "owl_targ_uid"
 	tcpconnectVarUnusedEvent     = "unused_event"
 	tcpconnectVarWantLport       = "want_lport"
 	tcpconnectVarWantOutcome     = "want_outcome"
@@ -111,24 +133,31 @@ type tcpconnectProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tcpconnectMapSpecs struct {
-	Connecting *ebpf.MapSpec `ebpf:"connecting"`
-	Events     *ebpf.MapSpec `ebpf:"events"`
-	Pending    *ebpf.MapSpec `ebpf:"pending"`
-	Ports      *ebpf.MapSpec `ebpf:"ports"`
+	Connecting  *ebpf.MapSpec `ebpf:"connecting"`
+	Counts      *ebpf.MapSpec `ebpf:"counts"`
+	Events      *ebpf.MapSpec `ebpf:"events"`
+	OwlCounters *ebpf.MapSpec `ebpf:"owl_counters"`
+	OwlPorts    *ebpf.MapSpec `ebpf:"owl_ports"`
+	Pending     *ebpf.MapSpec `ebpf:"pending"`
 }
 
 // tcpconnectVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tcpconnectVariableSpecs struct {
-	FilterPorts *ebpf.VariableSpec `ebpf:"filter_ports"`
-	OwlLost     *ebpf.VariableSpec `ebpf:"owl_lost"`
-	TargFamily  *ebpf.VariableSpec `ebpf:"targ_family"`
-	TargTgid    *ebpf.VariableSpec `ebpf:"targ_tgid"`
-	TargUid     *ebpf.VariableSpec `ebpf:"targ_uid"`
-	UnusedEvent *ebpf.VariableSpec `ebpf:"unused_event"`
-	WantLport   *ebpf.VariableSpec `ebpf:"want_lport"`
-	WantOutcome *ebpf.VariableSpec `ebpf:"want_outcome"`
+	CountOnly      *ebpf.VariableSpec `ebpf:"count_only"`
+	OwlFilterPorts *ebpf.VariableSpec `ebpf:"owl_filter_ports"`
+	OwlOffMntNs    *ebpf.VariableSpec `ebpf:"owl_off_mnt_ns"`
+	OwlOffNsInum   *ebpf.VariableSpec `ebpf:"owl_off_ns_inum"`
+	OwlOffNsproxy  *ebpf.VariableSpec `ebpf:"owl_off_nsproxy"`
+	OwlTargCgroup  *ebpf.VariableSpec `ebpf:"owl_targ_cgroup"`
+	OwlTargFamily  *ebpf.VariableSpec `ebpf:"owl_targ_family"`
+	OwlTargMntns   *ebpf.VariableSpec `ebpf:"owl_targ_mntns"`
+	OwlTargTgid    *ebpf.VariableSpec `ebpf:"owl_targ_tgid"`
+	OwlTargUid     *ebpf.VariableSpec `ebpf:"owl_targ_uid"`
+	UnusedEvent    *ebpf.VariableSpec `ebpf:"unused_event"`
+	WantLport      *ebpf.VariableSpec `ebpf:"want_lport"`
+	WantOutcome    *ebpf.VariableSpec `ebpf:"want_outcome"`
 }
 
 // tcpconnectObjects contains all objects after they have been loaded into the kernel.
@@ -151,18 +180,22 @@ func (o *tcpconnectObjects) Close() error {
 //
 // It can be passed to loadTcpconnectObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tcpconnectMaps struct {
-	Connecting *ebpf.Map `ebpf:"connecting"`
-	Events     *ebpf.Map `ebpf:"events"`
-	Pending    *ebpf.Map `ebpf:"pending"`
-	Ports      *ebpf.Map `ebpf:"ports"`
+	Connecting  *ebpf.Map `ebpf:"connecting"`
+	Counts      *ebpf.Map `ebpf:"counts"`
+	Events      *ebpf.Map `ebpf:"events"`
+	OwlCounters *ebpf.Map `ebpf:"owl_counters"`
+	OwlPorts    *ebpf.Map `ebpf:"owl_ports"`
+	Pending     *ebpf.Map `ebpf:"pending"`
 }
 
 func (m *tcpconnectMaps) Close() error {
 	return _TcpconnectClose(
 		m.Connecting,
+		m.Counts,
 		m.Events,
+		m.OwlCounters,
+		m.OwlPorts,
 		m.Pending,
-		m.Ports,
 	)
 }
 
@@ -170,14 +203,19 @@ func (m *tcpconnectMaps) Close() error {
 //
 // It can be passed to loadTcpconnectObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tcpconnectVariables struct {
-	FilterPorts *ebpf.Variable `ebpf:"filter_ports"`
-	OwlLost     *ebpf.Variable `ebpf:"owl_lost"`
-	TargFamily  *ebpf.Variable `ebpf:"targ_family"`
-	TargTgid    *ebpf.Variable `ebpf:"targ_tgid"`
-	TargUid     *ebpf.Variable `ebpf:"targ_uid"`
-	UnusedEvent *ebpf.Variable `ebpf:"unused_event"`
-	WantLport   *ebpf.Variable `ebpf:"want_lport"`
-	WantOutcome *ebpf.Variable `ebpf:"want_outcome"`
+	CountOnly      *ebpf.Variable `ebpf:"count_only"`
+	OwlFilterPorts *ebpf.Variable `ebpf:"owl_filter_ports"`
+	OwlOffMntNs    *ebpf.Variable `ebpf:"owl_off_mnt_ns"`
+	OwlOffNsInum   *ebpf.Variable `ebpf:"owl_off_ns_inum"`
+	OwlOffNsproxy  *ebpf.Variable `ebpf:"owl_off_nsproxy"`
+	OwlTargCgroup  *ebpf.Variable `ebpf:"owl_targ_cgroup"`
+	OwlTargFamily  *ebpf.Variable `ebpf:"owl_targ_family"`
+	OwlTargMntns   *ebpf.Variable `ebpf:"owl_targ_mntns"`
+	OwlTargTgid    *ebpf.Variable `ebpf:"owl_targ_tgid"`
+	OwlTargUid     *ebpf.Variable `ebpf:"owl_targ_uid"`
+	UnusedEvent    *ebpf.Variable `ebpf:"unused_event"`
+	WantLport      *ebpf.Variable `ebpf:"want_lport"`
+	WantOutcome    *ebpf.Variable `ebpf:"want_outcome"`
 }
 
 // tcpconnectPrograms contains all programs after they have been loaded into the kernel.

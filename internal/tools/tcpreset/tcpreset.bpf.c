@@ -1,7 +1,9 @@
 //go:build ignore
 
 /* tcpreset: TCP resets sent by this host. A burst of them to one remote
- * address over many local ports is the signature of a port scan. */
+ * address over many local ports is the signature of a port scan. A reset is
+ * sent by the kernel (often in softirq), not by a task that means anything,
+ * so events have no task header and no task filter applies. */
 #include "owl.h"
 #include "sock.h"
 
@@ -16,6 +18,67 @@ struct event {
 	__u8 laddr[16];
 	__u8 raddr[16];
 };
+
+/* -s: resets counted in the kernel per remote address, family and local
+ * port; nothing goes to the ring. Counts are cumulative: user space diffs
+ * them between reports and never deletes a key. */
+struct reset_key {
+	__u8 raddr[16];
+	__u16 family;
+	__u16 lport;
+	__u32 pad;
+};
+
+const volatile bool count_only = false;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct reset_key);
+	__type(value, __u64);
+} resets SEC(".maps");
+
+static __always_inline void count(const struct event *e)
+{
+	struct reset_key k = {};
+	__u64 one = 1, *n;
+
+	__builtin_memcpy(k.raddr, e->raddr, 16);
+	k.family = e->family;
+	k.lport = e->lport;
+	n = bpf_map_lookup_elem(&resets, &k);
+	if (n) {
+		__sync_fetch_and_add(n, 1);
+		return;
+	}
+	/* Another CPU may have added the key meanwhile; a full table must not
+	 * lose counts silently. */
+	if (bpf_map_update_elem(&resets, &k, &one, BPF_NOEXIST)) {
+		n = bpf_map_lookup_elem(&resets, &k);
+		if (n)
+			__sync_fetch_and_add(n, 1);
+		else
+			owl_count(OWL_DROP_MAP_FULL);
+	}
+}
+
+/* Zeroes an event on the stack, padding included: it goes to user space
+ * whole, and a field added later must never carry stale bytes. */
+static __always_inline void zero(struct event *e)
+{
+	__builtin_memset(e, 0, sizeof(*e));
+}
+
+/* Hands a filled event over: counts it (-s) or sends it to the ring. The
+ * event is built on the stack and copied to the ring, so that count-only
+ * mode never reserves ring space. */
+static __always_inline void submit(const struct event *e)
+{
+	if (count_only)
+		count(e);
+	else
+		owl_emit(e, sizeof(*e));
+}
 
 /* The tracepoint before Linux 6.10 (commit 19822a980e19 changed it): an
  * event of the class tcp_event_sk_skb, so its record is that class's
@@ -50,38 +113,35 @@ static __always_inline void read_sockaddr(const __u8 *sa, __u16 *family, __u16 *
 SEC("tracepoint/tcp/tcp_send_reset")
 int tp_send_reset(struct trace_event_raw_tcp_send_reset *ctx)
 {
-	struct event *e;
+	struct event e;
 	__u16 family;
 
-	e = owl_reserve(sizeof(*e));
-	if (!e)
-		return 0;
-	__builtin_memset(e, 0, sizeof(*e));
-	e->ts_ns = bpf_ktime_get_ns();
+	zero(&e);
+	e.ts_ns = bpf_ktime_get_ns();
 	if (bpf_core_field_exists(ctx->reason)) {
 		/* saddr is the host sending the reset, daddr its peer. */
-		e->state = ctx->state;
-		e->reason = ctx->reason;
-		e->has_reason = 1;
-		read_sockaddr(ctx->saddr, &e->family, &e->lport, e->laddr);
-		read_sockaddr(ctx->daddr, &family, &e->rport, e->raddr);
+		e.state = ctx->state;
+		e.reason = ctx->reason;
+		e.has_reason = 1;
+		read_sockaddr(ctx->saddr, &e.family, &e.lport, e.laddr);
+		read_sockaddr(ctx->daddr, &family, &e.rport, e.raddr);
 	} else {
 		struct trace_event_raw_tcp_event_sk_skb *old = (void *)ctx;
 
 		if (bpf_core_field_exists(old->state))
-			e->state = BPF_CORE_READ(old, state);
-		e->family = BPF_CORE_READ(old, family);
-		e->lport = BPF_CORE_READ(old, sport);
-		e->rport = BPF_CORE_READ(old, dport);
-		if (e->family == AF_INET) {
-			bpf_core_read(e->laddr, 4, &old->saddr);
-			bpf_core_read(e->raddr, 4, &old->daddr);
+			e.state = BPF_CORE_READ(old, state);
+		e.family = BPF_CORE_READ(old, family);
+		e.lport = BPF_CORE_READ(old, sport);
+		e.rport = BPF_CORE_READ(old, dport);
+		if (e.family == AF_INET) {
+			bpf_core_read(e.laddr, 4, &old->saddr);
+			bpf_core_read(e.raddr, 4, &old->daddr);
 		} else {
-			bpf_core_read(e->laddr, 16, &old->saddr_v6);
-			bpf_core_read(e->raddr, 16, &old->daddr_v6);
+			bpf_core_read(e.laddr, 16, &old->saddr_v6);
+			bpf_core_read(e.raddr, 16, &old->daddr_v6);
 		}
 	}
-	bpf_ringbuf_submit(e, 0);
+	submit(&e);
 	return 0;
 }
 
@@ -92,34 +152,31 @@ static __always_inline void reset_from_skb(struct sock *sk, struct sk_buff *skb,
 	__u16 nh = BPF_CORE_READ(skb, network_header);
 	__u16 th = BPF_CORE_READ(skb, transport_header);
 	__u8 tcp[20];
-	struct event *e;
+	struct event e;
 
 	if (bpf_probe_read_kernel(tcp, sizeof(tcp), head + th))
 		return;
 	if (tcp[13] & 0x04) /* no reset is sent in answer to a reset */
 		return;
-	e = owl_reserve(sizeof(*e));
-	if (!e)
-		return;
-	__builtin_memset(e, 0, sizeof(*e));
-	e->ts_ns = bpf_ktime_get_ns();
-	e->family = family;
-	e->rport = ((__u16)tcp[0] << 8) | tcp[1];
-	e->lport = ((__u16)tcp[2] << 8) | tcp[3];
+	zero(&e);
+	e.ts_ns = bpf_ktime_get_ns();
+	e.family = family;
+	e.rport = ((__u16)tcp[0] << 8) | tcp[1];
+	e.lport = ((__u16)tcp[2] << 8) | tcp[3];
 	if (sk)
-		e->state = BPF_CORE_READ(sk, __sk_common.skc_state);
+		e.state = BPF_CORE_READ(sk, __sk_common.skc_state);
 	if (family == AF_INET) {
 		struct iphdr *ip = (void *)(head + nh);
 
-		bpf_core_read(e->raddr, 4, &ip->saddr);
-		bpf_core_read(e->laddr, 4, &ip->daddr);
+		bpf_core_read(e.raddr, 4, &ip->saddr);
+		bpf_core_read(e.laddr, 4, &ip->daddr);
 	} else {
 		struct ipv6hdr *ip6 = (void *)(head + nh);
 
-		bpf_core_read(e->raddr, 16, &ip6->saddr);
-		bpf_core_read(e->laddr, 16, &ip6->daddr);
+		bpf_core_read(e.raddr, 16, &ip6->saddr);
+		bpf_core_read(e.laddr, 16, &ip6->daddr);
 	}
-	bpf_ringbuf_submit(e, 0);
+	submit(&e);
 }
 
 SEC("kprobe/tcp_v4_send_reset")
@@ -142,22 +199,19 @@ int BPF_KPROBE(kp_v6_send_reset, struct sock *sk, struct sk_buff *skb)
 static __always_inline void reset_from_sock(struct sock *sk)
 {
 	struct owl_endpoints ep = {};
-	struct event *e;
+	struct event e;
 
 	if (!owl_sock_endpoints(sk, &ep))
 		return;
-	e = owl_reserve(sizeof(*e));
-	if (!e)
-		return;
-	__builtin_memset(e, 0, sizeof(*e));
-	e->ts_ns = bpf_ktime_get_ns();
-	e->family = ep.family;
-	e->lport = ep.lport;
-	e->rport = ep.rport;
-	e->state = BPF_CORE_READ(sk, __sk_common.skc_state);
-	__builtin_memcpy(e->laddr, ep.laddr, 16);
-	__builtin_memcpy(e->raddr, ep.raddr, 16);
-	bpf_ringbuf_submit(e, 0);
+	zero(&e);
+	e.ts_ns = bpf_ktime_get_ns();
+	e.family = ep.family;
+	e.lport = ep.lport;
+	e.rport = ep.rport;
+	e.state = BPF_CORE_READ(sk, __sk_common.skc_state);
+	__builtin_memcpy(e.laddr, ep.laddr, 16);
+	__builtin_memcpy(e.raddr, ep.raddr, 16);
+	submit(&e);
 }
 
 SEC("kprobe/tcp_send_active_reset")

@@ -3,19 +3,24 @@
 package tcpreset
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
-	"os"
+	"sort"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
 
 	"github.com/owlbpf/owl/internal/event"
 	"github.com/owlbpf/owl/internal/probe"
+	"github.com/owlbpf/owl/internal/tool"
 )
 
-// Event is one reset sent.
+// Event is one reset sent. A reset is sent by the kernel (often in
+// softirq), not by a task that means anything, so it has no task part.
 type Event struct {
 	Time   time.Time  `json:"time"`
 	Laddr  netip.Addr `json:"laddr"`
@@ -27,7 +32,8 @@ type Event struct {
 	// JSON) when there was none, as for a closed port.
 	State State `json:"state"`
 	// Reason is the kernel's enum sk_rst_reason without its prefix, e.g.
-	// NO_SOCKET; "" (null in JSON) on kernels before 6.10.
+	// NO_SOCKET; "" (null in JSON) on kernels before 6.10 and on the
+	// fentry and kprobe hooks.
 	Reason Reason `json:"reason"`
 }
 
@@ -61,81 +67,227 @@ func jsonName(s string) []byte {
 	return []byte(`"` + s + `"`)
 }
 
-// Config selects how resets are traced.
-type Config struct {
-	Hook string // restrict the hook chain to these kinds
+// Remote is one line of -s: what one remote address received in an
+// interval.
+type Remote struct {
+	Time   time.Time  `json:"time"`
+	Raddr  netip.Addr `json:"raddr"`
+	Resets uint64     `json:"resets"`
+	Ports  int        `json:"ports"` // distinct local ports
 }
 
-var hooks = []probe.Hook{
-	{
-		Kind:        probe.Tracepoint,
-		Name:        "tracepoint tcp:tcp_send_reset",
-		Attachments: []probe.Attachment{probe.TracepointAt("tp_send_reset", "tcp", "tcp_send_reset")},
-		Check:       tracepointSeesClosedPorts,
-	},
-	{
-		Kind: probe.Fentry,
-		Name: "fentry tcp_v4_send_reset,tcp_v6_send_reset,tcp_send_active_reset",
-		Attachments: []probe.Attachment{
-			probe.TracingAt("fentry_v4_send_reset", "tcp_v4_send_reset"),
-			probe.Optional(probe.TracingAt("fentry_v6_send_reset", "tcp_v6_send_reset")),
-			probe.Optional(probe.TracingAt("fentry_active_reset", "tcp_send_active_reset")),
+// Config selects how resets are traced. The zero value streams each reset.
+type Config struct {
+	// Summary counts resets in the kernel per remote address and local
+	// port instead of streaming them (-s); read them with Remotes.
+	Summary bool
+}
+
+func hooks(Config) []probe.Hook {
+	return []probe.Hook{
+		{
+			Kind:        probe.Tracepoint,
+			Name:        "tracepoint tcp:tcp_send_reset",
+			Attachments: []probe.Attachment{probe.TracepointAt(tcpresetProgTpSendReset, "tcp", "tcp_send_reset")},
+			Check:       tracepointSeesClosedPorts,
 		},
-	},
-	{
-		Kind: probe.Kprobe,
-		Name: "kprobe tcp_v4_send_reset,tcp_v6_send_reset,tcp_send_active_reset",
-		Attachments: []probe.Attachment{
-			probe.KprobeAt("kp_v4_send_reset", "tcp_v4_send_reset"),
-			probe.Optional(probe.KprobeAt("kp_v6_send_reset", "tcp_v6_send_reset")),
-			probe.Optional(probe.KprobeAt("kp_active_reset", "tcp_send_active_reset")),
+		{
+			Kind: probe.Fentry,
+			Name: "fentry tcp_v4_send_reset,tcp_v6_send_reset,tcp_send_active_reset",
+			Attachments: []probe.Attachment{
+				probe.TracingAt(tcpresetProgFentryV4SendReset, "tcp_v4_send_reset"),
+				probe.Optional(probe.TracingAt(tcpresetProgFentryV6SendReset, "tcp_v6_send_reset")),
+				probe.Optional(probe.TracingAt(tcpresetProgFentryActiveReset, "tcp_send_active_reset")),
+			},
 		},
-	},
+		{
+			Kind: probe.Kprobe,
+			Name: "kprobe tcp_v4_send_reset,tcp_v6_send_reset,tcp_send_active_reset",
+			Attachments: []probe.Attachment{
+				probe.KprobeAt(tcpresetProgKpV4SendReset, "tcp_v4_send_reset"),
+				probe.Optional(probe.KprobeAt(tcpresetProgKpV6SendReset, "tcp_v6_send_reset")),
+				probe.Optional(probe.KprobeAt(tcpresetProgKpActiveReset, "tcp_send_active_reset")),
+			},
+		},
+	}
 }
 
 // tracepointSeesClosedPorts rejects tcp:tcp_send_reset before Linux 6.10,
 // where it fired only for resets sent by a socket, not for the closed-port
 // resets a scan causes. Its 6.10 form is the one with a reason field.
 func tracepointSeesClosedPorts() error {
-	format, err := os.ReadFile("/sys/kernel/tracing/events/tcp/tcp_send_reset/format")
+	fields, err := probe.TracepointFormat("tcp", "tcp_send_reset")
 	if err != nil {
-		return fmt.Errorf("read tracepoint format: %w", err)
+		return err
 	}
-	if !strings.Contains(string(format), " reason;") {
-		return fmt.Errorf("before Linux 6.10 this tracepoint misses resets to closed ports")
+	if _, ok := fields["reason"]; !ok {
+		return errors.New("before Linux 6.10 this tracepoint misses resets to closed ports")
 	}
 	return nil
 }
 
-// New loads and attaches tcpreset through the first hook that works.
-func New(cfg Config) (*probe.Tracer[Event], error) {
-	spec, err := loadTcpreset()
-	if err != nil {
-		return nil, fmt.Errorf("load tcpreset spec: %w", err)
-	}
-	s, err := probe.Open(spec, hooks, probe.Options{Tool: "tcpreset", Only: cfg.Hook})
+var spec = tool.Spec[Config, Event]{
+	Name:    "tcpreset",
+	Summary: "Trace TCP resets sent (port-scan detector)",
+	Long: `Trace TCP resets (RST) sent by this host, IPv4 and IPv6. A closed port
+answers a SYN with a reset, so a port scan shows as many resets to one remote
+address over many local ports: -s prints that per remote address, counted in
+the kernel (nothing is streamed).
+
+The tracepoint is used from Linux 6.10 on (before, it misses resets to
+closed ports); it alone gives the kernel's REASON, e.g. NO_SOCKET for a
+closed port (- on the other hooks). STATE is the TCP state of the socket
+that sent the reset, - when none did; in JSON, state and reason are null
+when unknown. Resets are sent by the kernel, not by a task: there are no
+task filters or fields.`,
+	RingBytes: 1 << 20,
+	Load:      loadTcpreset,
+	Default:   func() Config { return Config{} },
+	Hooks:     hooks,
+	Configure: func(cfg Config, spec *ebpf.CollectionSpec) error {
+		var v tcpresetVariableSpecs
+		if err := spec.Assign(&v); err != nil {
+			return err
+		}
+		return v.CountOnly.Set(cfg.Summary)
+	},
+	Stream: func(cfg Config) bool { return !cfg.Summary },
+	Decoder: func(_ Config, s *probe.Session) (func([]byte, *Event) bool, error) {
+		return newDecoder(s), nil
+	},
+	Outputs: []tool.Output{{Flag: "-s", Value: Remote{}}},
+}
+
+// Tool is tcpreset's registry entry.
+var Tool = tool.Register(&spec, command)
+
+// Source is a running tcpreset.
+type Source struct {
+	*tool.Source[Event]
+	resets *ebpf.Map
+
+	mu   sync.Mutex
+	prev tally
+}
+
+// Open loads and attaches tcpreset through the first hook that works.
+func Open(cfg Config, opts tool.Options) (*Source, error) {
+	src, err := tool.Open(&spec, cfg, opts)
 	if err != nil {
 		return nil, err
 	}
-	reasons := reasonNames()
-	t := &probe.Tracer[Event]{Session: s}
-	t.Decode = func(raw []byte, e *Event) bool { return decode(s, reasons, raw, e) }
-	return t, nil
-}
-
-// Probe attaches with defaults and no reader, for `owl tools`.
-func Probe(only string) (*probe.Session, error) {
-	spec, err := loadTcpreset()
-	if err != nil {
+	var m tcpresetMaps
+	if err := src.Assign(&m); err != nil {
+		src.Close()
 		return nil, err
 	}
-	return probe.Open(spec, hooks, probe.Options{Tool: "tcpreset", Only: only, NoReader: true})
+	return &Source{Source: src, resets: m.Resets, prev: tally{}}, nil
 }
 
-// reasonNames reads enum sk_rst_reason from the kernel's BTF, since its
-// values moved between releases. Nil when the kernel has no such enum.
-func reasonNames() map[uint32]Reason {
-	spec, err := btf.LoadKernelSpec()
+// Remotes returns, per remote address, the resets and the distinct local
+// ports they came from since the previous call (since Open for the first),
+// most ports first (-s). The kernel's counts are cumulative: each call
+// diffs them with the ones the previous call saw.
+func (s *Source) Remotes(now time.Time) ([]Remote, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var (
+		k tcpresetResetKey
+		n uint64
+	)
+	rows := map[netip.Addr]*Remote{}
+	it := s.resets.Iterate()
+	for it.Next(&k, &n) {
+		s.prev.add(rows, now, k, n)
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("read resets: %w", err)
+	}
+	return sorted(rows), nil
+}
+
+// tally is the cumulative count of each key as last read.
+type tally map[tcpresetResetKey]uint64
+
+// add records the cumulative count n of k and adds its growth since the
+// last read, if any, to the line of its remote address: a key that grew is
+// a local port of this interval.
+func (t tally) add(rows map[netip.Addr]*Remote, now time.Time, k tcpresetResetKey, n uint64) {
+	prev := t[k]
+	if n <= prev {
+		return
+	}
+	t[k] = n
+	_, _, raddr := event.Addrs(k.Family, &k.Raddr, &k.Raddr)
+	r := rows[raddr]
+	if r == nil {
+		r = &Remote{Time: now, Raddr: raddr}
+		rows[raddr] = r
+	}
+	r.Resets += n - prev
+	r.Ports++
+}
+
+// sorted lists the lines, most ports first, then by address.
+func sorted(rows map[netip.Addr]*Remote) []Remote {
+	out := make([]Remote, 0, len(rows))
+	for _, r := range rows {
+		out = append(out, *r)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Ports != out[j].Ports {
+			return out[i].Ports > out[j].Ports
+		}
+		return out[i].Raddr.Less(out[j].Raddr)
+	})
+	return out
+}
+
+// newDecoder returns the decoder of s's records. Reason names are read from
+// the kernel's BTF, since the enum's values moved between releases: only
+// the tracepoint gives reasons, and parsing the kernel's BTF costs ~50 ms,
+// so that happens on the first event with a reason, not at start.
+func newDecoder(s *probe.Session) func([]byte, *Event) bool {
+	var (
+		once    sync.Once
+		reasons map[uint32]Reason
+	)
+	load := func() {
+		if s.Hook.Kind == probe.Tracepoint && s.Runtime != nil {
+			reasons = reasonNames(s.Runtime.BTF)
+		}
+	}
+	return func(raw []byte, e *Event) bool {
+		r, ok := probe.View[tcpresetEvent](raw)
+		if !ok {
+			return false
+		}
+		*e = Event{
+			Time:  s.Time(r.TsNs),
+			Lport: r.Lport,
+			Rport: r.Rport,
+			State: State(r.State),
+		}
+		if r.HasReason != 0 {
+			once.Do(load)
+			e.Reason = reasonName(reasons, r.Reason)
+		}
+		e.Family, e.Laddr, e.Raddr = event.Addrs(r.Family, &r.Laddr, &r.Raddr)
+		return true
+	}
+}
+
+func reasonName(reasons map[uint32]Reason, v uint32) Reason {
+	if name, ok := reasons[v]; ok {
+		return name
+	}
+	return Reason(fmt.Sprintf("REASON_%d", v))
+}
+
+// reasonNames reads enum sk_rst_reason from the kernel's BTF, through the
+// process's shared cache. Nil when the kernel has no such enum.
+func reasonNames(cache *btf.Cache) map[uint32]Reason {
+	spec, err := cache.Kernel()
 	if err != nil {
 		return nil
 	}
@@ -148,26 +300,4 @@ func reasonNames() map[uint32]Reason {
 		names[uint32(v.Value)] = Reason(strings.TrimPrefix(v.Name, "SK_RST_REASON_"))
 	}
 	return names
-}
-
-func decode(s *probe.Session, reasons map[uint32]Reason, raw []byte, e *Event) bool {
-	r, ok := probe.View[tcpresetEvent](raw)
-	if !ok {
-		return false
-	}
-	*e = Event{
-		Time:  s.Time(r.TsNs),
-		Lport: r.Lport,
-		Rport: r.Rport,
-		State: State(r.State),
-	}
-	if r.HasReason != 0 {
-		if name, ok := reasons[r.Reason]; ok {
-			e.Reason = name
-		} else {
-			e.Reason = Reason(fmt.Sprintf("REASON_%d", r.Reason))
-		}
-	}
-	e.Family, e.Laddr, e.Raddr = event.Addrs(r.Family, &r.Laddr, &r.Raddr)
-	return true
 }

@@ -5,6 +5,9 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"regexp"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -67,12 +70,12 @@ func TestResetToClosedPort(t *testing.T) {
 		{"::1", "::1"},
 	} {
 		t.Run(tc.dst, func(t *testing.T) {
-			tr, err := New(Config{})
+			tr, err := Open(Config{}, e2e.Options())
 			if err != nil {
 				t.Fatal(err)
 			}
 			skipIfBlindToClosedPorts(t, tr)
-			events := e2e.Collect(t, tr)
+			events := e2e.Collect(t, tr.Source)
 			dst := netip.AddrPortFrom(netip.MustParseAddr(tc.dst), e2e.ClosedPort(t, tc.dst).Port())
 			client := refused(t, netip.MustParseAddr(tc.src), dst)
 			e := e2e.Wait(t, events, timeout, "reset from "+dst.String(), func(e Event) bool {
@@ -97,15 +100,22 @@ func TestResetToClosedPort(t *testing.T) {
 }
 
 // A scan of 50 closed ports from one address is one summary line with 50
-// distinct ports.
+// distinct ports, counted in the kernel; the next call starts a new
+// interval.
 func TestScanSummary(t *testing.T) {
 	e2e.Require(t)
-	tr, err := New(Config{})
+	tr, err := Open(Config{Summary: true}, e2e.Options())
 	if err != nil {
 		t.Fatal(err)
 	}
 	skipIfBlindToClosedPorts(t, tr)
-	events := e2e.Collect(t, tr)
+	if tr.HasReader() {
+		t.Error("count-only mode opened a ring reader")
+	}
+	events := e2e.Collect(t, tr.Source)
+	if _, err := tr.Remotes(time.Now()); err != nil {
+		t.Fatal(err)
+	}
 	src := uniqueLoopback()
 	ports := map[uint16]bool{}
 	for len(ports) < 50 {
@@ -115,29 +125,53 @@ func TestScanSummary(t *testing.T) {
 			refused(t, src, netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), p))
 		}
 	}
-	s := &summarizer{remote: map[netip.Addr]*remoteCount{}}
-	for n := 0; n < 50; {
-		e := e2e.Wait(t, events, timeout, "the scan's resets", func(Event) bool { return true })
-		s.add(&e)
-		if e.Raddr == src {
-			n++
-		}
+	// A second reset to one of the ports: one more reset, no more ports.
+	for p := range ports {
+		refused(t, src, netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), p))
+		break
+	}
+	// The reset is sent before connect returns ECONNREFUSED, so it is
+	// counted by now.
+	lines := remotesOf(t, tr, src)
+	if len(lines) != 1 || lines[0].Resets != 51 || lines[0].Ports != 50 {
+		t.Fatalf("summary for %v: got %+v, want one line with 51 resets on 50 ports", src, lines)
+	}
+	if again := remotesOf(t, tr, src); len(again) != 0 {
+		t.Errorf("second call: got %+v, want nothing new for %v", again, src)
+	}
+	for p := range ports {
+		refused(t, src, netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), p))
+		break
+	}
+	if third := remotesOf(t, tr, src); len(third) != 1 || third[0].Resets != 1 || third[0].Ports != 1 {
+		t.Errorf("third call: got %+v, want 1 reset on 1 port", third)
+	}
+	select {
+	case e := <-events:
+		t.Errorf("count-only mode streamed %+v", e)
+	default:
+	}
+}
+
+func remotesOf(t *testing.T, tr *Source, src netip.Addr) []Remote {
+	t.Helper()
+	rows, err := tr.Remotes(time.Now())
+	if err != nil {
+		t.Fatal(err)
 	}
 	var lines []Remote
-	for _, r := range s.take(time.Now()) {
+	for _, r := range rows {
 		if r.Raddr == src {
 			lines = append(lines, r)
 		}
 	}
-	if len(lines) != 1 || lines[0].Resets != 50 || lines[0].Ports != 50 {
-		t.Fatalf("summary for %v: got %+v, want one line with 50 resets on 50 ports", src, lines)
-	}
+	return lines
 }
 
 // skipIfBlindToClosedPorts skips when the tracepoint was forced on a kernel
 // before 6.10, where it never fires for closed ports (the chain itself would
 // not choose it there).
-func skipIfBlindToClosedPorts(t *testing.T, tr *probe.Tracer[Event]) {
+func skipIfBlindToClosedPorts(t *testing.T, tr *Source) {
 	t.Helper()
 	if tr.Hook.Kind == probe.Tracepoint {
 		if err := tracepointSeesClosedPorts(); err != nil {
@@ -147,18 +181,47 @@ func skipIfBlindToClosedPorts(t *testing.T, tr *probe.Tracer[Event]) {
 	}
 }
 
-func TestSummarizer(t *testing.T) {
-	s := &summarizer{remote: map[netip.Addr]*remoteCount{}}
+func TestTally(t *testing.T) {
 	a, b := netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("::2")
-	for _, e := range []Event{{Raddr: a, Lport: 1}, {Raddr: a, Lport: 1}, {Raddr: a, Lport: 2}, {Raddr: b, Lport: 9}} {
-		s.add(&e)
+	key := func(addr netip.Addr, port uint16) tcpresetResetKey {
+		k := tcpresetResetKey{Raddr: addr.As16(), Family: 10, Lport: port}
+		if addr.Is4() {
+			k.Family = 2
+			k.Raddr = [16]byte{}
+			a4 := addr.As4()
+			copy(k.Raddr[:], a4[:])
+		}
+		return k
 	}
-	got := s.take(time.Time{})
-	if len(got) != 2 || got[0].Raddr != a || got[0].Resets != 3 || got[0].Ports != 2 || got[1].Ports != 1 {
-		t.Errorf("got %+v", got)
+	tl := tally{}
+	read := func(counts map[tcpresetResetKey]uint64) []Remote {
+		rows := map[netip.Addr]*Remote{}
+		for k, n := range counts {
+			tl.add(rows, time.Time{}, k, n)
+		}
+		return sorted(rows)
 	}
-	if again := s.take(time.Time{}); len(again) != 0 {
-		t.Errorf("take did not start a new interval: %+v", again)
+	got := read(map[tcpresetResetKey]uint64{key(a, 1): 2, key(a, 2): 1, key(b, 9): 1})
+	if len(got) != 2 || got[0].Raddr != a || got[0].Resets != 3 || got[0].Ports != 2 || got[1].Raddr != b || got[1].Ports != 1 {
+		t.Errorf("first interval: got %+v", got)
+	}
+	if again := read(map[tcpresetResetKey]uint64{key(a, 1): 2, key(a, 2): 1, key(b, 9): 1}); len(again) != 0 {
+		t.Errorf("unchanged counts: got %+v, want nothing", again)
+	}
+	got = read(map[tcpresetResetKey]uint64{key(a, 1): 2, key(a, 2): 4, key(b, 9): 1})
+	if len(got) != 1 || got[0].Raddr != a || got[0].Resets != 3 || got[0].Ports != 1 {
+		t.Errorf("third interval: got %+v, want 3 resets on 1 port of %v", got, a)
+	}
+}
+
+// Resets have no task: asking to filter on one is an error, not a filter
+// that silently does nothing.
+func TestNoTaskFilter(t *testing.T) {
+	if _, err := Open(Config{}, e2e.Own()); err == nil {
+		t.Error("Open with a pid filter: no error")
+	}
+	if info := spec.Info(); info.Task || info.Net {
+		t.Errorf("info: task %v net %v, want neither", info.Task, info.Net)
 	}
 }
 
@@ -195,11 +258,11 @@ func TestActiveReset(t *testing.T) {
 			held <- c
 		}
 	}()
-	tr, err := New(Config{})
+	tr, err := Open(Config{}, e2e.Options())
 	if err != nil {
 		t.Fatal(err)
 	}
-	events := e2e.Collect(t, tr)
+	events := e2e.Collect(t, tr.Source)
 	c, err := net.Dial("tcp", l.Addr().String())
 	if err != nil {
 		t.Fatal(err)
@@ -215,4 +278,68 @@ func TestActiveReset(t *testing.T) {
 	if want := l.Addr().(*net.TCPAddr).AddrPort(); e.Raddr != want.Addr() || e.Rport != want.Port() || e.Family != 4 {
 		t.Errorf("remote %v:%d family %d, want the server %v (hook %s)", e.Raddr, e.Rport, e.Family, want, tr.Hook.Name)
 	}
+}
+
+// owl tcpreset -s: the header once at the start, then per remote address
+// the resets and ports counted in the kernel, in text and in JSON.
+func TestSummaryCommand(t *testing.T) {
+	e2e.Require(t)
+	for _, format := range []string{"text", "json"} {
+		t.Run(format, func(t *testing.T) {
+			cmd := command()
+			var stdout strings.Builder
+			stderr := &lockedBuilder{}
+			cmd.SetOut(&stdout)
+			cmd.SetErr(stderr)
+			cmd.SetArgs([]string{"-s", "60", "-d", "1", "-o", format})
+			done := make(chan error, 1)
+			go func() { done <- cmd.Execute() }()
+			deadline := time.Now().Add(timeout)
+			for !strings.Contains(stderr.String(), "Tracing TCP resets") {
+				if time.Now().After(deadline) {
+					t.Fatalf("never announced tracing; stderr %q", stderr.String())
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			src := uniqueLoopback()
+			for range 5 {
+				refused(t, src, netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), e2e.ClosedPort(t, "127.0.0.1").Port()))
+			}
+			if err := <-done; err != nil {
+				t.Fatalf("run: %v (stderr %q)", err, stderr.String())
+			}
+			out := stdout.String()
+			if format == "text" {
+				if !strings.HasPrefix(out, "TIME     RADDR                                   RESETS   PORTS\n") {
+					t.Errorf("output %q: want the header first", out)
+				}
+				if !regexp.MustCompile(`(?m)^\d\d:\d\d:\d\d ` + regexp.QuoteMeta(src.String()) + ` +5 +5$`).MatchString(out) {
+					t.Errorf("output %q: want a line for %v with 5 resets on 5 ports", out, src)
+				}
+				return
+			}
+			want := `"raddr":"` + src.String() + `","resets":5,"ports":5}`
+			if !strings.Contains(out, want) || !strings.Contains(out, `{"lost":0,`) {
+				t.Errorf("output %q: want a line ending %s and the lost line", out, want)
+			}
+		})
+	}
+}
+
+// lockedBuilder is a strings.Builder safe to read while a command writes.
+type lockedBuilder struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuilder) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuilder) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

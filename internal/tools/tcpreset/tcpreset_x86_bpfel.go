@@ -27,11 +27,22 @@ type tcpresetEvent struct {
 	_         [4]byte
 }
 
+type tcpresetResetKey struct {
+	_      structs.HostLayout
+	Raddr  [16]uint8
+	Family uint16
+	Lport  uint16
+	Pad    uint32
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	tcpresetMapEvents             = "events"
+	tcpresetMapOwlCounters        = "owl_counters"
+	tcpresetMapOwlPorts           = "owl_ports"
+	tcpresetMapResets             = "resets"
 	tcpresetProgFentryActiveReset = "fentry_active_reset"
 	tcpresetProgFentryV4SendReset = "fentry_v4_send_reset"
 	tcpresetProgFentryV6SendReset = "fentry_v6_send_reset"
@@ -39,8 +50,16 @@ const (
 	tcpresetProgKpV4SendReset     = "kp_v4_send_reset"
 	tcpresetProgKpV6SendReset     = "kp_v6_send_reset"
 	tcpresetProgTpSendReset       = "tp_send_reset"
-	tcpresetVarOwlLost            = "owl_lost"
-	tcpresetVarTargTgid           = "targ_tgid"
+	tcpresetVarCountOnly          = "count_only"
+	tcpresetVarOwlFilterPorts     = "owl_filter_ports"
+	tcpresetVarOwlOffMntNs        = "owl_off_mnt_ns"
+	tcpresetVarOwlOffNsInum       = "owl_off_ns_inum"
+	tcpresetVarOwlOffNsproxy      = "owl_off_nsproxy"
+	tcpresetVarOwlTargCgroup      = "owl_targ_cgroup"
+	tcpresetVarOwlTargFamily      = "owl_targ_family"
+	tcpresetVarOwlTargMntns       = "owl_targ_mntns"
+	tcpresetVarOwlTargTgid        = "owl_targ_tgid"
+	tcpresetVarOwlTargUid         = "owl_targ_uid"
 	tcpresetVarUnusedEvent        = "unused_event"
 )
 
@@ -99,16 +118,27 @@ type tcpresetProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tcpresetMapSpecs struct {
-	Events *ebpf.MapSpec `ebpf:"events"`
+	Events      *ebpf.MapSpec `ebpf:"events"`
+	OwlCounters *ebpf.MapSpec `ebpf:"owl_counters"`
+	OwlPorts    *ebpf.MapSpec `ebpf:"owl_ports"`
+	Resets      *ebpf.MapSpec `ebpf:"resets"`
 }
 
 // tcpresetVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tcpresetVariableSpecs struct {
-	OwlLost     *ebpf.VariableSpec `ebpf:"owl_lost"`
-	TargTgid    *ebpf.VariableSpec `ebpf:"targ_tgid"`
-	UnusedEvent *ebpf.VariableSpec `ebpf:"unused_event"`
+	CountOnly      *ebpf.VariableSpec `ebpf:"count_only"`
+	OwlFilterPorts *ebpf.VariableSpec `ebpf:"owl_filter_ports"`
+	OwlOffMntNs    *ebpf.VariableSpec `ebpf:"owl_off_mnt_ns"`
+	OwlOffNsInum   *ebpf.VariableSpec `ebpf:"owl_off_ns_inum"`
+	OwlOffNsproxy  *ebpf.VariableSpec `ebpf:"owl_off_nsproxy"`
+	OwlTargCgroup  *ebpf.VariableSpec `ebpf:"owl_targ_cgroup"`
+	OwlTargFamily  *ebpf.VariableSpec `ebpf:"owl_targ_family"`
+	OwlTargMntns   *ebpf.VariableSpec `ebpf:"owl_targ_mntns"`
+	OwlTargTgid    *ebpf.VariableSpec `ebpf:"owl_targ_tgid"`
+	OwlTargUid     *ebpf.VariableSpec `ebpf:"owl_targ_uid"`
+	UnusedEvent    *ebpf.VariableSpec `ebpf:"unused_event"`
 }
 
 // tcpresetObjects contains all objects after they have been loaded into the kernel.
@@ -131,12 +161,18 @@ func (o *tcpresetObjects) Close() error {
 //
 // It can be passed to loadTcpresetObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tcpresetMaps struct {
-	Events *ebpf.Map `ebpf:"events"`
+	Events      *ebpf.Map `ebpf:"events"`
+	OwlCounters *ebpf.Map `ebpf:"owl_counters"`
+	OwlPorts    *ebpf.Map `ebpf:"owl_ports"`
+	Resets      *ebpf.Map `ebpf:"resets"`
 }
 
 func (m *tcpresetMaps) Close() error {
 	return _TcpresetClose(
 		m.Events,
+		m.OwlCounters,
+		m.OwlPorts,
+		m.Resets,
 	)
 }
 
@@ -144,9 +180,17 @@ func (m *tcpresetMaps) Close() error {
 //
 // It can be passed to loadTcpresetObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tcpresetVariables struct {
-	OwlLost     *ebpf.Variable `ebpf:"owl_lost"`
-	TargTgid    *ebpf.Variable `ebpf:"targ_tgid"`
-	UnusedEvent *ebpf.Variable `ebpf:"unused_event"`
+	CountOnly      *ebpf.Variable `ebpf:"count_only"`
+	OwlFilterPorts *ebpf.Variable `ebpf:"owl_filter_ports"`
+	OwlOffMntNs    *ebpf.Variable `ebpf:"owl_off_mnt_ns"`
+	OwlOffNsInum   *ebpf.Variable `ebpf:"owl_off_ns_inum"`
+	OwlOffNsproxy  *ebpf.Variable `ebpf:"owl_off_nsproxy"`
+	OwlTargCgroup  *ebpf.Variable `ebpf:"owl_targ_cgroup"`
+	OwlTargFamily  *ebpf.Variable `ebpf:"owl_targ_family"`
+	OwlTargMntns   *ebpf.Variable `ebpf:"owl_targ_mntns"`
+	OwlTargTgid    *ebpf.Variable `ebpf:"owl_targ_tgid"`
+	OwlTargUid     *ebpf.Variable `ebpf:"owl_targ_uid"`
+	UnusedEvent    *ebpf.Variable `ebpf:"unused_event"`
 }
 
 // tcpresetPrograms contains all programs after they have been loaded into the kernel.

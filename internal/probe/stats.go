@@ -1,0 +1,66 @@
+package probe
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Stats counts what a source delivered and what it lost, by cause.
+type Stats struct {
+	Events uint64 // decoded and handed to the consumer
+	// Events lost, by cause.
+	RingFull       uint64 // the ring buffer had no room
+	MapFull        uint64 // a count or pending table was full
+	PendingEvicted uint64 // an LRU pending table evicted an event waiting for its end
+	QueueFull      uint64 // the output queue was full (set by the output layer)
+	// Parts of events lost: a stack that could not be taken (the event
+	// is delivered without it).
+	StackUnavailable uint64
+}
+
+// Lost is the number of whole events lost.
+func (s Stats) Lost() uint64 { return s.RingFull + s.MapFull + s.PendingEvicted + s.QueueFull }
+
+// Cause is one named counter of Stats.
+type Cause struct {
+	Name string // snake_case, as in JSON and metrics
+	N    uint64
+	What string // for messages: "ring buffer full"
+}
+
+// Causes lists every cause, in a fixed order, zero or not.
+func (s Stats) Causes() []Cause {
+	return []Cause{
+		{"ring_full", s.RingFull, "ring buffer full"},
+		{"map_full", s.MapFull, "table full"},
+		{"pending_evicted", s.PendingEvicted, "evicted from the pending table"},
+		{"output_queue_full", s.QueueFull, "output queue full"},
+		{"stack_unavailable", s.StackUnavailable, "stacks unavailable (events kept)"},
+	}
+}
+
+// AppendJSON appends {"lost":N,"lost_by_cause":{...}} without a newline.
+func (s Stats) AppendJSON(b []byte) []byte {
+	b = fmt.Appendf(b, `{"lost":%d,"lost_by_cause":{`, s.Lost())
+	for i, c := range s.Causes() {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = fmt.Appendf(b, "%q:%d", c.Name, c.N)
+	}
+	return append(b, "}}"...)
+}
+
+// Message says what was lost and why, for stderr; "" when nothing was.
+func (s Stats) Message() string {
+	var parts []string
+	for _, c := range s.Causes() {
+		if c.N > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", c.N, c.What))
+		}
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%d events lost: %s", s.Lost(), strings.Join(parts, ", "))
+}

@@ -1,0 +1,35 @@
+// Package tools is the registry: the one list of owl's tools. The command
+// line, `owl tools`, tests and the agent start tools from it.
+package tools
+
+import (
+	"github.com/owlbpf/owl/internal/tool"
+	"github.com/owlbpf/owl/internal/tools/capable"
+	"github.com/owlbpf/owl/internal/tools/eperm"
+	"github.com/owlbpf/owl/internal/tools/setuids"
+	"github.com/owlbpf/owl/internal/tools/tcpaccept"
+	"github.com/owlbpf/owl/internal/tools/tcpconnect"
+	"github.com/owlbpf/owl/internal/tools/tcpreset"
+)
+
+// All lists every tool; adding a tool is one line here.
+func All() []tool.Tool {
+	return []tool.Tool{
+		tcpconnect.Tool,
+		tcpaccept.Tool,
+		tcpreset.Tool,
+		setuids.Tool,
+		eperm.Tool,
+		capable.Tool,
+	}
+}
+
+// Find returns the tool called name, or nil.
+func Find(name string) tool.Tool {
+	for _, t := range All() {
+		if t.Info().Name == name {
+			return t
+		}
+	}
+	return nil
+}
