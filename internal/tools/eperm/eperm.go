@@ -3,7 +3,6 @@
 package eperm
 
 import (
-	"fmt"
 	"sort"
 	"time"
 
@@ -122,18 +121,13 @@ func (s *Source) Counts(now time.Time) ([]Count, error) {
 	if err := s.Assign(&m); err != nil {
 		return nil, err
 	}
-	var (
-		k      epermFailKey
-		v      epermFailCount
-		counts []Count
-	)
-	it := m.Counts.Iterate()
-	for it.Next(&k, &v) {
+	var counts []Count
+	err := probe.Each(m.Counts, func(k *epermFailKey, v *epermFailCount) {
 		counts = append(counts, Count{Time: now, PID: k.Pid, Comm: v.Comm, SyscallNr: k.Nr, Count: v.N,
 			Syscall: sysnames.Syscall(s.arch, int(k.Nr)), Errno: sysnames.Errno(int(k.Err))})
-	}
-	if err := it.Err(); err != nil {
-		return nil, fmt.Errorf("read counts: %w", err)
+	})
+	if err != nil {
+		return nil, err
 	}
 	sort.Slice(counts, func(i, j int) bool {
 		a, b := counts[i], counts[j]

@@ -182,19 +182,14 @@ func (s *Source) Counts() ([]Count, error) {
 	if err := s.Assign(&m); err != nil {
 		return nil, err
 	}
-	var (
-		k      tcpconnectCountKey
-		n      uint64
-		counts []Count
-	)
-	it := m.Counts.Iterate()
-	for it.Next(&k, &n) {
-		c := Count{Dport: k.Dport, Count: n}
+	var counts []Count
+	err := probe.Each(m.Counts, func(k *tcpconnectCountKey, n *uint64) {
+		c := Count{Dport: k.Dport, Count: *n}
 		_, c.Saddr, c.Daddr = event.Addrs(k.Family, &k.Saddr, &k.Daddr)
 		counts = append(counts, c)
-	}
-	if err := it.Err(); err != nil {
-		return nil, fmt.Errorf("read counts: %w", err)
+	})
+	if err != nil {
+		return nil, err
 	}
 	sort.Slice(counts, func(i, j int) bool {
 		a, b := counts[i], counts[j]

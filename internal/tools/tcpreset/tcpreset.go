@@ -191,17 +191,10 @@ func Open(cfg Config, opts tool.Options) (*Source, error) {
 func (s *Source) Remotes(now time.Time) ([]Remote, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var (
-		k tcpresetResetKey
-		n uint64
-	)
 	rows := map[netip.Addr]*Remote{}
-	it := s.resets.Iterate()
-	for it.Next(&k, &n) {
-		s.prev.add(rows, now, k, n)
-	}
-	if err := it.Err(); err != nil {
-		return nil, fmt.Errorf("read resets: %w", err)
+	err := probe.Each(s.resets, func(k *tcpresetResetKey, n *uint64) { s.prev.add(rows, now, *k, *n) })
+	if err != nil {
+		return nil, err
 	}
 	return sorted(rows), nil
 }
