@@ -136,9 +136,23 @@ streamed.`,
 	Default:   func() Config { return Config{} },
 	Hooks:     hooks,
 	Configure: func(cfg Config, spec *ebpf.CollectionSpec) error {
-		var v tcpconnectVariableSpecs
-		if err := spec.Assign(&v); err != nil {
+		var (
+			v tcpconnectVariableSpecs
+			m tcpconnectMapSpecs
+		)
+		if err := errors.Join(spec.Assign(&v), spec.Assign(&m)); err != nil {
 			return err
+		}
+		// Tables this config never uses get one entry: creating 8k
+		// preallocated LRU entries costs ~2 ms of start-up.
+		if !cfg.Count {
+			m.Counts.MaxEntries = 1
+		}
+		if !cfg.LocalPort && !cfg.Outcome {
+			m.Pending.MaxEntries = 1
+		}
+		if _, kprobe := spec.Programs[tcpconnectProgKpConnect]; !kprobe {
+			m.Connecting.MaxEntries = 1
 		}
 		return errors.Join(v.WantLport.Set(cfg.LocalPort), v.WantOutcome.Set(cfg.Outcome), v.CountOnly.Set(cfg.Count))
 	},
