@@ -135,9 +135,9 @@ func cgroupID(path string) (uint64, error) {
 		return 0, Usagef("cgroup %s: %v", path, err)
 	}
 	if fs.Type != unix.CGROUP2_SUPER_MAGIC {
-		why := "not in a cgroup v2 hierarchy"
-		if !hasCgroup2() {
-			why = "this host mounts only cgroup v1, where BPF cgroup ids cannot tell containers apart; use --mntns"
+		why := "this host mounts only cgroup v1, where BPF cgroup ids cannot tell containers apart; use --mntns"
+		if at := cgroup2Mount(); at != "" {
+			why = "not in the cgroup v2 hierarchy (mounted at " + at + ")"
 		}
 		return 0, Usagef("cgroup %s: %s", path, why)
 	}
@@ -148,14 +148,16 @@ func cgroupID(path string) (uint64, error) {
 	return st.Ino, nil
 }
 
-func hasCgroup2() bool {
+// cgroup2Mount is where the cgroup v2 hierarchy is mounted, "" when it is
+// not (hosts with cgroup v1 only).
+func cgroup2Mount() string {
 	mounts, _ := os.ReadFile("/proc/self/mounts")
 	for _, line := range strings.Split(string(mounts), "\n") {
 		if f := strings.Fields(line); len(f) > 2 && f[2] == "cgroup2" {
-			return true
+			return f[1]
 		}
 	}
-	return false
+	return ""
 }
 
 // mntnsID accepts a mount namespace's inode number or a path to it

@@ -4,6 +4,9 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 var chain = []Hook{
@@ -50,5 +53,22 @@ func TestView(t *testing.T) {
 	}
 	if _, ok := View[ev](raw[:3]); ok {
 		t.Error("short record accepted")
+	}
+}
+
+// Event times follow the wall clock on long runs: an offset taken long ago
+// (the wall clock stepped since) is taken again.
+func TestTimeResyncs(t *testing.T) {
+	var mono unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &mono); err != nil {
+		t.Fatal(err)
+	}
+	s := &Session{clock: -int64(time.Hour), clockAt: mono.Nano() - 2*resync} // an hour off, and stale
+	if got := s.Time(uint64(mono.Nano())); time.Since(got).Abs() > time.Minute {
+		t.Errorf("time %v, want now: the stale offset was kept", got)
+	}
+	s = &Session{clock: -int64(time.Hour), clockAt: mono.Nano()} // fresh: kept
+	if got := s.Time(uint64(mono.Nano())); time.Since(got) < 59*time.Minute {
+		t.Errorf("time %v, want the fresh offset used", got)
 	}
 }
