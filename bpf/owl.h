@@ -123,6 +123,24 @@ static __always_inline __u32 owl_current_mntns(void)
 	return inum;
 }
 
+/* Offset of task_struct.thread_info.status, from Go on x86-64 (0
+ * elsewhere): TS_COMPAT there marks a 32-bit syscall made by a 64-bit
+ * process (int $0x80), which the syscalls:* tracepoints never see and
+ * raw_syscalls numbers from the ia32 table. */
+const volatile __u32 owl_off_ti_status = 0;
+#define OWL_TS_COMPAT 0x0002
+
+static __always_inline bool owl_in_compat_syscall(void)
+{
+	void *task = (void *)bpf_get_current_task();
+	__u32 status = 0;
+
+	if (!owl_off_ti_status)
+		return false;
+	bpf_probe_read_kernel(&status, sizeof(status), task + owl_off_ti_status);
+	return status & OWL_TS_COMPAT;
+}
+
 /* Whether the current task passes -p, -u, --cgroup and --mntns. */
 static __always_inline bool owl_task_wanted(void)
 {

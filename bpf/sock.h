@@ -10,9 +10,12 @@
 const volatile __u16 owl_targ_family = 0;
 const volatile bool owl_filter_ports = false;
 
+/* Up to OWL_MAX_PORTS (probe.MaxPorts) ports; not preallocated. */
+#define OWL_MAX_PORTS 1024
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 64);
+	__uint(max_entries, OWL_MAX_PORTS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, __u16);
 	__type(value, __u8);
 } owl_ports SEC(".maps");

@@ -190,7 +190,7 @@ type Net struct {
 func (n *Net) AddFlags(cmd *cobra.Command, which string) {
 	cmd.Flags().BoolVarP(&n.v4, "ipv4", "4", false, "trace IPv4 only")
 	cmd.Flags().BoolVarP(&n.v6, "ipv6", "6", false, "trace IPv6 only")
-	cmd.Flags().StringVarP(&n.ports, "port", "P", "", "trace these "+which+" `PORTS` only (comma-separated)")
+	cmd.Flags().StringVarP(&n.ports, "port", "P", "", "trace these "+which+" `PORTS` only (comma-separated, at most "+strconv.Itoa(probe.MaxPorts)+")")
 }
 
 // Filter validates the flags.
@@ -221,6 +221,9 @@ func ParsePorts(s string) ([]uint16, error) {
 			return nil, Usagef("port %q: want a number from 1 to 65535", f)
 		}
 		ports = append(ports, uint16(n))
+	}
+	if len(ports) > probe.MaxPorts {
+		return nil, Usagef("%d ports: -P takes at most %d", len(ports), probe.MaxPorts)
 	}
 	return ports, nil
 }

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -17,6 +18,26 @@ func TestParsePorts(t *testing.T) {
 		if _, err := ParsePorts(bad); ExitCode(err) != 2 {
 			t.Errorf("%q: got %v, want a usage error", bad, err)
 		}
+	}
+}
+
+// -P takes up to probe.MaxPorts ports; more is one clear line, exit 2.
+func TestPortLimit(t *testing.T) {
+	list := func(n int) string {
+		var b strings.Builder
+		for i := 1; i <= n; i++ {
+			if i > 1 {
+				b.WriteByte(',')
+			}
+			b.WriteString(strconv.Itoa(i))
+		}
+		return b.String()
+	}
+	if got, err := ParsePorts(list(probe.MaxPorts)); err != nil || len(got) != probe.MaxPorts {
+		t.Errorf("%d ports: %v", probe.MaxPorts, err)
+	}
+	if _, err := ParsePorts(list(probe.MaxPorts + 1)); ExitCode(err) != 2 || !strings.Contains(err.Error(), "at most 1024") {
+		t.Errorf("%d ports: got %v, want a usage error naming the limit", probe.MaxPorts+1, err)
 	}
 }
 

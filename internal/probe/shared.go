@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	goruntime "runtime"
 	"sync"
 	"unsafe"
 
@@ -30,6 +31,7 @@ type taskVars struct {
 	OffNsproxy *ebpf.VariableSpec `ebpf:"owl_off_nsproxy"`
 	OffMntNS   *ebpf.VariableSpec `ebpf:"owl_off_mnt_ns"`
 	OffInum    *ebpf.VariableSpec `ebpf:"owl_off_ns_inum"`
+	OffStatus  *ebpf.VariableSpec `ebpf:"owl_off_ti_status"`
 }
 
 type netVars struct {
@@ -58,6 +60,9 @@ type TaskFilter struct {
 // AllTasks is the filter that selects every task.
 func AllTasks() TaskFilter { return TaskFilter{UID: -1} }
 
+// MaxPorts is how many ports -P takes (OWL_MAX_PORTS of bpf/sock.h).
+const MaxPorts = 1024
+
 // NetFilter selects endpoints in the kernel (owl_endpoint_wanted).
 type NetFilter struct {
 	Family int      // 0 = both, 4 or 6
@@ -73,6 +78,7 @@ type Runtime struct {
 	once    sync.Once
 	offsets []uint32
 	offErr  error
+	status  uint32 // task_struct.thread_info.status, 0 when unknown
 }
 
 // NewRuntime returns a Runtime that has loaded nothing yet.
@@ -84,6 +90,12 @@ func NewRuntime() *Runtime { return &Runtime{BTF: btf.NewCache()} }
 func (r *Runtime) taskOffsets() ([]uint32, error) {
 	r.once.Do(func() {
 		r.offsets, r.offErr = kbtf.KernelOffsets("task_struct.nsproxy", "nsproxy.mnt_ns", "mnt_namespace.ns.inum")
+		// Only x86-64 marks compat syscalls in thread_info.status.
+		if goruntime.GOARCH == "amd64" {
+			if off, err := kbtf.KernelOffsets("task_struct.thread_info.status"); err == nil {
+				r.status = off[0]
+			}
+		}
 	})
 	return r.offsets, r.offErr
 }
@@ -139,7 +151,7 @@ func configureTask(spec *ebpf.CollectionSpec, f *TaskFilter, rt *Runtime) error 
 	off, err := rt.taskOffsets()
 	switch {
 	case err == nil:
-		errs = append(errs, tv.OffNsproxy.Set(off[0]), tv.OffMntNS.Set(off[1]), tv.OffInum.Set(off[2]))
+		errs = append(errs, tv.OffNsproxy.Set(off[0]), tv.OffMntNS.Set(off[1]), tv.OffInum.Set(off[2]), tv.OffStatus.Set(rt.status))
 	case f.MntNS != 0:
 		return fmt.Errorf("mount namespace filter: %w", err)
 	}

@@ -52,6 +52,7 @@ const (
 	capableVarOwlOffMntNs      = "owl_off_mnt_ns"
 	capableVarOwlOffNsInum     = "owl_off_ns_inum"
 	capableVarOwlOffNsproxy    = "owl_off_nsproxy"
+	capableVarOwlOffTiStatus   = "owl_off_ti_status"
 	capableVarOwlTargCgroup    = "owl_targ_cgroup"
 	capableVarOwlTargMntns     = "owl_targ_mntns"
 	capableVarOwlTargTgid      = "owl_targ_tgid"
@@ -127,18 +128,19 @@ type capableMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type capableVariableSpecs struct {
-	OwlOffMntNs   *ebpf.VariableSpec `ebpf:"owl_off_mnt_ns"`
-	OwlOffNsInum  *ebpf.VariableSpec `ebpf:"owl_off_ns_inum"`
-	OwlOffNsproxy *ebpf.VariableSpec `ebpf:"owl_off_nsproxy"`
-	OwlTargCgroup *ebpf.VariableSpec `ebpf:"owl_targ_cgroup"`
-	OwlTargMntns  *ebpf.VariableSpec `ebpf:"owl_targ_mntns"`
-	OwlTargTgid   *ebpf.VariableSpec `ebpf:"owl_targ_tgid"`
-	OwlTargUid    *ebpf.VariableSpec `ebpf:"owl_targ_uid"`
-	UnusedEvent   *ebpf.VariableSpec `ebpf:"unused_event"`
-	Verbose       *ebpf.VariableSpec `ebpf:"verbose"`
-	WantKstack    *ebpf.VariableSpec `ebpf:"want_kstack"`
-	WantSyscall   *ebpf.VariableSpec `ebpf:"want_syscall"`
-	WantUstack    *ebpf.VariableSpec `ebpf:"want_ustack"`
+	OwlOffMntNs    *ebpf.VariableSpec `ebpf:"owl_off_mnt_ns"`
+	OwlOffNsInum   *ebpf.VariableSpec `ebpf:"owl_off_ns_inum"`
+	OwlOffNsproxy  *ebpf.VariableSpec `ebpf:"owl_off_nsproxy"`
+	OwlOffTiStatus *ebpf.VariableSpec `ebpf:"owl_off_ti_status"`
+	OwlTargCgroup  *ebpf.VariableSpec `ebpf:"owl_targ_cgroup"`
+	OwlTargMntns   *ebpf.VariableSpec `ebpf:"owl_targ_mntns"`
+	OwlTargTgid    *ebpf.VariableSpec `ebpf:"owl_targ_tgid"`
+	OwlTargUid     *ebpf.VariableSpec `ebpf:"owl_targ_uid"`
+	UnusedEvent    *ebpf.VariableSpec `ebpf:"unused_event"`
+	Verbose        *ebpf.VariableSpec `ebpf:"verbose"`
+	WantKstack     *ebpf.VariableSpec `ebpf:"want_kstack"`
+	WantSyscall    *ebpf.VariableSpec `ebpf:"want_syscall"`
+	WantUstack     *ebpf.VariableSpec `ebpf:"want_ustack"`
 }
 
 // capableObjects contains all objects after they have been loaded into the kernel.
@@ -182,18 +184,19 @@ func (m *capableMaps) Close() error {
 //
 // It can be passed to loadCapableObjects or ebpf.CollectionSpec.LoadAndAssign.
 type capableVariables struct {
-	OwlOffMntNs   *ebpf.Variable `ebpf:"owl_off_mnt_ns"`
-	OwlOffNsInum  *ebpf.Variable `ebpf:"owl_off_ns_inum"`
-	OwlOffNsproxy *ebpf.Variable `ebpf:"owl_off_nsproxy"`
-	OwlTargCgroup *ebpf.Variable `ebpf:"owl_targ_cgroup"`
-	OwlTargMntns  *ebpf.Variable `ebpf:"owl_targ_mntns"`
-	OwlTargTgid   *ebpf.Variable `ebpf:"owl_targ_tgid"`
-	OwlTargUid    *ebpf.Variable `ebpf:"owl_targ_uid"`
-	UnusedEvent   *ebpf.Variable `ebpf:"unused_event"`
-	Verbose       *ebpf.Variable `ebpf:"verbose"`
-	WantKstack    *ebpf.Variable `ebpf:"want_kstack"`
-	WantSyscall   *ebpf.Variable `ebpf:"want_syscall"`
-	WantUstack    *ebpf.Variable `ebpf:"want_ustack"`
+	OwlOffMntNs    *ebpf.Variable `ebpf:"owl_off_mnt_ns"`
+	OwlOffNsInum   *ebpf.Variable `ebpf:"owl_off_ns_inum"`
+	OwlOffNsproxy  *ebpf.Variable `ebpf:"owl_off_nsproxy"`
+	OwlOffTiStatus *ebpf.Variable `ebpf:"owl_off_ti_status"`
+	OwlTargCgroup  *ebpf.Variable `ebpf:"owl_targ_cgroup"`
+	OwlTargMntns   *ebpf.Variable `ebpf:"owl_targ_mntns"`
+	OwlTargTgid    *ebpf.Variable `ebpf:"owl_targ_tgid"`
+	OwlTargUid     *ebpf.Variable `ebpf:"owl_targ_uid"`
+	UnusedEvent    *ebpf.Variable `ebpf:"unused_event"`
+	Verbose        *ebpf.Variable `ebpf:"verbose"`
+	WantKstack     *ebpf.Variable `ebpf:"want_kstack"`
+	WantSyscall    *ebpf.Variable `ebpf:"want_syscall"`
+	WantUstack     *ebpf.Variable `ebpf:"want_ustack"`
 }
 
 // capablePrograms contains all programs after they have been loaded into the kernel.

@@ -46,19 +46,20 @@ type epermFailKey struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	epermMapCounts        = "counts"
-	epermMapEvents        = "events"
-	epermMapOwlCounters   = "owl_counters"
-	epermProgTpSysExit    = "tp_sys_exit"
-	epermVarOwlOffMntNs   = "owl_off_mnt_ns"
-	epermVarOwlOffNsInum  = "owl_off_ns_inum"
-	epermVarOwlOffNsproxy = "owl_off_nsproxy"
-	epermVarOwlTargCgroup = "owl_targ_cgroup"
-	epermVarOwlTargMntns  = "owl_targ_mntns"
-	epermVarOwlTargTgid   = "owl_targ_tgid"
-	epermVarOwlTargUid    = "owl_targ_uid"
-	epermVarStream        = "stream"
-	epermVarUnusedEvent   = "unused_event"
+	epermMapCounts         = "counts"
+	epermMapEvents         = "events"
+	epermMapOwlCounters    = "owl_counters"
+	epermProgTpSysExit     = "tp_sys_exit"
+	epermVarOwlOffMntNs    = "owl_off_mnt_ns"
+	epermVarOwlOffNsInum   = "owl_off_ns_inum"
+	epermVarOwlOffNsproxy  = "owl_off_nsproxy"
+	epermVarOwlOffTiStatus = "owl_off_ti_status"
+	epermVarOwlTargCgroup  = "owl_targ_cgroup"
+	epermVarOwlTargMntns   = "owl_targ_mntns"
+	epermVarOwlTargTgid    = "owl_targ_tgid"
+	epermVarOwlTargUid     = "owl_targ_uid"
+	epermVarStream         = "stream"
+	epermVarUnusedEvent    = "unused_event"
 )
 
 // loadEperm returns the embedded CollectionSpec for eperm.
@@ -119,15 +120,16 @@ type epermMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type epermVariableSpecs struct {
-	OwlOffMntNs   *ebpf.VariableSpec `ebpf:"owl_off_mnt_ns"`
-	OwlOffNsInum  *ebpf.VariableSpec `ebpf:"owl_off_ns_inum"`
-	OwlOffNsproxy *ebpf.VariableSpec `ebpf:"owl_off_nsproxy"`
-	OwlTargCgroup *ebpf.VariableSpec `ebpf:"owl_targ_cgroup"`
-	OwlTargMntns  *ebpf.VariableSpec `ebpf:"owl_targ_mntns"`
-	OwlTargTgid   *ebpf.VariableSpec `ebpf:"owl_targ_tgid"`
-	OwlTargUid    *ebpf.VariableSpec `ebpf:"owl_targ_uid"`
-	Stream        *ebpf.VariableSpec `ebpf:"stream"`
-	UnusedEvent   *ebpf.VariableSpec `ebpf:"unused_event"`
+	OwlOffMntNs    *ebpf.VariableSpec `ebpf:"owl_off_mnt_ns"`
+	OwlOffNsInum   *ebpf.VariableSpec `ebpf:"owl_off_ns_inum"`
+	OwlOffNsproxy  *ebpf.VariableSpec `ebpf:"owl_off_nsproxy"`
+	OwlOffTiStatus *ebpf.VariableSpec `ebpf:"owl_off_ti_status"`
+	OwlTargCgroup  *ebpf.VariableSpec `ebpf:"owl_targ_cgroup"`
+	OwlTargMntns   *ebpf.VariableSpec `ebpf:"owl_targ_mntns"`
+	OwlTargTgid    *ebpf.VariableSpec `ebpf:"owl_targ_tgid"`
+	OwlTargUid     *ebpf.VariableSpec `ebpf:"owl_targ_uid"`
+	Stream         *ebpf.VariableSpec `ebpf:"stream"`
+	UnusedEvent    *ebpf.VariableSpec `ebpf:"unused_event"`
 }
 
 // epermObjects contains all objects after they have been loaded into the kernel.
@@ -167,15 +169,16 @@ func (m *epermMaps) Close() error {
 //
 // It can be passed to loadEpermObjects or ebpf.CollectionSpec.LoadAndAssign.
 type epermVariables struct {
-	OwlOffMntNs   *ebpf.Variable `ebpf:"owl_off_mnt_ns"`
-	OwlOffNsInum  *ebpf.Variable `ebpf:"owl_off_ns_inum"`
-	OwlOffNsproxy *ebpf.Variable `ebpf:"owl_off_nsproxy"`
-	OwlTargCgroup *ebpf.Variable `ebpf:"owl_targ_cgroup"`
-	OwlTargMntns  *ebpf.Variable `ebpf:"owl_targ_mntns"`
-	OwlTargTgid   *ebpf.Variable `ebpf:"owl_targ_tgid"`
-	OwlTargUid    *ebpf.Variable `ebpf:"owl_targ_uid"`
-	Stream        *ebpf.Variable `ebpf:"stream"`
-	UnusedEvent   *ebpf.Variable `ebpf:"unused_event"`
+	OwlOffMntNs    *ebpf.Variable `ebpf:"owl_off_mnt_ns"`
+	OwlOffNsInum   *ebpf.Variable `ebpf:"owl_off_ns_inum"`
+	OwlOffNsproxy  *ebpf.Variable `ebpf:"owl_off_nsproxy"`
+	OwlOffTiStatus *ebpf.Variable `ebpf:"owl_off_ti_status"`
+	OwlTargCgroup  *ebpf.Variable `ebpf:"owl_targ_cgroup"`
+	OwlTargMntns   *ebpf.Variable `ebpf:"owl_targ_mntns"`
+	OwlTargTgid    *ebpf.Variable `ebpf:"owl_targ_tgid"`
+	OwlTargUid     *ebpf.Variable `ebpf:"owl_targ_uid"`
+	Stream         *ebpf.Variable `ebpf:"stream"`
+	UnusedEvent    *ebpf.Variable `ebpf:"unused_event"`
 }
 
 // epermPrograms contains all programs after they have been loaded into the kernel.

@@ -50,19 +50,20 @@ type setuidsStart struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	setuidsMapEvents        = "events"
-	setuidsMapOwlCounters   = "owl_counters"
-	setuidsMapStarts        = "starts"
-	setuidsProgTpEnter      = "tp_enter"
-	setuidsProgTpExit       = "tp_exit"
-	setuidsVarOwlOffMntNs   = "owl_off_mnt_ns"
-	setuidsVarOwlOffNsInum  = "owl_off_ns_inum"
-	setuidsVarOwlOffNsproxy = "owl_off_nsproxy"
-	setuidsVarOwlTargCgroup = "owl_targ_cgroup"
-	setuidsVarOwlTargMntns  = "owl_targ_mntns"
-	setuidsVarOwlTargTgid   = "owl_targ_tgid"
-	setuidsVarOwlTargUid    = "owl_targ_uid"
-	setuidsVarUnusedEvent   = "unused_event"
+	setuidsMapEvents         = "events"
+	setuidsMapOwlCounters    = "owl_counters"
+	setuidsMapStarts         = "starts"
+	setuidsProgTpEnter       = "tp_enter"
+	setuidsProgTpExit        = "tp_exit"
+	setuidsVarOwlOffMntNs    = "owl_off_mnt_ns"
+	setuidsVarOwlOffNsInum   = "owl_off_ns_inum"
+	setuidsVarOwlOffNsproxy  = "owl_off_nsproxy"
+	setuidsVarOwlOffTiStatus = "owl_off_ti_status"
+	setuidsVarOwlTargCgroup  = "owl_targ_cgroup"
+	setuidsVarOwlTargMntns   = "owl_targ_mntns"
+	setuidsVarOwlTargTgid    = "owl_targ_tgid"
+	setuidsVarOwlTargUid     = "owl_targ_uid"
+	setuidsVarUnusedEvent    = "unused_event"
 )
 
 // loadSetuids returns the embedded CollectionSpec for setuids.
@@ -124,14 +125,15 @@ type setuidsMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type setuidsVariableSpecs struct {
-	OwlOffMntNs   *ebpf.VariableSpec `ebpf:"owl_off_mnt_ns"`
-	OwlOffNsInum  *ebpf.VariableSpec `ebpf:"owl_off_ns_inum"`
-	OwlOffNsproxy *ebpf.VariableSpec `ebpf:"owl_off_nsproxy"`
-	OwlTargCgroup *ebpf.VariableSpec `ebpf:"owl_targ_cgroup"`
-	OwlTargMntns  *ebpf.VariableSpec `ebpf:"owl_targ_mntns"`
-	OwlTargTgid   *ebpf.VariableSpec `ebpf:"owl_targ_tgid"`
-	OwlTargUid    *ebpf.VariableSpec `ebpf:"owl_targ_uid"`
-	UnusedEvent   *ebpf.VariableSpec `ebpf:"unused_event"`
+	OwlOffMntNs    *ebpf.VariableSpec `ebpf:"owl_off_mnt_ns"`
+	OwlOffNsInum   *ebpf.VariableSpec `ebpf:"owl_off_ns_inum"`
+	OwlOffNsproxy  *ebpf.VariableSpec `ebpf:"owl_off_nsproxy"`
+	OwlOffTiStatus *ebpf.VariableSpec `ebpf:"owl_off_ti_status"`
+	OwlTargCgroup  *ebpf.VariableSpec `ebpf:"owl_targ_cgroup"`
+	OwlTargMntns   *ebpf.VariableSpec `ebpf:"owl_targ_mntns"`
+	OwlTargTgid    *ebpf.VariableSpec `ebpf:"owl_targ_tgid"`
+	OwlTargUid     *ebpf.VariableSpec `ebpf:"owl_targ_uid"`
+	UnusedEvent    *ebpf.VariableSpec `ebpf:"unused_event"`
 }
 
 // setuidsObjects contains all objects after they have been loaded into the kernel.
@@ -171,14 +173,15 @@ func (m *setuidsMaps) Close() error {
 //
 // It can be passed to loadSetuidsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type setuidsVariables struct {
-	OwlOffMntNs   *ebpf.Variable `ebpf:"owl_off_mnt_ns"`
-	OwlOffNsInum  *ebpf.Variable `ebpf:"owl_off_ns_inum"`
-	OwlOffNsproxy *ebpf.Variable `ebpf:"owl_off_nsproxy"`
-	OwlTargCgroup *ebpf.Variable `ebpf:"owl_targ_cgroup"`
-	OwlTargMntns  *ebpf.Variable `ebpf:"owl_targ_mntns"`
-	OwlTargTgid   *ebpf.Variable `ebpf:"owl_targ_tgid"`
-	OwlTargUid    *ebpf.Variable `ebpf:"owl_targ_uid"`
-	UnusedEvent   *ebpf.Variable `ebpf:"unused_event"`
+	OwlOffMntNs    *ebpf.Variable `ebpf:"owl_off_mnt_ns"`
+	OwlOffNsInum   *ebpf.Variable `ebpf:"owl_off_ns_inum"`
+	OwlOffNsproxy  *ebpf.Variable `ebpf:"owl_off_nsproxy"`
+	OwlOffTiStatus *ebpf.Variable `ebpf:"owl_off_ti_status"`
+	OwlTargCgroup  *ebpf.Variable `ebpf:"owl_targ_cgroup"`
+	OwlTargMntns   *ebpf.Variable `ebpf:"owl_targ_mntns"`
+	OwlTargTgid    *ebpf.Variable `ebpf:"owl_targ_tgid"`
+	OwlTargUid     *ebpf.Variable `ebpf:"owl_targ_uid"`
+	UnusedEvent    *ebpf.Variable `ebpf:"unused_event"`
 }
 
 // setuidsPrograms contains all programs after they have been loaded into the kernel.

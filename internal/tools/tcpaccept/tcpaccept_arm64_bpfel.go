@@ -48,6 +48,7 @@ const (
 	tcpacceptVarOwlOffMntNs    = "owl_off_mnt_ns"
 	tcpacceptVarOwlOffNsInum   = "owl_off_ns_inum"
 	tcpacceptVarOwlOffNsproxy  = "owl_off_nsproxy"
+	tcpacceptVarOwlOffTiStatus = "owl_off_ti_status"
 	tcpacceptVarOwlTargCgroup  = "owl_targ_cgroup"
 	tcpacceptVarOwlTargFamily  = "owl_targ_family"
 	tcpacceptVarOwlTargMntns   = "owl_targ_mntns"
@@ -121,6 +122,7 @@ type tcpacceptVariableSpecs struct {
 	OwlOffMntNs    *ebpf.VariableSpec `ebpf:"owl_off_mnt_ns"`
 	OwlOffNsInum   *ebpf.VariableSpec `ebpf:"owl_off_ns_inum"`
 	OwlOffNsproxy  *ebpf.VariableSpec `ebpf:"owl_off_nsproxy"`
+	OwlOffTiStatus *ebpf.VariableSpec `ebpf:"owl_off_ti_status"`
 	OwlTargCgroup  *ebpf.VariableSpec `ebpf:"owl_targ_cgroup"`
 	OwlTargFamily  *ebpf.VariableSpec `ebpf:"owl_targ_family"`
 	OwlTargMntns   *ebpf.VariableSpec `ebpf:"owl_targ_mntns"`
@@ -170,6 +172,7 @@ type tcpacceptVariables struct {
 	OwlOffMntNs    *ebpf.Variable `ebpf:"owl_off_mnt_ns"`
 	OwlOffNsInum   *ebpf.Variable `ebpf:"owl_off_ns_inum"`
 	OwlOffNsproxy  *ebpf.Variable `ebpf:"owl_off_nsproxy"`
+	OwlOffTiStatus *ebpf.Variable `ebpf:"owl_off_ti_status"`
 	OwlTargCgroup  *ebpf.Variable `ebpf:"owl_targ_cgroup"`
 	OwlTargFamily  *ebpf.Variable `ebpf:"owl_targ_family"`
 	OwlTargMntns   *ebpf.Variable `ebpf:"owl_targ_mntns"`

@@ -68,6 +68,7 @@ const (
 	tcpconnectVarOwlOffMntNs     = "owl_off_mnt_ns"
 	tcpconnectVarOwlOffNsInum    = "owl_off_ns_inum"
 	tcpconnectVarOwlOffNsproxy   = "owl_off_nsproxy"
+	tcpconnectVarOwlOffTiStatus  = "owl_off_ti_status"
 	tcpconnectVarOwlTargCgroup   = "owl_targ_cgroup"
 	tcpconnectVarOwlTargFamily   = "owl_targ_family"
 	tcpconnectVarOwlTargMntns    = "owl_targ_mntns"
@@ -150,6 +151,7 @@ type tcpconnectVariableSpecs struct {
 	OwlOffMntNs    *ebpf.VariableSpec `ebpf:"owl_off_mnt_ns"`
 	OwlOffNsInum   *ebpf.VariableSpec `ebpf:"owl_off_ns_inum"`
 	OwlOffNsproxy  *ebpf.VariableSpec `ebpf:"owl_off_nsproxy"`
+	OwlOffTiStatus *ebpf.VariableSpec `ebpf:"owl_off_ti_status"`
 	OwlTargCgroup  *ebpf.VariableSpec `ebpf:"owl_targ_cgroup"`
 	OwlTargFamily  *ebpf.VariableSpec `ebpf:"owl_targ_family"`
 	OwlTargMntns   *ebpf.VariableSpec `ebpf:"owl_targ_mntns"`
@@ -208,6 +210,7 @@ type tcpconnectVariables struct {
 	OwlOffMntNs    *ebpf.Variable `ebpf:"owl_off_mnt_ns"`
 	OwlOffNsInum   *ebpf.Variable `ebpf:"owl_off_ns_inum"`
 	OwlOffNsproxy  *ebpf.Variable `ebpf:"owl_off_nsproxy"`
+	OwlOffTiStatus *ebpf.Variable `ebpf:"owl_off_ti_status"`
 	OwlTargCgroup  *ebpf.Variable `ebpf:"owl_targ_cgroup"`
 	OwlTargFamily  *ebpf.Variable `ebpf:"owl_targ_family"`
 	OwlTargMntns   *ebpf.Variable `ebpf:"owl_targ_mntns"`

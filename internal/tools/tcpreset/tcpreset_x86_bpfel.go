@@ -55,6 +55,7 @@ const (
 	tcpresetVarOwlOffMntNs        = "owl_off_mnt_ns"
 	tcpresetVarOwlOffNsInum       = "owl_off_ns_inum"
 	tcpresetVarOwlOffNsproxy      = "owl_off_nsproxy"
+	tcpresetVarOwlOffTiStatus     = "owl_off_ti_status"
 	tcpresetVarOwlTargCgroup      = "owl_targ_cgroup"
 	tcpresetVarOwlTargFamily      = "owl_targ_family"
 	tcpresetVarOwlTargMntns       = "owl_targ_mntns"
@@ -133,6 +134,7 @@ type tcpresetVariableSpecs struct {
 	OwlOffMntNs    *ebpf.VariableSpec `ebpf:"owl_off_mnt_ns"`
 	OwlOffNsInum   *ebpf.VariableSpec `ebpf:"owl_off_ns_inum"`
 	OwlOffNsproxy  *ebpf.VariableSpec `ebpf:"owl_off_nsproxy"`
+	OwlOffTiStatus *ebpf.VariableSpec `ebpf:"owl_off_ti_status"`
 	OwlTargCgroup  *ebpf.VariableSpec `ebpf:"owl_targ_cgroup"`
 	OwlTargFamily  *ebpf.VariableSpec `ebpf:"owl_targ_family"`
 	OwlTargMntns   *ebpf.VariableSpec `ebpf:"owl_targ_mntns"`
@@ -185,6 +187,7 @@ type tcpresetVariables struct {
 	OwlOffMntNs    *ebpf.Variable `ebpf:"owl_off_mnt_ns"`
 	OwlOffNsInum   *ebpf.Variable `ebpf:"owl_off_ns_inum"`
 	OwlOffNsproxy  *ebpf.Variable `ebpf:"owl_off_nsproxy"`
+	OwlOffTiStatus *ebpf.Variable `ebpf:"owl_off_ti_status"`
 	OwlTargCgroup  *ebpf.Variable `ebpf:"owl_targ_cgroup"`
 	OwlTargFamily  *ebpf.Variable `ebpf:"owl_targ_family"`
 	OwlTargMntns   *ebpf.Variable `ebpf:"owl_targ_mntns"`
