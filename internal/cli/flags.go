@@ -1,20 +1,9 @@
-// Package cli is the command layer: the flags every tool shares, errors
-// with exit codes, and the loop that announces tracing and runs a source
-// until Ctrl-C, -d or a closed output. It reads the environment (OWL_HOOKS)
-// and mounts tracefs, so that the libraries below it do neither.
 package cli
 
 import (
-	"context"
-	"errors"
-	"fmt"
-	"io"
 	"os"
-	"os/signal"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -24,39 +13,6 @@ import (
 	"github.com/owlbpf/owl/internal/probe"
 	"github.com/owlbpf/owl/internal/tool"
 )
-
-// UsageError is bad input: the process exits with status 2.
-type UsageError struct{ Err error }
-
-func (e *UsageError) Error() string { return e.Err.Error() }
-func (e *UsageError) Unwrap() error { return e.Err }
-
-// Usagef returns a UsageError.
-func Usagef(format string, args ...any) error {
-	return &UsageError{Err: fmt.Errorf(format, args...)}
-}
-
-// ExitCode maps an error to the process status: 2 for bad input (a hook
-// kind the tool lacks included) and for hooks this kernel lacks (nothing was
-// traced), 1 for anything else.
-func ExitCode(err error) int {
-	var ue *UsageError
-	switch {
-	case err == nil:
-		return 0
-	case errors.As(err, &ue) || errors.Is(err, probe.ErrNoHook) || errors.Is(err, probe.ErrKind):
-		return 2
-	}
-	return 1
-}
-
-// NoArgs is cobra.NoArgs returning a UsageError.
-func NoArgs(cmd *cobra.Command, args []string) error {
-	if err := cobra.NoArgs(cmd, args); err != nil {
-		return &UsageError{Err: err}
-	}
-	return nil
-}
 
 // Common are the flags every tool takes: -d, -o, --hook and, for tools
 // whose events have a task, -p, -u, --cgroup and --mntns.
@@ -249,129 +205,19 @@ func NewCommand(info tool.Info, help, example string, c *Common, run func(cmd *c
 	return cmd
 }
 
-// Context is cancelled by SIGINT, SIGTERM or the end of -d.
-func (c *Common) Context(parent context.Context) (context.Context, context.CancelFunc) {
-	ctx, stop := signal.NotifyContext(parent, os.Interrupt, syscall.SIGTERM)
-	if c.Duration == 0 {
-		return ctx, stop
+
+// maxSeconds is the longest interval time.Duration holds.
+const maxSeconds = int(^uint64(0)>>1) / int(time.Second)
+
+// Seconds checks a flag of whole seconds (-d, -i, -s): 0 when the flag was
+// not given, else 1 to ~292 years; a value given as 0, negative or larger
+// is bad input.
+func Seconds(cmd *cobra.Command, name string, n int) (time.Duration, error) {
+	if !cmd.Flags().Changed(name) {
+		return 0, nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, time.Duration(c.Duration)*time.Second)
-	return ctx, func() { cancel(); stop() }
-}
-
-// Announce writes the line scripts wait for, once every probe is attached.
-func Announce(stderr io.Writer, what string) {
-	fmt.Fprintf(stderr, "Tracing %s... Hit Ctrl-C to end.\n", what)
-}
-
-// Sink is where a run's output goes (an *output.Writer of any row type).
-type Sink interface {
-	Header()
-	Flush() error
-	OnError(func(error))
-	Lost(stderr io.Writer, st probe.Stats)
-	Close() error
-}
-
-// Loop says how to run a source.
-type Loop[E any] struct {
-	What string // for "Tracing <What>... Hit Ctrl-C to end."
-	// NoHeader leaves out the column header at the start (reports that
-	// print their own).
-	NoHeader bool
-	Emit     func(*E) // each event; nil ignores them (count-only modes)
-	// Report prints counts or summaries every Every (0: only at the end)
-	// and once at the end; nil when there are none.
-	Report func(now time.Time) error
-	Every  time.Duration
-}
-
-// Run runs src until Ctrl-C, SIGTERM, -d or a closed output: it prints the
-// header, announces tracing on stderr, hands each event to Emit, flushes
-// output whenever the ring is drained, reports and, at the end, says what
-// was lost. A closed pipe (owl ... | head -1) ends it quietly, status 0.
-func Run[E any](cmd *cobra.Command, c *Common, src *tool.Source[E], out Sink, l Loop[E]) error {
-	ctx, cancel := c.Context(cmd.Context())
-	defer cancel()
-	var (
-		mu   sync.Mutex // Emit and Report share out
-		werr error
-	)
-	out.OnError(func(err error) {
-		mu.Lock()
-		werr = err
-		mu.Unlock()
-		cancel()
-	})
-	if !l.NoHeader {
-		out.Header()
+	if n < 1 || n > maxSeconds {
+		return 0, Usagef("--%s %d: want 1 to %d seconds", name, n, maxSeconds)
 	}
-	if err := out.Flush(); err != nil {
-		return Fail(err)
-	}
-	src.Drained = func() {
-		mu.Lock()
-		out.Flush()
-		mu.Unlock()
-	}
-	Announce(cmd.ErrOrStderr(), l.What)
-	reported := make(chan error, 1)
-	go func() {
-		if l.Report == nil {
-			reported <- nil
-			return
-		}
-		reported <- tool.Every(ctx, l.Every, func(now time.Time) error {
-			mu.Lock()
-			defer mu.Unlock()
-			if err := l.Report(now); err != nil {
-				return err
-			}
-			return out.Flush()
-		})
-	}()
-	emit := func(*E) {}
-	if l.Emit != nil {
-		emit = func(e *E) {
-			mu.Lock()
-			l.Emit(e)
-			mu.Unlock()
-		}
-	}
-	runErr := src.Run(ctx, emit)
-	cancel()
-	repErr := <-reported
-	st, stErr := src.Stats()
-	mu.Lock()
-	out.Lost(cmd.ErrOrStderr(), st)
-	mu.Unlock()
-	closeErr := out.Close()
-	mu.Lock()
-	defer mu.Unlock()
-	if werr != nil || closeErr != nil {
-		if errors.Is(werr, syscall.EPIPE) || errors.Is(closeErr, syscall.EPIPE) {
-			return nil // the reader is gone: end quietly, as BCC's tools do
-		}
-		return Fail(errors.Join(werr, closeErr))
-	}
-	return Fail(errors.Join(runErr, repErr, stErr))
-}
-
-type failure struct{ err error }
-
-func (f *failure) Error() string { return f.err.Error() }
-func (f *failure) Unwrap() error { return f.err }
-
-// Fail marks an error that happened with valid input (exit status 1).
-func Fail(err error) error {
-	if err == nil {
-		return nil
-	}
-	return &failure{err: err}
-}
-
-// Stream runs src printing each event with table: the common case.
-func Stream[E any](cmd *cobra.Command, c *Common, src *tool.Source[E], table output.Table[E], what string) error {
-	out := output.NewWriter(cmd.OutOrStdout(), c.Format, table)
-	return Run(cmd, c, src, out, Loop[E]{What: what, Emit: func(e *E) { out.Event(e) }})
+	return time.Duration(n) * time.Second, nil
 }

@@ -1,0 +1,133 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/owlbpf/owl/internal/output"
+	"github.com/owlbpf/owl/internal/probe"
+	"github.com/owlbpf/owl/internal/tool"
+)
+
+// Context is cancelled by SIGINT, SIGTERM or the end of -d.
+func (c *Common) Context(parent context.Context) (context.Context, context.CancelFunc) {
+	ctx, stop := signal.NotifyContext(parent, os.Interrupt, syscall.SIGTERM)
+	if c.Duration == 0 {
+		return ctx, stop
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Duration(c.Duration)*time.Second)
+	return ctx, func() { cancel(); stop() }
+}
+
+// Announce writes the line scripts wait for, once every probe is attached.
+func Announce(stderr io.Writer, what string) {
+	fmt.Fprintf(stderr, "Tracing %s... Hit Ctrl-C to end.\n", what)
+}
+
+// Sink is where a run's output goes (an *output.Writer of any row type).
+type Sink interface {
+	Header()
+	Flush() error
+	OnError(func(error))
+	Lost(stderr io.Writer, st probe.Stats)
+	Close() error
+}
+
+// Loop says how to run a source.
+type Loop[E any] struct {
+	What string // for "Tracing <What>... Hit Ctrl-C to end."
+	// NoHeader leaves out the column header at the start (reports that
+	// print their own).
+	NoHeader bool
+	Emit     func(*E) // each event; nil ignores them (count-only modes)
+	// Report prints counts or summaries every Every (0: only at the end)
+	// and once at the end; nil when there are none.
+	Report func(now time.Time) error
+	Every  time.Duration
+}
+
+// Run runs src until Ctrl-C, SIGTERM, -d or a closed output: it prints the
+// header, announces tracing on stderr, hands each event to Emit, flushes
+// output whenever the ring is drained, reports and, at the end, says what
+// was lost. A closed pipe (owl ... | head -1) ends it quietly, status 0.
+func Run[E any](cmd *cobra.Command, c *Common, src *tool.Source[E], out Sink, l Loop[E]) error {
+	ctx, cancel := c.Context(cmd.Context())
+	defer cancel()
+	var (
+		mu   sync.Mutex // Emit and Report share out
+		werr error
+	)
+	out.OnError(func(err error) {
+		mu.Lock()
+		werr = err
+		mu.Unlock()
+		cancel()
+	})
+	if !l.NoHeader {
+		out.Header()
+	}
+	if err := out.Flush(); err != nil {
+		return Fail(err)
+	}
+	src.Drained = func() {
+		mu.Lock()
+		out.Flush()
+		mu.Unlock()
+	}
+	Announce(cmd.ErrOrStderr(), l.What)
+	reported := make(chan error, 1)
+	go func() {
+		if l.Report == nil {
+			reported <- nil
+			return
+		}
+		reported <- tool.Every(ctx, l.Every, func(now time.Time) error {
+			mu.Lock()
+			defer mu.Unlock()
+			if err := l.Report(now); err != nil {
+				return err
+			}
+			return out.Flush()
+		})
+	}()
+	emit := func(*E) {}
+	if l.Emit != nil {
+		emit = func(e *E) {
+			mu.Lock()
+			l.Emit(e)
+			mu.Unlock()
+		}
+	}
+	runErr := src.Run(ctx, emit)
+	cancel()
+	repErr := <-reported
+	st, stErr := src.Stats()
+	mu.Lock()
+	out.Lost(cmd.ErrOrStderr(), st)
+	mu.Unlock()
+	closeErr := out.Close()
+	mu.Lock()
+	defer mu.Unlock()
+	if werr != nil || closeErr != nil {
+		if errors.Is(werr, syscall.EPIPE) || errors.Is(closeErr, syscall.EPIPE) {
+			return nil // the reader is gone: end quietly, as BCC's tools do
+		}
+		return Fail(errors.Join(werr, closeErr))
+	}
+	return Fail(errors.Join(runErr, repErr, stErr))
+}
+
+// Stream runs src printing each event with table: the common case.
+func Stream[E any](cmd *cobra.Command, c *Common, src *tool.Source[E], table output.Table[E], what string) error {
+	out := output.NewWriter(cmd.OutOrStdout(), c.Format, table)
+	return Run(cmd, c, src, out, Loop[E]{What: what, Emit: func(e *E) { out.Event(e) }})
+}
