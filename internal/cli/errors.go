@@ -58,4 +58,3 @@ func Fail(err error) error {
 	}
 	return &failure{err: err}
 }
-

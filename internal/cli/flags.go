@@ -205,7 +205,6 @@ func NewCommand(info tool.Info, help, example string, c *Common, run func(cmd *c
 	return cmd
 }
 
-
 // maxSeconds is the longest interval time.Duration holds.
 const maxSeconds = int(^uint64(0)>>1) / int(time.Second)
 
