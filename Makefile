@@ -1,13 +1,24 @@
 # owl: `make` builds the static binary, `sudo make test` installs what the
 # tests need and runs them all (end-to-end tests need root), `make generate`
-# recompiles the BPF C (installing clang-14, llvm, libbpf-dev, bpftool).
+# recompiles the BPF C (installing clang-14, llvm, libbpf-dev, bpftool), `make
+# man` writes the man pages into ./man.
 GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 APT_INSTALL = DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends
 
-.PHONY: build test generate vmlinux deps-generate deps-test bench
+.PHONY: build test generate vmlinux deps-generate deps-test bench man
 
+# -buildvcs=auto records the commit for `owl --version` (a GOFLAGS of
+# -buildvcs=false would leave it out); outside a git checkout it records none.
 build:
-	CGO_ENABLED=0 $(GO) build -o owl ./cmd/owl
+	CGO_ENABLED=0 $(GO) build -buildvcs=auto -o owl ./cmd/owl
+
+# Man pages (section 8), one per tool with its examples, generated from the
+# commands into ./man (man -l man/owl-tcpconnect.8). -tags man links in
+# cobra's doc generator, which the release binary does without.
+man:
+	CGO_ENABLED=0 $(GO) build -buildvcs=auto -tags man -o bin/owl-man ./cmd/owl
+	rm -rf man
+	bin/owl-man man man
 
 # OWL_E2E=require makes end-to-end tests fail instead of skipping when they
 # cannot run (not root, no BPF); .ci/run sets it.

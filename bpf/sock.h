@@ -35,12 +35,17 @@ struct owl_endpoints {
 	__u8 raddr[16];
 };
 
-/* Returns false for sockets that are not TCP over IPv4 or IPv6. */
+#define OWL_IPPROTO_MPTCP 262
+
+/* Returns false for sockets that are not TCP or MPTCP over IPv4 or IPv6.
+ * An MPTCP socket (what accept returns for socket(..., IPPROTO_MPTCP)
+ * peers) holds the addresses and ports of its first subflow, a TCP socket
+ * of its own that the TCP hooks see; only accept hands out the MPTCP one. */
 static __always_inline bool owl_sock_endpoints(struct sock *sk, struct owl_endpoints *ep)
 {
 	__u16 proto = BPF_CORE_READ_BITFIELD_PROBED(sk, sk_protocol);
 
-	if (proto != IPPROTO_TCP)
+	if (proto != IPPROTO_TCP && proto != OWL_IPPROTO_MPTCP)
 		return false;
 	ep->family = BPF_CORE_READ(sk, __sk_common.skc_family);
 	ep->lport = BPF_CORE_READ(sk, __sk_common.skc_num);

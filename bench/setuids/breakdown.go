@@ -39,7 +39,7 @@ import (
 // table is the text table of `owl setuids` (unexported there), rebuilt from
 // the exported helpers so that the printing step formats the same rows.
 var table = output.Table[setuids.Event]{
-	{Name: "TIME", Width: 8, Append: func(b []byte, e *setuids.Event) []byte { return output.AppendClock(b, e.Time) }},
+	{Name: "TIME", Width: 8, Append: func(b []byte, e *setuids.Event) []byte { return output.AppendClock(b, e.Time.Time) }},
 	{Name: "PID", Width: 6, Append: func(b []byte, e *setuids.Event) []byte { return output.Uint(b, e.PID) }},
 	{Name: "COMM", Width: 16, Trunc: true, Append: func(b []byte, e *setuids.Event) []byte { return append(b, e.Comm.Bytes()...) }},
 	{Name: "UID", Width: 6, Append: func(b []byte, e *setuids.Event) []byte { return output.Uint(b, e.UID) }},

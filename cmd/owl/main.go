@@ -6,12 +6,15 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime"
+	"runtime/debug"
 	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
 
 	"github.com/owlbpf/owl/internal/cli"
+	"github.com/owlbpf/owl/internal/tool"
 	"github.com/owlbpf/owl/internal/tools"
 )
 
@@ -21,29 +24,13 @@ func main() {
 	signal.Ignore(syscall.SIGPIPE)
 	err := run(context.Background(), os.Args[1:])
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "owl: %v\n", err)
+		fmt.Fprintf(os.Stderr, "owl: %s\n", cli.Message(err))
 	}
 	os.Exit(cli.ExitCode(err))
 }
 
 func run(ctx context.Context, args []string) error {
-	registry := tools.All()
-	root := &cobra.Command{
-		Use:   "owl",
-		Short: "BPF security and language tracing tools in one static binary",
-		Long: `owl runs the security and language tracing tools of "BPF Performance Tools"
-on today's kernels: tracepoints and uprobes first, kprobes and fentry where
-they exist. Run 'owl tools' to see which hook each tool uses on this kernel.`,
-		SilenceErrors: true,
-		SilenceUsage:  true,
-	}
-	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &cli.UsageError{Err: err} })
-	root.AddCommand(toolsCommand(registry))
-	for _, t := range registry {
-		cmd := t.Command()
-		cmd.SetFlagErrorFunc(root.FlagErrorFunc())
-		root.AddCommand(cmd)
-	}
+	root := newRoot(tools.All())
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
 	// cobra's own errors for a command it does not know are bad input.
@@ -51,4 +38,110 @@ they exist. Run 'owl tools' to see which hook each tool uses on this kernel.`,
 		return &cli.UsageError{Err: err}
 	}
 	return err
+}
+
+// groupTitles are the headings of `owl --help`, in order, by tool.Spec's
+// Group. A group is shown once a tool is in it.
+var groupTitles = map[string]string{
+	"security": "Security tools:",
+	"language": "Language tools:",
+	"fleet":    "Fleet:",
+}
+
+var groupOrder = []string{"security", "language", "fleet"}
+
+// otherGroup holds owl's own commands: tools, help, completion.
+const otherGroup = "owl"
+
+// newRoot builds the owl command with a command per tool of registry,
+// grouped by what the tools are for.
+func newRoot(registry []tool.Tool) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "owl",
+		Short: "BPF security and language tracing tools in one static binary",
+		Long: `owl runs the security and language tracing tools of "BPF Performance Tools"
+on today's kernels: tracepoints and uprobes first, kprobes and fentry where
+they exist. Run 'owl tools' to see which hook each tool uses on this kernel.
+Tracing needs root, or CAP_BPF and CAP_PERFMON with read access to
+/sys/kernel/tracing (CAP_DAC_READ_SEARCH).`,
+		Version:       version(),
+		SilenceErrors: true,
+		SilenceUsage:  true,
+	}
+	root.SetVersionTemplate("{{.Version}}\n")
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &cli.UsageError{Err: err} })
+
+	used := map[string]bool{}
+	for _, t := range registry {
+		used[t.Info().Group] = true
+	}
+	for _, id := range groupOrder {
+		if used[id] {
+			root.AddGroup(&cobra.Group{ID: id, Title: groupTitles[id]})
+		}
+	}
+	for _, t := range registry {
+		// A group without a title still gets a heading: cobra panics on
+		// a command whose group was not added.
+		if g := t.Info().Group; g != "" && groupTitles[g] == "" && !root.ContainsGroup(g) {
+			root.AddGroup(&cobra.Group{ID: g, Title: g + ":"})
+		}
+	}
+	root.AddGroup(&cobra.Group{ID: otherGroup, Title: "Other commands:"})
+	root.SetHelpCommandGroupID(otherGroup)
+	root.SetCompletionCommandGroupID(otherGroup)
+
+	tc := toolsCommand(registry)
+	tc.GroupID = otherGroup
+	root.AddCommand(tc)
+	if manCommand != nil {
+		root.AddCommand(manCommand(root))
+	}
+	for _, t := range registry {
+		cmd := t.Command()
+		cmd.GroupID = t.Info().Group
+		cmd.SetFlagErrorFunc(root.FlagErrorFunc())
+		root.AddCommand(cmd)
+	}
+	return root
+}
+
+// version is what `owl --version` prints, from the build information the
+// Go toolchain records: the module version ("devel" for a build of a
+// checkout), the commit, its time and whether the tree had changes, and
+// the Go release that built it.
+func version() string {
+	v, commit, date, modified := "devel", "unknown", "unknown", false
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		if bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+			v = bi.Main.Version
+		}
+		for _, s := range bi.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				commit = s.Value
+			case "vcs.time":
+				date = s.Value
+			case "vcs.modified":
+				modified = s.Value == "true"
+			}
+		}
+	}
+	if modified {
+		commit += " (modified)"
+	}
+	return fmt.Sprintf("owl %s\ncommit: %s\ndate: %s\ngo: %s %s/%s", v, commit, date, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+}
+
+// manCommand, when built with -tags man (make man), makes the hidden
+// command that writes man pages: the release binary does without cobra's
+// doc generator, which adds half a megabyte and 2 ms of start-up (markdown
+// tables built at init).
+var manCommand func(root *cobra.Command) *cobra.Command
+
+func usage(err error) error {
+	if err != nil {
+		return &cli.UsageError{Err: err}
+	}
+	return nil
 }

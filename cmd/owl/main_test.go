@@ -273,11 +273,11 @@ func TestJSON(t *testing.T) {
 		keys []string
 		want map[string]any
 	}{
-		{[]string{"capable"}, []string{"time", "pid", "tid", "uid", "comm", "cgroup_id", "mntns_id", "cap", "cap_name", "audit", "insetid", "verdict", "syscall"},
+		{[]string{"capable"}, []string{"time", "pid", "tid", "uid", "comm", "cgroup_id", "mntns_id", "cap", "cap_name", "audit", "insetid", "verdict", "syscall", "ia32"},
 			map[string]any{"cap_name": "CAP_SYS_CHROOT", "verdict": "deny", "uid": 65534.0, "syscall": nil}},
-		{[]string{"setuids"}, []string{"time", "pid", "tid", "uid", "comm", "cgroup_id", "mntns_id", "syscall", "args", "ret"},
+		{[]string{"setuids"}, []string{"time", "pid", "tid", "uid", "comm", "cgroup_id", "mntns_id", "syscall", "ia32", "args", "ret"},
 			map[string]any{"syscall": "setuid", "ret": -1.0, "uid": 65534.0}},
-		{[]string{"eperm", "-e"}, []string{"time", "pid", "tid", "uid", "comm", "cgroup_id", "mntns_id", "syscall", "syscall_nr", "errno"},
+		{[]string{"eperm", "-e"}, []string{"time", "pid", "tid", "uid", "comm", "cgroup_id", "mntns_id", "syscall", "syscall_nr", "ia32", "errno"},
 			map[string]any{"syscall": "kill", "errno": "EPERM"}},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"os"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -25,11 +24,23 @@ func toolsCommand(tools []tool.Tool) *cobra.Command {
   owl tools --hook kprobe # what each tool would do with kprobes only`,
 		Args: cli.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := cli.HookKinds("--hook", only); err != nil {
+				return err
+			}
+			prefer, err := cli.HooksEnv()
+			if err != nil {
+				return err
+			}
+			// Without privileges every tool would be listed unavailable,
+			// the kernel blamed for each.
+			if err := cli.Privileged(); err != nil {
+				return err
+			}
 			if err := probe.EnsureTracefs(); err != nil {
 				return err
 			}
 			opts := tool.DefaultOptions()
-			opts.Hook, opts.Prefer, opts.NoReader = only, os.Getenv("OWL_HOOKS"), true
+			opts.Hook, opts.Prefer, opts.NoReader = only, prefer, true
 			opts.Runtime = probe.NewRuntime()
 			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 			fmt.Fprintln(w, "TOOL\tSUMMARY\tHOOK")
@@ -37,13 +48,13 @@ func toolsCommand(tools []tool.Tool) *cobra.Command {
 				info := t.Info()
 				s, err := t.Start(opts)
 				if err != nil {
-					fmt.Fprintf(w, "%s\t%s\tunavailable: %v\n", info.Name, info.Summary, err)
+					fmt.Fprintf(w, "%s\t%s\tunavailable: %s\n", info.Name, info.Summary, cli.Message(err))
 					continue
 				}
 				fmt.Fprintf(w, "%s\t%s\t%s\n", info.Name, info.Summary, s.Hook().Name)
 				if verbose {
 					for _, f := range s.Tried() {
-						fmt.Fprintf(w, "\t\t  not %s: %v\n", f.Hook, f.Err)
+						fmt.Fprintf(w, "\t\t  not %s: %s\n", f.Hook, cli.Message(f.Err))
 					}
 				}
 				s.Close()

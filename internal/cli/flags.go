@@ -2,6 +2,7 @@ package cli
 
 import (
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -25,45 +26,71 @@ type Common struct {
 	Output   string
 	Hook     string
 	Format   output.Format
+	// cmd is the command the flags were added to, to tell a flag given as
+	// 0 from one not given (nil: a flag is given when not at its default).
+	cmd *cobra.Command
 }
+
+// Limits of the task filters. A pid is below pid_max, which is at most
+// PID_MAX_LIMIT (4194304, include/linux/threads.h). A uid is 32 bits, and
+// 4294967295 is (uid_t)-1, the kernel's "no uid", which the BPF filter
+// takes as "any uid".
+const (
+	maxPID = 4194304
+	maxUID = 1<<32 - 2
+)
 
 // AddFlags registers the common flags; task adds the task filters.
 func (c *Common) AddFlags(cmd *cobra.Command, task bool) {
+	c.cmd = cmd
 	f := cmd.Flags()
 	if task {
-		f.IntVarP(&c.PID, "pid", "p", 0, "trace this process only (filtered in the kernel)")
-		f.IntVarP(&c.UID, "uid", "u", -1, "trace this UID only")
+		f.IntVarP(&c.PID, "pid", "p", 0, "trace this process (`PID`) only, filtered in the kernel (1 to "+strconv.Itoa(maxPID)+")")
+		c.UID = -1
+		f.VarP(unsetInt{&c.UID, -1}, "uid", "u", "trace this `UID` only (0 to "+strconv.Itoa(maxUID)+")")
 		f.StringVar(&c.Cgroup, "cgroup", "", "trace tasks of this cgroup v2 directory only (`PATH`, as /sys/fs/cgroup/...)")
 		f.StringVar(&c.MntNS, "mntns", "", "trace tasks of this mount namespace only: its inode `ID` (ls -Li /proc/PID/ns/mnt) or that path")
 	}
-	f.IntVarP(&c.Duration, "duration", "d", 0, "stop after `SECONDS`")
+	f.IntVarP(&c.Duration, "duration", "d", 0, "stop after `SECONDS` (1 to "+strconv.Itoa(maxSeconds)+")")
 	f.StringVarP(&c.Output, "output", "o", "text", "output format: text or json (one object per line)")
-	f.StringVar(&c.Hook, "hook", "", "use only hooks of this `KIND`: tracepoint, fentry (fentry/fexit) or kprobe (kprobe/kretprobe); default: the first that works (env OWL_HOOKS=KIND forces KIND in tools that have it)")
+	f.StringVar(&c.Hook, "hook", "", "use only hooks of this `KIND`: tracepoint, raw_tracepoint, fentry (fentry/fexit), kprobe (kprobe/kretprobe) or uprobe; default: the first that works (env OWL_HOOKS=KIND forces KIND in tools that have it)")
 }
 
-// Options validates the common flags and returns the options to open a
-// tool with. It mounts tracefs when it is missing (attaching tracepoints
+// unsetInt is an int flag whose unset value (-1 for -u) is not shown as
+// its default: it is not a value one may give.
+type unsetInt struct {
+	p     *int
+	unset int
+}
+
+func (v unsetInt) String() string {
+	if v.p == nil || *v.p == v.unset {
+		return ""
+	}
+	return strconv.Itoa(*v.p)
+}
+
+func (v unsetInt) Set(s string) error {
+	n, err := strconv.ParseInt(s, 0, 64)
+	if err != nil {
+		return err
+	}
+	*v.p = int(n)
+	return nil
+}
+
+func (v unsetInt) Type() string { return "int" }
+
+// Options validates the common flags and OWL_HOOKS, checks that this
+// process may load and attach BPF programs, and returns the options to open
+// a tool with. It mounts tracefs when it is missing (attaching tracepoints
 // needs it).
 func (c *Common) Options() (tool.Options, error) {
 	opts := tool.DefaultOptions()
+	if err := c.check(); err != nil {
+		return opts, err
+	}
 	var err error
-	if c.Format, err = output.ParseFormat(c.Output); err != nil {
-		return opts, &UsageError{Err: err}
-	}
-	if c.Duration < 0 {
-		return opts, Usagef("duration %d: must be positive", c.Duration)
-	}
-	if c.PID < 0 {
-		return opts, Usagef("pid %d: must be positive", c.PID)
-	}
-	if c.PID > 0 {
-		if _, err := os.Stat("/proc/" + strconv.Itoa(c.PID)); err != nil {
-			return opts, Usagef("pid %d: no such process", c.PID)
-		}
-	}
-	if c.UID < -1 {
-		return opts, Usagef("uid %d: must be positive", c.UID)
-	}
 	opts.Task.PID, opts.Task.UID = c.PID, c.UID
 	if opts.Task.Cgroup, err = cgroupID(c.Cgroup); err != nil {
 		return opts, err
@@ -72,12 +99,84 @@ func (c *Common) Options() (tool.Options, error) {
 		return opts, err
 	}
 	opts.Hook = c.Hook
-	opts.Prefer = os.Getenv("OWL_HOOKS")
+	if opts.Prefer, err = HooksEnv(); err != nil {
+		return opts, err
+	}
+	if err := Privileged(); err != nil {
+		return opts, err
+	}
 	opts.Runtime = probe.NewRuntime()
 	if err := probe.EnsureTracefs(); err != nil {
 		return opts, err
 	}
 	return opts, nil
+}
+
+// check validates the numeric flags and --hook and -o: bad input is one
+// line naming the flag and its range.
+func (c *Common) check() error {
+	var err error
+	if c.Format, err = output.ParseFormat(c.Output); err != nil {
+		return &UsageError{Err: err}
+	}
+	if c.given("duration", c.Duration, 0) && (c.Duration < 1 || c.Duration > maxSeconds) {
+		return Usagef("--duration %d: want 1 to %d seconds", c.Duration, maxSeconds)
+	}
+	if c.given("pid", c.PID, 0) {
+		if c.PID < 1 || c.PID > maxPID {
+			return Usagef("--pid %d: want a process id from 1 to %d", c.PID, maxPID)
+		}
+		if _, err := os.Stat("/proc/" + strconv.Itoa(c.PID)); err != nil {
+			return Usagef("--pid %d: no such process", c.PID)
+		}
+	}
+	if c.given("uid", c.UID, -1) && (c.UID < 0 || c.UID > maxUID) {
+		return Usagef("--uid %d: want a user id from 0 to %d", c.UID, maxUID)
+	}
+	return HookKinds("--hook", c.Hook)
+}
+
+// given reports whether the flag name was given on the command line.
+// Without a command (a Common filled in by code) a value other than the
+// default counts as given.
+func (c *Common) given(name string, v, def int) bool {
+	if c.cmd != nil {
+		return c.cmd.Flags().Changed(name)
+	}
+	return v != def
+}
+
+// HookKinds checks that kinds (as given to --hook or OWL_HOOKS, whose name
+// is what) names only hook kinds, comma-separated. A real kind that a tool
+// lacks is not checked here: --hook fails in that tool and OWL_HOOKS is
+// ignored there.
+func HookKinds(what, kinds string) error {
+	if kinds == "" {
+		return nil
+	}
+	for _, k := range strings.Split(kinds, ",") {
+		if !slices.Contains(hookKinds, probe.Kind(strings.TrimSpace(k))) {
+			return Usagef("%s %q: %q is no hook kind; want %s", what, kinds, strings.TrimSpace(k), kindList())
+		}
+	}
+	return nil
+}
+
+// hookKinds are the kinds of probe.Kind, in the order --help names them.
+var hookKinds = []probe.Kind{probe.Tracepoint, probe.RawTracepoint, probe.Fentry, probe.Kprobe, probe.Uprobe}
+
+func kindList() string {
+	names := make([]string, len(hookKinds))
+	for i, k := range hookKinds {
+		names[i] = string(k)
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
+}
+
+// HooksEnv returns OWL_HOOKS, checked as --hook is.
+func HooksEnv() (string, error) {
+	env := os.Getenv("OWL_HOOKS")
+	return env, HookKinds("OWL_HOOKS", env)
 }
 
 // cgroupID is the id BPF's bpf_get_current_cgroup_id() returns for the
@@ -205,7 +304,7 @@ func NewCommand(info tool.Info, help, example string, c *Common, run func(cmd *c
 	return cmd
 }
 
-// maxSeconds is the longest interval time.Duration holds.
+// maxSeconds is the longest interval time.Duration holds, in whole seconds.
 const maxSeconds = int(^uint64(0)>>1) / int(time.Second)
 
 // Seconds checks a flag of whole seconds (-d, -i, -s): 0 when the flag was

@@ -2,11 +2,16 @@ package cli
 
 import (
 	"errors"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/spf13/cobra"
 
 	"github.com/owlbpf/owl/internal/probe"
+	"github.com/owlbpf/owl/internal/tool"
 )
 
 func TestParsePorts(t *testing.T) {
@@ -49,6 +54,8 @@ func TestExitCode(t *testing.T) {
 		{nil, 0},
 		{Usagef("bad"), 2},
 		{&probe.NoHookError{Tool: "x"}, 2},
+		{ErrPrivileges, 2},
+		{errOldKernelPrivileges, 2},
 		{Fail(errors.New("ring buffer broke")), 1},
 		{errors.New("unclassified"), 1},
 	} {
@@ -69,10 +76,125 @@ func TestOptions(t *testing.T) {
 			t.Errorf("%+v: got %v, want a usage error", c, err)
 		}
 	}
+	if err := Privileged(); err != nil {
+		t.Skipf("valid flags: %v", err)
+	}
 	c := Common{Output: "json", PID: 1, UID: 7, MntNS: "/proc/self/ns/mnt"}
 	opts, err := c.Options()
 	if err != nil || c.Format != "json" || opts.Task.PID != 1 || opts.Task.UID != 7 || opts.Task.MntNS == 0 {
 		t.Errorf("valid flags: %+v %v", opts, err)
+	}
+}
+
+// parse builds a tool's command with the common flags and parses args.
+func parse(t *testing.T, args ...string) *Common {
+	t.Helper()
+	var c Common
+	cmd := NewCommand(tool.Info{Name: "x", Task: true}, "", "", &c, nil)
+	if err := cmd.ParseFlags(args); err != nil {
+		t.Fatalf("%v: %v", args, err)
+	}
+	return &c
+}
+
+// Numeric flags are range-checked where they are given: an overflowing -d
+// would stop at once, -u 4294967296 would wrap to uid 0, -u 4294967295 is
+// the kernel's "no uid" (the filter off), and 0 for -p and -d means
+// nothing.
+func TestNumericFlagRanges(t *testing.T) {
+	self := strconv.Itoa(os.Getpid())
+	for _, tc := range []struct {
+		args []string
+		bad  string // what the error names; "" for valid input
+	}{
+		{nil, ""},
+		{[]string{"-d", "1"}, ""},
+		{[]string{"-d", strconv.Itoa(maxSeconds)}, ""},
+		{[]string{"-d", "0"}, "--duration"},
+		{[]string{"-d", "-1"}, "--duration"},
+		{[]string{"-d", "9223372037"}, "--duration"},
+		{[]string{"-d", "18446744074"}, "--duration"},
+		{[]string{"-p", self}, ""},
+		{[]string{"-p", "0"}, "--pid"},
+		{[]string{"-p", "-1"}, "--pid"},
+		{[]string{"-p", "4194305"}, "--pid"},
+		{[]string{"-u", "0"}, ""},
+		{[]string{"-u", "4294967294"}, ""},
+		{[]string{"-u", "4294967295"}, "--uid"},
+		{[]string{"-u", "4294967296"}, "--uid"},
+		{[]string{"-u", "-1"}, "--uid"},
+		{[]string{"--hook", "kprobe,fentry"}, ""},
+		{[]string{"--hook", "bogus"}, "--hook"},
+	} {
+		err := parse(t, tc.args...).check()
+		switch {
+		case tc.bad == "" && err != nil:
+			t.Errorf("%v: %v, want it accepted", tc.args, err)
+		case tc.bad != "" && (ExitCode(err) != 2 || !strings.Contains(err.Error(), tc.bad)):
+			t.Errorf("%v: got %v, want a usage error naming %s", tc.args, err, tc.bad)
+		}
+	}
+	if err := Privileged(); err != nil {
+		t.Skipf("options: %v", err)
+	}
+	opts, err := parse(t, "-u", "4294967294", "-p", self).Options()
+	if err != nil || opts.Task.UID != 4294967294 || opts.Task.PID != os.Getpid() {
+		t.Errorf("-u 4294967294 -p %s: %+v %v", self, opts.Task, err)
+	}
+}
+
+func TestSeconds(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want time.Duration
+		bad  bool
+	}{
+		{nil, 0, false},
+		{[]string{"-i", "5"}, 5 * time.Second, false},
+		{[]string{"-i", strconv.Itoa(maxSeconds)}, time.Duration(maxSeconds) * time.Second, false},
+		{[]string{"-i", "0"}, 0, true},
+		{[]string{"-i", "-5"}, 0, true},
+		{[]string{"-i", strconv.Itoa(maxSeconds + 1)}, 0, true},
+	} {
+		var n int
+		cmd := &cobra.Command{Use: "x"}
+		cmd.Flags().IntVarP(&n, "interval", "i", 0, "")
+		if err := cmd.ParseFlags(tc.args); err != nil {
+			t.Fatal(err)
+		}
+		got, err := Seconds(cmd, "interval", n)
+		if got != tc.want || (ExitCode(err) == 2) != tc.bad || (err != nil && !strings.Contains(err.Error(), "--interval")) {
+			t.Errorf("%v: %v %v, want %v (bad input: %v)", tc.args, got, err, tc.want, tc.bad)
+		}
+		if got < 0 {
+			t.Errorf("%v: negative interval %v", tc.args, got)
+		}
+	}
+}
+
+// OWL_HOOKS and --hook take the same names: a name that is no hook kind is
+// bad input in both.
+func TestHookKinds(t *testing.T) {
+	for _, ok := range []string{"", "tracepoint", "raw_tracepoint", "fentry", "kprobe", "uprobe", "tracepoint, kprobe"} {
+		if err := HookKinds("--hook", ok); err != nil {
+			t.Errorf("%q: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"bogus", "tracepoint,", "kretprobe", "fexit", "Tracepoint"} {
+		if err := HookKinds("--hook", bad); ExitCode(err) != 2 || !strings.Contains(err.Error(), "want tracepoint, raw_tracepoint, fentry, kprobe or uprobe") {
+			t.Errorf("%q: got %v, want a usage error listing the kinds", bad, err)
+		}
+	}
+	t.Setenv("OWL_HOOKS", "bogus")
+	if _, err := HooksEnv(); ExitCode(err) != 2 || !strings.Contains(err.Error(), "OWL_HOOKS") {
+		t.Errorf("OWL_HOOKS=bogus: got %v, want a usage error naming OWL_HOOKS", err)
+	}
+	if _, err := parse(t).Options(); ExitCode(err) != 2 || !strings.Contains(err.Error(), "OWL_HOOKS") {
+		t.Errorf("OWL_HOOKS=bogus: Options gave %v, want a usage error naming OWL_HOOKS", err)
+	}
+	t.Setenv("OWL_HOOKS", "uprobe")
+	if env, err := HooksEnv(); env != "uprobe" || err != nil {
+		t.Errorf("OWL_HOOKS=uprobe: %q %v", env, err)
 	}
 }
 

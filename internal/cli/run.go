@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -39,8 +40,16 @@ type Sink interface {
 	Flush() error
 	OnError(func(error))
 	Lost(stderr io.Writer, st probe.Stats)
+	Abandon()
 	Close() error
 }
+
+// drainGrace is how long the output may take to be written once the run
+// is over (Ctrl-C, SIGTERM, -d). A reader that stalls longer (owl ... |
+// (sleep 60; wc -l)) would otherwise keep owl waiting in write(2) and
+// deaf to signals: the events not written by then are counted as lost
+// (output_queue_full) and owl ends.
+const drainGrace = time.Second
 
 // Loop says how to run a source.
 type Loop[E any] struct {
@@ -59,9 +68,27 @@ type Loop[E any] struct {
 // header, announces tracing on stderr, hands each event to Emit, flushes
 // output whenever the ring is drained, reports and, at the end, says what
 // was lost. A closed pipe (owl ... | head -1) ends it quietly, status 0.
+// Once the run is over, the output has drainGrace to be written; then owl
+// stops waiting for it, counts what was not written, and ends.
 func Run[E any](cmd *cobra.Command, c *Common, src *tool.Source[E], out Sink, l Loop[E]) error {
 	ctx, cancel := c.Context(cmd.Context())
 	defer cancel()
+	finished := make(chan struct{})
+	defer close(finished)
+	go func() {
+		select {
+		case <-ctx.Done():
+		case <-finished:
+			return
+		}
+		grace := time.NewTimer(drainGrace)
+		defer grace.Stop()
+		select {
+		case <-grace.C:
+			out.Abandon()
+		case <-finished:
+		}
+	}()
 	var (
 		mu   sync.Mutex // Emit and Report share out
 		werr error
@@ -111,8 +138,11 @@ func Run[E any](cmd *cobra.Command, c *Common, src *tool.Source[E], out Sink, l 
 	cancel()
 	repErr := <-reported
 	st, stErr := src.Stats()
+	// stderr is rarely the blocked stdout, but may be (2>&1 | ...): the
+	// last words are written within drainGrace or not at all.
+	stderr := &boundedWriter{w: cmd.ErrOrStderr(), timeout: drainGrace}
 	mu.Lock()
-	out.Lost(cmd.ErrOrStderr(), st)
+	out.Lost(stderr, st)
 	mu.Unlock()
 	closeErr := out.Close()
 	mu.Lock()
@@ -124,6 +154,43 @@ func Run[E any](cmd *cobra.Command, c *Common, src *tool.Source[E], out Sink, l 
 		return Fail(errors.Join(werr, closeErr))
 	}
 	return Fail(errors.Join(runErr, repErr, stErr))
+}
+
+// boundedWriter gives its writes timeout, from the first, to complete,
+// then leaves them running and reports success, skipping the writes that
+// follow: for stderr at the end of a run, where a blocked reader must not
+// keep owl from ending.
+type boundedWriter struct {
+	w        io.Writer
+	timeout  time.Duration
+	deadline time.Time
+	stuck    bool
+}
+
+func (b *boundedWriter) Write(p []byte) (int, error) {
+	if b.stuck {
+		return len(p), nil
+	}
+	if b.deadline.IsZero() {
+		b.deadline = time.Now().Add(b.timeout)
+	}
+	p = bytes.Clone(p) // the write may outlive the call
+	done := make(chan struct{})
+	var n int
+	var err error
+	go func() {
+		n, err = b.w.Write(p)
+		close(done)
+	}()
+	t := time.NewTimer(time.Until(b.deadline))
+	defer t.Stop()
+	select {
+	case <-done:
+		return n, err
+	case <-t.C:
+		b.stuck = true
+		return len(p), nil
+	}
 }
 
 // Stream runs src printing each event with table: the common case.

@@ -5,9 +5,11 @@ package event
 
 import (
 	"bytes"
+	"fmt"
 	"net/netip"
 	"strconv"
 	"time"
+	"unicode/utf8"
 )
 
 // Comm is a task's command name as the kernel keeps it: up to 16 bytes,
@@ -22,10 +24,46 @@ func (c *Comm) Bytes() []byte {
 	return c[:]
 }
 
+// String returns the name as is (bytes chosen by the process: print it
+// with Append).
 func (c Comm) String() string { return string(c.Bytes()) }
 
-// MarshalText makes JSON print the name as a string.
-func (c Comm) MarshalText() ([]byte, error) { return c.Bytes(), nil }
+// Append appends the name escaped for printing (see AppendEscaped): a name
+// cannot forge a line or reach the terminal.
+func (c *Comm) Append(b []byte) []byte { return AppendEscaped(b, c.Bytes()) }
+
+// AppendMax appends the name cut to at most limit bytes of the original
+// (BCC's %-12.12s), at a character boundary, escaped.
+func (c *Comm) AppendMax(b []byte, limit int) []byte {
+	name := c.Bytes()
+	n := 0
+	for n < len(name) {
+		_, size := utf8.DecodeRune(name[n:])
+		if n+size > limit {
+			break
+		}
+		n += size
+	}
+	return AppendEscaped(b, name[:n])
+}
+
+// MarshalText makes JSON print the name as a string, escaped as in text:
+// UnmarshalText gives back the original bytes.
+func (c Comm) MarshalText() ([]byte, error) { return c.Append(nil), nil }
+
+// UnmarshalText reads a name printed by MarshalText.
+func (c *Comm) UnmarshalText(b []byte) error {
+	name, err := Unescape(make([]byte, 0, len(c)), b)
+	if err != nil {
+		return fmt.Errorf("comm %q: %w", b, err)
+	}
+	if len(name) > len(c) {
+		return fmt.Errorf("comm %q: longer than %d bytes", b, len(c))
+	}
+	*c = Comm{}
+	copy(c[:], name)
+	return nil
+}
 
 // Addrs converts a pair of kernel addresses (IPv4 in the first 4 bytes for
 // AF_INET) to the family number users know (4 or 6) and netip addresses.
@@ -61,11 +99,11 @@ func (n Name) MarshalJSON() ([]byte, error) {
 // cgroup and mount namespace. Embedded in events, its fields come first in
 // their JSON.
 type Task struct {
-	Time time.Time `json:"time"`
-	PID  uint32    `json:"pid"`
-	TID  uint32    `json:"tid"`
-	UID  uint32    `json:"uid"`
-	Comm Comm      `json:"comm"`
+	Time Time   `json:"time"`
+	PID  uint32 `json:"pid"`
+	TID  uint32 `json:"tid"`
+	UID  uint32 `json:"uid"`
+	Comm Comm   `json:"comm"`
 	// CgroupID is the cgroup v2 id of the task; on hosts that mount only
 	// cgroup v1 it is the same for every task and tells nothing apart.
 	CgroupID uint64 `json:"cgroup_id"`
@@ -79,3 +117,35 @@ type Task struct {
 // TaskPart gives access to the embedded Task, for columns shared by every
 // tool.
 func (t *Task) TaskPart() *Task { return t }
+
+// Time is a wall-clock time that JSON prints in UTC with exactly nine
+// fractional digits ("2026-11-30T09:47:35.631464800Z"), so that JSON lines
+// sort as text; time.Time would print the local offset and drop trailing
+// zeros. It embeds time.Time, so its methods (Unix, Format, Sub...) work
+// as they are; e.Time.Time is the time.Time.
+type Time struct{ time.Time }
+
+// TimeLayout is how Time prints: RFC 3339 in UTC with nanoseconds.
+const TimeLayout = "2006-01-02T15:04:05.000000000Z07:00"
+
+// AppendText appends the time as JSON prints it, without quotes.
+func (t Time) AppendText(b []byte) ([]byte, error) {
+	u := t.UTC()
+	if y := u.Year(); y < 0 || y > 9999 {
+		return b, fmt.Errorf("time %v: year outside [0,9999]", t.Time)
+	}
+	return u.AppendFormat(b, TimeLayout), nil
+}
+
+// MarshalText prints the time as JSON does, without quotes.
+func (t Time) MarshalText() ([]byte, error) { return t.AppendText(nil) }
+
+// MarshalJSON prints the time as a JSON string in UTC with nine
+// fractional digits. Unmarshalling is time.Time's (any RFC 3339).
+func (t Time) MarshalJSON() ([]byte, error) {
+	b, err := t.AppendText([]byte{'"'})
+	if err != nil {
+		return nil, err
+	}
+	return append(b, '"'), nil
+}

@@ -16,7 +16,7 @@ type Tasked[E any] interface {
 // Clock is BCC's TIME column: HH:MM:SS in local time.
 func Clock[E any, P Tasked[E]](width int) Column[E] {
 	return Column[E]{Name: "TIME", Width: width, Append: func(b []byte, e *E) []byte {
-		return AppendClock(b, P(e).TaskPart().Time)
+		return AppendClock(b, P(e).TaskPart().Time.Time)
 	}}
 }
 
@@ -47,9 +47,11 @@ func UID[E any, P Tasked[E]](width int) Column[E] {
 	return Column[E]{Name: "UID", Width: width, Append: func(b []byte, e *E) []byte { return Uint(b, P(e).TaskPart().UID) }}
 }
 
-// Comm is the command name, cut to width as BCC's %-12.12s.
+// Comm is the command name, cut to width bytes as BCC's %-12.12s, then
+// escaped (event.AppendEscaped): a name cannot forge a line or reach the
+// terminal. An escaped name may be wider than the column.
 func Comm[E any, P Tasked[E]](width int) Column[E] {
-	return Column[E]{Name: "COMM", Width: width, Trunc: true, Append: func(b []byte, e *E) []byte {
-		return append(b, P(e).TaskPart().Comm.Bytes()...)
+	return Column[E]{Name: "COMM", Width: width, Append: func(b []byte, e *E) []byte {
+		return P(e).TaskPart().Comm.AppendMax(b, width)
 	}}
 }

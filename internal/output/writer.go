@@ -43,7 +43,7 @@ type Writer[E any] struct {
 
 // NewWriter prints to w in format, with table's columns for text.
 func NewWriter[E any](w io.Writer, format Format, table Table[E]) *Writer[E] {
-	out := &Writer[E]{format: format, table: table, q: &queue{w: w}, buf: make([]byte, 0, chunkSize)}
+	out := &Writer[E]{format: format, table: table, q: newQueue(w), buf: make([]byte, 0, chunkSize)}
 	if format == JSON {
 		out.enc = json.NewEncoder((*appender)(&out.buf))
 		out.enc.SetEscapeHTML(false)
@@ -110,17 +110,30 @@ func (o *Writer[E]) Format() Format { return o.format }
 
 // Lost reports what was lost and why: on stderr when anything was, and
 // always as {"lost":N,"lost_by_cause":{...}} in JSON, so consumers know
-// whether the stream was complete. Events the output queue dropped are
-// added to st.
+// whether the stream was complete. It first waits until the events printed
+// so far are written, or the output is abandoned: events the output queue
+// dropped or could not write are added to st as output_queue_full.
 func (o *Writer[E]) Lost(stderr io.Writer, st probe.Stats) {
-	st.QueueFull += o.q.Dropped()
+	o.pass(true)
+	o.q.sync()
+	full, unwritten := o.q.Lost()
+	st.QueueFull += full + unwritten
 	if o.format == JSON {
 		o.buf = append(st.AppendJSON(o.buf), '\n')
+	}
+	if unwritten > 0 {
+		fmt.Fprintf(stderr, "owl: output blocked, stopped waiting for it: %d events not written\n", unwritten)
 	}
 	if msg := st.Message(); msg != "" {
 		fmt.Fprintf(stderr, "owl: %s\n", msg)
 	}
 }
+
+// Abandon stops waiting for the output, as when its reader stalls for
+// good: Lost, Close and the writes that wait return at once, and the
+// events not written by then are counted as dropped. Safe to call from
+// any goroutine.
+func (o *Writer[E]) Abandon() { o.q.abandon() }
 
 // Flush passes buffered output on to be written. Only buffers holding
 // events are dropped (and counted) when the queue is full.
@@ -139,8 +152,8 @@ func (o *Writer[E]) pass(wait bool) {
 	o.buf, o.events = o.buf[:0], 0
 }
 
-// Close flushes and waits until all output is written. Nothing may be
-// printed afterwards.
+// Close flushes and waits until all output is written, or the output is
+// abandoned. Nothing may be printed afterwards.
 func (o *Writer[E]) Close() error {
 	o.pass(true)
 	return o.q.Close()

@@ -209,7 +209,7 @@ func (s *Session) Task(raw []byte) event.Task {
 		return event.Task{}
 	}
 	return event.Task{
-		Time:     s.Time(r.TsNs),
+		Time:     event.Time{Time: s.Time(r.TsNs)},
 		KtimeNs:  r.TsNs,
 		PID:      r.Pid,
 		TID:      r.Tid,

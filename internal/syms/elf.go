@@ -3,7 +3,6 @@ package syms
 import (
 	"debug/elf"
 	"debug/gosym"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -16,10 +15,11 @@ import (
 // what it takes to relocate them into a process: shared by every process
 // that maps the file.
 type table struct {
-	exec  bool // ET_EXEC: loaded where linked, no bias
-	loads []segment
-	syms  []elfSym     // functions sorted by address, one per address
-	gosym *gosym.Table // Go binaries: the pclntab, kept even when stripped
+	module string // base name of the file it was first read from
+	exec   bool   // ET_EXEC: loaded where linked, no bias
+	loads  []segment
+	syms   []elfSym     // functions sorted by address, one per address
+	gosym  *gosym.Table // Go binaries: the pclntab, kept even when stripped
 }
 
 type segment struct {
@@ -36,7 +36,7 @@ type elfSym struct {
 // else "" so the caller falls back on (dev, inode).
 func fileID(ef *elf.File) string {
 	if id := noteDesc(ef, ".note.gnu.build-id", "GNU\x00", 3); id != nil {
-		return "gnu:" + hex.EncodeToString(id)
+		return gnuKey(id)
 	}
 	if id := noteDesc(ef, ".note.go.buildid", "Go\x00\x00", 4); id != nil {
 		return "go:" + string(id)
@@ -198,6 +198,17 @@ func (t *table) bias(m Mapping) uint64 {
 		return m.Start - m.Offset
 	}
 	return m.Start - m.Offset + best.off - best.vaddr
+}
+
+// lookupOffset names the code at file offset off: the segment that holds
+// it gives its link-time address.
+func (t *table) lookupOffset(off uint64) (name string, symOff uint64, ok bool) {
+	for _, p := range t.loads {
+		if p.off <= off && off-p.off < p.filesz {
+			return t.lookup(off - p.off + p.vaddr)
+		}
+	}
+	return "", 0, false
 }
 
 // lookup names link-time address v.

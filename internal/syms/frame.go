@@ -5,7 +5,14 @@
 // tools collect the addresses, this package names them.
 package syms
 
-import "fmt"
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/owlbpf/owl/internal/event"
+)
 
 // Unknown is the symbol of an address nothing names, as BCC prints it.
 const Unknown = "[unknown]"
@@ -14,6 +21,12 @@ const Unknown = "[unknown]"
 // the mapped file's base name or the perf map the symbol came from; it is
 // empty for the core kernel. Offset is the distance from the symbol's start
 // (zero when the symbol is unknown).
+//
+// Symbol and Module come from files a user may write (symbol tables, file
+// names): String and JSON escape them as event.AppendEscaped does. JSON
+// writes Addr as a hex string ("0xffffffff81234567"): kernel and most user
+// addresses are above 2^53, which JSON tools that read numbers as float64
+// (jq 1.6, JavaScript) would round.
 type Frame struct {
 	Addr   uint64 `json:"addr"`
 	Symbol string `json:"symbol"`
@@ -26,9 +39,55 @@ type Frame struct {
 func (f Frame) String() string {
 	if f.Symbol == "" || f.Symbol == Unknown {
 		if f.Module != "" {
-			return Unknown + " (" + f.Module + ")"
+			return Unknown + " (" + escape(f.Module) + ")"
 		}
 		return Unknown
 	}
-	return fmt.Sprintf("%s+0x%x", f.Symbol, f.Offset)
+	return fmt.Sprintf("%s+0x%x", escape(f.Symbol), f.Offset)
+}
+
+func escape(s string) string { return string(event.AppendEscaped(nil, []byte(s))) }
+
+// frameJSON is Frame as JSON writes it.
+type frameJSON struct {
+	Addr   string `json:"addr"`
+	Symbol string `json:"symbol"`
+	Offset uint64 `json:"offset"`
+	Module string `json:"module"`
+}
+
+// MarshalJSON writes the address as a hex string and the names escaped.
+func (f Frame) MarshalJSON() ([]byte, error) {
+	return json.Marshal(frameJSON{
+		Addr:   "0x" + strconv.FormatUint(f.Addr, 16),
+		Symbol: escape(f.Symbol),
+		Offset: f.Offset,
+		Module: escape(f.Module),
+	})
+}
+
+// UnmarshalJSON reads what MarshalJSON writes.
+func (f *Frame) UnmarshalJSON(b []byte) error {
+	var j frameJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	hex, ok := strings.CutPrefix(j.Addr, "0x")
+	if !ok {
+		return fmt.Errorf("frame address %q: want 0x and hex digits", j.Addr)
+	}
+	addr, err := strconv.ParseUint(hex, 16, 64)
+	if err != nil {
+		return fmt.Errorf("frame address %q: %w", j.Addr, err)
+	}
+	sym, err := event.Unescape(nil, []byte(j.Symbol))
+	if err != nil {
+		return fmt.Errorf("frame symbol: %w", err)
+	}
+	mod, err := event.Unescape(nil, []byte(j.Module))
+	if err != nil {
+		return fmt.Errorf("frame module: %w", err)
+	}
+	*f = Frame{Addr: addr, Symbol: string(sym), Offset: j.Offset, Module: string(mod)}
+	return nil
 }

@@ -22,8 +22,42 @@ func TestFrame(t *testing.T) {
 		}
 	}
 	b, _ := json.Marshal(Frame{Addr: 1, Symbol: "f", Offset: 2, Module: "m"})
-	if string(b) != `{"addr":1,"symbol":"f","offset":2,"module":"m"}` {
+	if string(b) != `{"addr":"0x1","symbol":"f","offset":2,"module":"m"}` {
 		t.Errorf("json: %s", b)
+	}
+}
+
+// Addresses above 2^53 are hex strings in JSON, which float64 readers (jq
+// 1.6) cannot round; names a user chose are escaped; JSON round-trips.
+func TestFrameJSON(t *testing.T) {
+	f := Frame{Addr: 0xffffffff81234567, Symbol: "do_sys_open", Offset: 0x17, Module: ""}
+	b, err := json.Marshal([]Frame{f})
+	if err != nil || string(b) != `[{"addr":"0xffffffff81234567","symbol":"do_sys_open","offset":23,"module":""}]` {
+		t.Errorf("json: %s, %v", b, err)
+	}
+	var m []map[string]any
+	if err := json.Unmarshal(b, &m); err != nil || m[0]["addr"] != "0xffffffff81234567" {
+		t.Errorf("decoded as %v (%v), want the address as a hex string", m, err)
+	}
+	for _, want := range []Frame{f, {Addr: 1<<64 - 1, Symbol: "main\n\x1b[31m\xff", Offset: 1, Module: "evil\n.so"}, {}} {
+		b, err := json.Marshal(want)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got Frame
+		if err := json.Unmarshal(b, &got); err != nil || got != want {
+			t.Errorf("%s: decoded %+v (%v), want %+v", b, got, err, want)
+		}
+	}
+	b, _ = json.Marshal(Frame{Addr: 0x7f0000001000, Symbol: "main\n\x1b[31m\xff", Module: "evil\\.so"})
+	if want := `{"addr":"0x7f0000001000","symbol":"main\\x0a\\x1b[31m\\xff","offset":0,"module":"evil\\x5c.so"}`; string(b) != want {
+		t.Errorf("json: %s, want %s", b, want)
+	}
+	if s := (Frame{Symbol: "f\n", Module: "m"}).String(); s != `f\x0a+0x0` {
+		t.Errorf("String: %q, want the newline escaped", s)
+	}
+	if s := (Frame{Module: "a\x1bb"}).String(); s != `[unknown] (a\x1bb)` {
+		t.Errorf("String: %q, want ESC escaped", s)
 	}
 }
 

@@ -40,6 +40,14 @@ func lookTool(t *testing.T, name string) string {
 // printed addresses.
 func startTarget(t *testing.T, bin string) (int, map[string]uint64) {
 	t.Helper()
+	cmd, _, addrs := runTarget(t, bin)
+	return cmd.Process.Pid, addrs
+}
+
+// runTarget is startTarget, also returning the command and its stdin:
+// closing stdin ends the program.
+func runTarget(t *testing.T, bin string) (*exec.Cmd, io.WriteCloser, map[string]uint64) {
+	t.Helper()
 	cmd := exec.Command(bin)
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
@@ -81,7 +89,7 @@ func startTarget(t *testing.T, bin string) (int, map[string]uint64) {
 		t.Fatalf("%s printed no addresses (%v)", bin, sc.Err())
 	}
 	go io.Copy(io.Discard, stdout)
-	return cmd.Process.Pid, addrs
+	return cmd, stdin, addrs
 }
 
 func run(t *testing.T, dir string, name string, args ...string) {

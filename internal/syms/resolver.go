@@ -27,6 +27,13 @@ type Cache struct {
 	tables *lru[string, *table]
 	vdso   *table // the kernel's vDSO, the same image in every process
 	vdsoOK bool
+
+	// Where to find files by build-id, for stacks of processes that are
+	// gone (see buildid.go): the build-id of each file read, and the
+	// paths a file of each build-id was seen at.
+	ids    *lru[fileIdent, string]
+	known  *lru[string, knownFile]
+	missed map[string]bool // build-ids no known path gave, until one is learned
 }
 
 // defaultCacheSize is enough for the libraries and binaries a busy host
@@ -37,7 +44,14 @@ const defaultCacheSize = 256
 func NewCache() *Cache { return NewCacheSize(defaultCacheSize) }
 
 // NewCacheSize returns an empty cache of at most n files (at least one).
-func NewCacheSize(n int) *Cache { return &Cache{tables: newLRU[string, *table](n)} }
+func NewCacheSize(n int) *Cache {
+	return &Cache{
+		tables: newLRU[string, *table](n),
+		ids:    newLRU[fileIdent, string](maxKnownFiles),
+		known:  newLRU[string, knownFile](maxKnownFiles),
+		missed: map[string]bool{},
+	}
+}
 
 // Len is the number of ELF files whose symbols are cached.
 func (c *Cache) Len() int {
@@ -68,6 +82,7 @@ func (c *Cache) load(m Mapping, paths []string) (*table, error) {
 	if t, err = loadTable(ef); err != nil {
 		return nil, fmt.Errorf("symbols of %s: %w", m.Path, err)
 	}
+	t.module = m.Module()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if old, ok := c.tables.get(key); ok {
@@ -141,11 +156,15 @@ func NewResolver(pid int, cache *Cache) (*Resolver, error) {
 }
 
 // Refresh rereads the process's mappings and, when next needed, its perf
-// map.
+// map. A process that has no mappings any more (it is exiting, or a zombie)
+// keeps those it had: they name the stacks it sent before.
 func (r *Resolver) Refresh() error {
 	maps, err := ReadMaps(r.pid)
 	if err != nil {
 		return err
+	}
+	if len(maps) == 0 && r.maps != nil {
+		return nil
 	}
 	r.maps, r.files, r.errs = maps, map[fileKey]*table{}, nil
 	r.perf, r.perfRead = nil, false
@@ -213,18 +232,21 @@ func (r *Resolver) fileTable(m Mapping) *table {
 	if t, ok := r.files[key]; ok {
 		return t
 	}
-	// Read the file as the process sees it (its mount namespace). A deleted
-	// or replaced file is gone from its path, but map_files still opens the
-	// mapped one.
-	var paths []string
-	if !m.Deleted() {
-		paths = append(paths, fmt.Sprintf("/proc/%d/root%s", r.pid, m.Path))
-	}
-	paths = append(paths, fmt.Sprintf("/proc/%d/map_files/%x-%x", r.pid, m.Start, m.End))
-	t, err := r.cache.load(m, paths)
+	t, err := r.cache.load(m, r.paths(m))
 	if err != nil {
 		r.errs = append(r.errs, err)
 	}
 	r.files[key] = t
 	return t
+}
+
+// paths are where to open the file of mapping m: as the process sees it
+// (its mount namespace). A deleted or replaced file is gone from its path,
+// but map_files still opens the mapped one.
+func (r *Resolver) paths(m Mapping) []string {
+	var paths []string
+	if !m.Deleted() {
+		paths = append(paths, fmt.Sprintf("/proc/%d/root%s", r.pid, m.Path))
+	}
+	return append(paths, fmt.Sprintf("/proc/%d/map_files/%x-%x", r.pid, m.Start, m.End))
 }

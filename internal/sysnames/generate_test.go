@@ -27,7 +27,7 @@ func TestGeneratedUpToDate(t *testing.T) {
 	if err != nil || sysDir == "" {
 		t.Skipf("generator source golang.org/x/sys is not in the module cache (go list: %v)", err)
 	}
-	for _, f := range []string{"zsysnum_linux_amd64.go", "zsysnum_linux_arm64.go", "zerrors_linux.go", "zerrors_linux_amd64.go", "zerrors_linux_arm64.go"} {
+	for _, f := range []string{"zsysnum_linux_amd64.go", "zsysnum_linux_arm64.go", "zsysnum_linux_386.go", "zerrors_linux.go", "zerrors_linux_amd64.go", "zerrors_linux_arm64.go", "zerrors_linux_386.go"} {
 		if _, err := os.Stat(filepath.Join(sysDir, "unix", f)); err != nil {
 			t.Skipf("generator source missing: %v", err)
 		}

@@ -15,6 +15,7 @@ import (
 // than x/sys, so only numbers both know are compared.
 const (
 	amd64Header = "/usr/include/x86_64-linux-gnu/asm/unistd_64.h"
+	ia32Header  = "/usr/include/x86_64-linux-gnu/asm/unistd_32.h"
 	genericHdr  = "/usr/include/asm-generic/unistd.h"
 	capHeader   = "/usr/include/linux/capability.h"
 )
@@ -74,8 +75,20 @@ func compareSyscalls(t *testing.T, arch string, fromHeader map[int][]string) {
 }
 
 func TestAMD64AgainstHeader(t *testing.T) {
+	compareSyscalls(t, "amd64", plainHeader(t, amd64Header))
+}
+
+// TestIA32AgainstHeader checks the 386 table against the i386 numbers the
+// x86-64 headers carry for compat mode.
+func TestIA32AgainstHeader(t *testing.T) {
+	compareSyscalls(t, IA32, plainHeader(t, ia32Header))
+}
+
+// plainHeader reads a header of "#define __NR_name N" lines.
+func plainHeader(t *testing.T, path string) map[int][]string {
+	t.Helper()
 	fromHeader := make(map[int][]string)
-	for _, line := range openHeader(t, amd64Header) {
+	for _, line := range openHeader(t, path) {
 		name, value, ok := define(line)
 		if !ok || !strings.HasPrefix(name, "__NR_") {
 			continue
@@ -86,7 +99,7 @@ func TestAMD64AgainstHeader(t *testing.T) {
 		}
 		fromHeader[nr] = append(fromHeader[nr], strings.TrimPrefix(name, "__NR_"))
 	}
-	compareSyscalls(t, "amd64", fromHeader)
+	return fromHeader
 }
 
 // TestARM64AgainstHeader reads asm-generic/unistd.h, which arm64 uses. Most

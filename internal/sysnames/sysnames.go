@@ -4,10 +4,11 @@
 // The tables are generated (see gen/) from golang.org/x/sys/unix, which is in
 // turn generated from the kernel's UAPI headers, so nobody types numbers by
 // hand and a new kernel release is picked up by bumping x/sys and running
-// "go generate". Syscall tables for both amd64 and arm64 are always compiled
-// in, whatever GOARCH is: the numbers differ between the two (openat is 257
-// on amd64 and 56 on arm64), and naming them must not depend on the machine
-// owl was built on.
+// "go generate". Syscall tables for amd64, arm64 and 386 are always compiled
+// in, whatever GOARCH is: the numbers differ between them (openat is 257
+// on amd64, 56 on arm64 and 295 on 386), and naming them must not depend on
+// the machine owl was built on. The 386 table (IA32) names the 32-bit
+// syscalls an x86-64 kernel also runs.
 //
 // Lookups of known numbers index a slice and allocate nothing, so they are
 // cheap enough to run for every event. Unknown numbers get a numeric name
@@ -30,6 +31,12 @@ func Native() string {
 	return runtime.GOARCH
 }
 
+// IA32 is the arch, as GOARCH spells it, of the 32-bit syscalls an x86-64
+// kernel runs for 32-bit processes and for int $0x80 in 64-bit ones
+// (in_compat_syscall): the kernel numbers them from the i386 table, where
+// kill is 37 (alarm in the amd64 table) and setuid32 is 213.
+const IA32 = "386"
+
 // syscallTable returns the table for arch, or nil. The uname -m spellings
 // are accepted too because that is what kernels and tracefs report.
 func syscallTable(arch string) []string {
@@ -38,13 +45,15 @@ func syscallTable(arch string) []string {
 		return amd64Syscalls[:]
 	case "arm64", "aarch64":
 		return arm64Syscalls[:]
+	case "386", "i386", "i686":
+		return ia32Syscalls[:]
 	}
 	return nil
 }
 
-// Syscall returns the name of syscall nr on arch ("amd64" or "arm64"), such
-// as "openat". A number without a name there, or an unknown arch, gives
-// "syscall_<nr>".
+// Syscall returns the name of syscall nr on arch ("amd64", "arm64" or
+// "386"), such as "openat". A number without a name there, or an unknown
+// arch, gives "syscall_<nr>".
 func Syscall(arch string, nr int) string {
 	names := syscallTable(arch)
 	if nr >= 0 && nr < len(names) && names[nr] != "" {

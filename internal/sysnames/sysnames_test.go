@@ -37,6 +37,30 @@ var knownSyscalls = []struct {
 	{"arm64", 222, "mmap"},
 	{"x86_64", 257, "openat"},
 	{"aarch64", 56, "openat"},
+	// The ia32 table names the 32-bit syscalls of x86-64's compat mode,
+	// with the 16-bit-id set*id calls and their 32-bit successors.
+	{"386", 0, "restart_syscall"},
+	{"386", 11, "execve"},
+	{"386", 23, "setuid"},
+	{"386", 37, "kill"},
+	{"386", 46, "setgid"},
+	{"386", 70, "setreuid"},
+	{"386", 71, "setregid"},
+	{"386", 138, "setfsuid"},
+	{"386", 139, "setfsgid"},
+	{"386", 164, "setresuid"},
+	{"386", 170, "setresgid"},
+	{"386", 203, "setreuid32"},
+	{"386", 204, "setregid32"},
+	{"386", 208, "setresuid32"},
+	{"386", 210, "setresgid32"},
+	{"386", 213, "setuid32"},
+	{"386", 214, "setgid32"},
+	{"386", 215, "setfsuid32"},
+	{"386", 216, "setfsgid32"},
+	{"386", 295, "openat"},
+	{"i386", 37, "kill"},
+	{"i686", 208, "setresuid32"},
 }
 
 func TestSyscall(t *testing.T) {
@@ -69,7 +93,7 @@ func TestSyscallNr(t *testing.T) {
 }
 
 func TestSyscallRoundTrip(t *testing.T) {
-	for _, arch := range []string{"amd64", "arm64"} {
+	for _, arch := range []string{"amd64", "arm64", IA32} {
 		named := 0
 		for nr, name := range syscallTable(arch) {
 			if name == "" {
@@ -80,7 +104,7 @@ func TestSyscallRoundTrip(t *testing.T) {
 				t.Errorf("%s: SyscallNr(%q) = %d, %v; want %d (duplicate name?)", arch, name, got, ok, nr)
 			}
 		}
-		// Both have well over 300 syscalls; far fewer means a broken table.
+		// All have well over 300 syscalls; far fewer means a broken table.
 		if named < 300 {
 			t.Errorf("%s: only %d named syscalls", arch, named)
 		}
@@ -97,6 +121,8 @@ func TestSyscallFallback(t *testing.T) {
 		{"amd64", 100000, "syscall_100000"},
 		{"arm64", 244, "syscall_244"}, // arch-specific range marker, not a syscall
 		{"arm64", 1024, "syscall_1024"},
+		{"386", 222, "syscall_222"}, // unused in the i386 table
+		{"386", 100000, "syscall_100000"},
 		{"mips", 0, "syscall_0"},
 		{"", 59, "syscall_59"},
 	} {
@@ -176,6 +202,7 @@ func TestNoAllocs(t *testing.T) {
 	allocs := testing.AllocsPerRun(100, func() {
 		sink = Syscall("amd64", 257)
 		sink = Syscall("arm64", 56)
+		sink = Syscall(IA32, 208)
 		sink = Capability(21)
 		sink = Errno(-13)
 	})

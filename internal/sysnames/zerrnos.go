@@ -2,9 +2,9 @@
 
 package sysnames
 
-// errnoNames is indexed by errno; "" marks an unused number. amd64 and
-// arm64 share these numbers.
-// From errorList in golang.org/x/sys@v0.49.0 unix/zerrors_linux_{amd64,arm64}.go.
+// errnoNames is indexed by errno; "" marks an unused number. amd64, arm64, 386
+// share these numbers.
+// From errorList in golang.org/x/sys@v0.49.0 unix/zerrors_linux_{amd64,arm64,386}.go.
 var errnoNames = [...]string{
 	1:   "EPERM",
 	2:   "ENOENT",

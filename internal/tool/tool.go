@@ -5,6 +5,7 @@ package tool
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"reflect"
 	"strings"
@@ -23,6 +24,9 @@ type Spec[C, E any] struct {
 	Name    string
 	Summary string
 	Long    string // prose for --help; hooks and JSON fields are appended from this Spec
+	// Group is what the tool is for, the heading `owl --help` lists it
+	// under: "security", "language" or "fleet".
+	Group string
 	// Task: events start with the task header (struct owl_task), and the
 	// task filters (-p, -u, --cgroup, --mntns) apply.
 	Task bool
@@ -45,6 +49,11 @@ type Spec[C, E any] struct {
 	// Decoder returns the function that fills an event from one record
 	// and reports whether it is one to emit. It must not keep raw.
 	Decoder func(C, *probe.Session) (func(raw []byte, e *E) bool, error)
+	// Held, when set, takes out of the kernel's tables the events still
+	// waiting for their end when a run ends (connects waiting on a SYN)
+	// and hands each to record as a ring record (record may keep raw):
+	// they are delivered after the ring is drained, not dropped.
+	Held func(C, *probe.Session, func(raw []byte)) error
 	// Outputs documents typed outputs other than E (counts, summaries):
 	// the flag that selects each and a zero value of its type.
 	Outputs []Output
@@ -80,6 +89,7 @@ func DefaultOptions() Options { return Options{Task: probe.AllTasks()} }
 type Source[E any] struct {
 	*probe.Session
 	decode func([]byte, *E) bool
+	held   func(record func(raw []byte)) error
 	events atomic.Uint64
 	queued atomic.Uint64
 	// Drained, when set, runs whenever the ring has been drained: flush
@@ -133,6 +143,9 @@ func Open[C, E any](sp *Spec[C, E], cfg C, opts Options) (*Source[E], error) {
 		s.Close()
 		return nil, err
 	}
+	if sp.Held != nil {
+		src.held = func(record func([]byte)) error { return sp.Held(cfg, s, record) }
+	}
 	return src, nil
 }
 
@@ -142,12 +155,30 @@ func Open[C, E any](sp *Spec[C, E], cfg C, opts Options) (*Source[E], error) {
 // A source without a ring (count-only) just waits for ctx.
 func (s *Source[E]) Run(ctx context.Context, emit func(*E)) error {
 	var e E
-	return s.Read(ctx, func(raw []byte) {
+	deliver := func(raw []byte) {
 		if s.decode(raw, &e) {
 			s.events.Add(1)
 			emit(&e)
 		}
-	}, s.Drained)
+	}
+	err := s.Read(ctx, deliver, s.Drained)
+	if s.held == nil || ctx.Err() == nil {
+		return err
+	}
+	var held [][]byte
+	heldErr := s.held(func(raw []byte) { held = append(held, raw) })
+	// Events that ended while the tables were read went to the ring, not
+	// to record: drain it once more, then deliver the held ones.
+	done, cancel := context.WithCancel(context.Background())
+	cancel()
+	drainErr := s.Read(done, deliver, nil)
+	for _, raw := range held {
+		deliver(raw)
+	}
+	if s.Drained != nil && len(held) > 0 {
+		s.Drained()
+	}
+	return errors.Join(err, heldErr, drainErr)
 }
 
 // AddQueueFull counts events the consumer could not queue (output full).
@@ -217,6 +248,7 @@ func (e erased[E]) Tried() []probe.Failure      { return e.src.Session.Tried }
 type Info struct {
 	Name    string
 	Summary string
+	Group   string // "security", "language" or "fleet"
 	Task    bool
 	Net     bool
 	Hooks   []string // hook names with the default config, in order of preference
@@ -232,7 +264,7 @@ type OutputInfo struct {
 
 // Info describes the tool.
 func (sp *Spec[C, E]) Info() Info {
-	i := Info{Name: sp.Name, Summary: sp.Summary, Task: sp.Task, Net: sp.Net}
+	i := Info{Name: sp.Name, Summary: sp.Summary, Group: sp.Group, Task: sp.Task, Net: sp.Net}
 	for _, h := range sp.Hooks(sp.Default()) {
 		i.Hooks = append(i.Hooks, h.Name)
 	}

@@ -30,10 +30,22 @@ import (
 // go.mod so that "go list -m" resolves the same version everywhere.
 const sysModule = "golang.org/x/sys"
 
-// arches maps the GOARCH names sysnames uses to the x/sys file suffix.
-// Both tables are always generated: syscall numbers differ between the two
-// and owl must name them right whichever machine it was built on.
-var arches = []string{"amd64", "arm64"}
+// arches are the GOARCH names sysnames has syscall tables for, which are
+// also the x/sys file suffixes. All tables are always generated: syscall
+// numbers differ between them and owl must name them right whichever
+// machine it was built on. 386 is there for x86-64's ia32 emulation: a
+// 64-bit kernel numbers a 32-bit syscall (a 32-bit process, or int $0x80
+// from a 64-bit one) from the i386 table, so owl needs it on amd64.
+var arches = []string{"amd64", "arm64", "386"}
+
+// tableName is the Go identifier of arch's syscall table ("386Syscalls" is
+// not one).
+func tableName(arch string) string {
+	if arch == "386" {
+		return "ia32Syscalls"
+	}
+	return arch + "Syscalls"
+}
 
 // skipSyscalls are SYS_ constants that are not syscalls. On arm64
 // __NR_arch_specific_syscall (244) only marks where the range reserved for
@@ -100,8 +112,8 @@ func run(out string) error {
 		return err
 	}
 
-	// Errno numbers are the asm-generic ones on both amd64 and arm64, so one
-	// table serves both; check that rather than assume it.
+	// Errno numbers are the asm-generic ones on amd64, arm64 and 386, so
+	// one table serves all; check that rather than assume it.
 	var errnos []entry
 	for i, arch := range arches {
 		path := filepath.Join(unixDir, "zerrors_linux_"+arch+".go")
@@ -124,9 +136,9 @@ func run(out string) error {
 	}{
 		{"zsyscalls.go", func(b *bytes.Buffer) {
 			for _, arch := range arches {
-				fmt.Fprintf(b, "// %sSyscalls is indexed by syscall number; \"\" marks an unused number.\n", arch)
+				fmt.Fprintf(b, "// %s is indexed by syscall number; \"\" marks an unused number.\n", tableName(arch))
 				fmt.Fprintf(b, "// From %s unix/zsysnum_linux_%s.go.\n", source, arch)
-				writeTable(b, arch+"Syscalls", syscalls[arch])
+				writeTable(b, tableName(arch), syscalls[arch])
 			}
 		}},
 		{"zcapabilities.go", func(b *bytes.Buffer) {
@@ -135,8 +147,8 @@ func run(out string) error {
 			writeTable(b, "capabilityNames", caps)
 		}},
 		{"zerrnos.go", func(b *bytes.Buffer) {
-			fmt.Fprintf(b, "// errnoNames is indexed by errno; \"\" marks an unused number. amd64 and\n")
-			fmt.Fprintf(b, "// arm64 share these numbers.\n")
+			fmt.Fprintf(b, "// errnoNames is indexed by errno; \"\" marks an unused number. %s\n", strings.Join(arches, ", "))
+			fmt.Fprintf(b, "// share these numbers.\n")
 			fmt.Fprintf(b, "// From errorList in %s unix/zerrors_linux_{%s}.go.\n", source, strings.Join(arches, ","))
 			writeTable(b, "errnoNames", errnos)
 		}},

@@ -7,6 +7,7 @@ import (
 	"fmt"
 
 	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
 
 	"github.com/owlbpf/owl/internal/event"
 	"github.com/owlbpf/owl/internal/probe"
@@ -26,6 +27,7 @@ type Event struct {
 	InSetID *bool        `json:"insetid"`
 	Verdict string       `json:"verdict"` // allow or deny
 	Syscall event.Name   `json:"syscall"` // with -S; null when unknown
+	IA32    bool         `json:"ia32"`
 	KStack  []syms.Frame `json:"kstack,omitempty"`
 	UStack  []syms.Frame `json:"ustack,omitempty"`
 }
@@ -37,13 +39,14 @@ type Config struct {
 	KStack  bool // -K
 	UStack  bool // -U
 	Syscall bool // -S
-	// Unique emits each kind of check once (--unique): each capability
-	// and pair of stacks, or with UniqueByPID each pid and capability.
+	// Unique emits each kind of check once (--unique): each capability,
+	// verdict and pair of stacks, or with UniqueByPID each pid, capability
+	// and verdict.
 	// At most UniqueMax kinds are remembered; once that many were seen,
 	// further new kinds are emitted without being remembered, so their
 	// repeats are emitted too.
 	Unique      bool
-	UniqueByPID bool // with Unique: one per pid and capability (the command sets it with -p)
+	UniqueByPID bool // with Unique: one per pid, capability and verdict (the command sets it with -p)
 }
 
 // UniqueMax bounds the kinds of checks --unique remembers.
@@ -55,6 +58,34 @@ const maxProcesses = 1024
 
 // capCapableLayout is struct cap_capable_args of capable.bpf.c.
 var capCapableLayout = map[string]int{"cred": 8, "target_ns": 16, "capable_ns": 24, "cap": 32, "ret": 36}
+
+// execLayout is struct exec_args of capable.bpf.c.
+var execLayout = map[string]int{"filename": 8}
+
+// Record kinds (enum kind of capable.bpf.c).
+const (
+	kindCheck = 0
+	kindExec  = 1
+)
+
+// Status of a frame of a build-id stack (enum bpf_stack_build_id_status).
+const (
+	frameEmpty   = 0 // past the end of the stack
+	frameBuildID = 1 // build-id and file offset
+	frameIP      = 2 // an address: no file with a build-id was mapped there
+)
+
+// buildIDFrame is struct bpf_stack_build_id: one frame of a user stack.
+type buildIDFrame struct {
+	Status  int32
+	BuildID [20]byte
+	Off     uint64 // file offset, or the address with frameIP
+}
+
+// maxUStacks is how many distinct user stacks -U keeps (the ustacks map),
+// as many as BCC's capable: 127 frames of 32 bytes each, 8 MB preallocated
+// (4096 took ~30 ms more to start).
+const maxUStacks = 2048
 
 func hooks(cfg Config) []probe.Hook {
 	tp := probe.Hook{
@@ -76,17 +107,40 @@ func hooks(cfg Config) []probe.Hook {
 			probe.KretprobeAt(capableProgKrpCapCapable, "cap_capable"),
 		},
 	}
+	var extra []probe.Attachment
 	if cfg.Syscall {
-		sys := probe.TracepointAt(capableProgTpSysEnter, "raw_syscalls", "sys_enter")
-		for _, h := range []*probe.Hook{&tp, &fexit, &kp} {
-			h.Attachments = append(h.Attachments, sys)
+		extra = append(extra, probe.TracepointAt(capableProgTpSysEnter, "raw_syscalls", "sys_enter"))
+	}
+	if cfg.UStack {
+		// Execs, so that the user stacks of a process that exits right
+		// after its check are named from the file it ran.
+		extra = append(extra, probe.TracepointAt(capableProgTpExec, "sched", "sched_process_exec"))
+	}
+	for _, h := range []*probe.Hook{&tp, &fexit, &kp} {
+		h.Attachments = append(h.Attachments, extra...)
+		if cfg.UStack {
+			h.Check = both(h.Check, probe.CheckLayout("sched", "sched_process_exec", execLayout))
 		}
 	}
 	return []probe.Hook{tp, fexit, kp}
 }
 
+// both returns a check that passes when a (if any) and b do.
+func both(a, b func() error) func() error {
+	if a == nil {
+		return b
+	}
+	return func() error {
+		if err := a(); err != nil {
+			return err
+		}
+		return b()
+	}
+}
+
 var spec = tool.Spec[Config, Event]{
 	Name:    "capable",
+	Group:   "security",
 	Summary: "Trace security capability checks",
 	Long: `Trace security capability checks (cap_capable): which process asked for
 which capability, and whether it was granted (VERDICT allow/deny).
@@ -99,9 +153,19 @@ that do not audit are hidden unless -v.
 -K and -U print the kernel and user stacks under each event; user frames are
 symbolized from the ELF symbols of the mapping they fall in, the Go pclntab,
 or /tmp/perf-PID.map (JIT), else [unknown] with the module. User stacks need
-frame pointers in the traced code. A stack that could not be taken is left
-out and counted. --unique remembers up to 65536 kinds of checks; past that,
-repeats may print.`,
+frame pointers in the traced code. The kernel records user frames in files
+with a GNU build-id as build-id and file offset, so the stack of a process
+that exited right after its check is still named from its files (learned
+at its exec, from its mappings, or with -p when owl starts); a file owl
+never saw prints as [unknown] (build-id ID+0xOFFSET). Frames without a
+build-id (JIT code, Go binaries linked without one) need the process to
+still be there. A stack that could not be taken is left out and counted;
+-U keeps up to 2048 distinct user stacks, -K 10240 kernel stacks.
+
+With -S, a 32-bit syscall (a 32-bit program, or int $0x80 from a 64-bit
+one) is named from the i386 table and shown as ia32:NAME (ia32 true in
+JSON). --unique prints each kind of check once, a deny apart from an allow;
+it remembers up to 65536 kinds; past that, repeats may print.`,
 	Task:      true,
 	RingBytes: 4 << 20,
 	Load:      loadCapable,
@@ -111,6 +175,19 @@ repeats may print.`,
 		var v capableVariableSpecs
 		if err := spec.Assign(&v); err != nil {
 			return err
+		}
+		// Stack maps are preallocated (10 and 8 MB): one entry each
+		// when not asked for.
+		var m capableMapSpecs
+		if err := spec.Assign(&m); err != nil {
+			return err
+		}
+		m.Ustacks.MaxEntries = maxUStacks
+		if !cfg.KStack {
+			m.Kstacks.MaxEntries = 1
+		}
+		if !cfg.UStack {
+			m.Ustacks.MaxEntries = 1
 		}
 		return errors.Join(v.Verbose.Set(cfg.Verbose), v.WantKstack.Set(cfg.KStack),
 			v.WantUstack.Set(cfg.UStack), v.WantSyscall.Set(cfg.Syscall))
@@ -135,25 +212,29 @@ func Open(cfg Config, opts tool.Options) (*tool.Source[Event], error) {
 var yes, no = true, false
 
 // decoder turns records into events, drops repeats with --unique and
-// symbolizes stacks while the process is still there to read
-// /proc/PID/maps from. It runs on the ring's one reader.
+// symbolizes stacks. It runs on the ring's one reader.
 type decoder struct {
 	s        *probe.Session
 	cfg      Config
 	arch     string
-	stacks   *ebpf.Map
+	kstacks  *ebpf.Map
+	ustacks  *ebpf.Map
 	kallsyms *syms.Kallsyms
 	procs    *syms.Processes
 	ips      [127]uint64
+	frames   [127]buildIDFrame
 	seen     map[uniqueKey]struct{}
 	seenMax  int
 }
 
-// uniqueKey is a kind of check for --unique: pid and capability, or
-// capability and stacks (the kernel gives the same id to the same stack).
+// uniqueKey is a kind of check for --unique: pid, capability and verdict,
+// or capability, verdict and stacks (the kernel gives the same id to the
+// same stack). The verdict is part of it: a deny after an allow of the same
+// capability is what a security tool must not hide.
 type uniqueKey struct {
 	pid            uint32
 	cap            int32
+	denied         bool
 	kstack, ustack int32
 }
 
@@ -167,7 +248,7 @@ func newDecoder(cfg Config, s *probe.Session) (*decoder, error) {
 		if err := s.Assign(&m); err != nil {
 			return nil, err
 		}
-		d.stacks = m.Stacks
+		d.kstacks, d.ustacks = m.Kstacks, m.Ustacks
 	}
 	if cfg.KStack {
 		var err error
@@ -177,6 +258,19 @@ func newDecoder(cfg Config, s *probe.Session) (*decoder, error) {
 	}
 	if cfg.UStack {
 		d.procs = syms.NewProcesses(syms.NewCache(), maxProcesses)
+		// A process traced by pid (-p) is there now: learn its files, so
+		// that its stacks are named even if it exits right after a check.
+		var v capableVariables
+		var pid uint32
+		if err := s.Assign(&v); err != nil {
+			return nil, err
+		}
+		if err := v.OwlTargTgid.Get(&pid); err != nil {
+			return nil, fmt.Errorf("read the pid filter: %w", err)
+		}
+		if pid != 0 {
+			d.procs.Learn(pid)
+		}
 	}
 	return d, nil
 }
@@ -184,6 +278,12 @@ func newDecoder(cfg Config, s *probe.Session) (*decoder, error) {
 func (d *decoder) decode(raw []byte, e *Event) bool {
 	r, ok := probe.View[capableEvent](raw)
 	if !ok {
+		return false
+	}
+	if r.Kind == kindExec {
+		if x, ok := probe.View[capableExecEvent](raw); ok && d.procs != nil {
+			d.procs.Exec(x.Task.Pid, unix.ByteSliceToString(x.Filename[:]))
+		}
 		return false
 	}
 	if d.seen != nil && !d.first(r) {
@@ -200,19 +300,28 @@ func (d *decoder) decode(raw []byte, e *Event) bool {
 	if r.Ret != 0 {
 		e.Verdict = "deny"
 	}
+	e.IA32 = r.Ia32 != 0
 	if r.Syscall >= 0 {
-		e.Syscall = event.Name(sysnames.Syscall(d.arch, int(r.Syscall)))
+		arch := d.arch
+		if r.SyscallIa32 != 0 {
+			arch = "386"
+		}
+		e.Syscall = event.Name(sysnames.Syscall(arch, int(r.Syscall)))
 	}
 	// Fresh slices each time: a consumer that copies the event keeps its
 	// stacks (symbolizing allocates anyway).
 	if d.kallsyms != nil {
-		for _, ip := range d.stack(r.Kstack) {
+		for _, ip := range d.kernelStack(r.Kstack) {
 			e.KStack = append(e.KStack, d.kallsyms.Resolve(ip))
 		}
 	}
 	if d.procs != nil {
-		for _, ip := range d.stack(r.Ustack) {
-			e.UStack = append(e.UStack, d.procs.Resolve(r.Task.Pid, ip))
+		for _, f := range d.userStack(r.Ustack) {
+			if f.Status == frameBuildID {
+				e.UStack = append(e.UStack, d.procs.ResolveBuildID(r.Task.Pid, f.BuildID[:], f.Off))
+			} else {
+				e.UStack = append(e.UStack, d.procs.Resolve(r.Task.Pid, f.Off))
+			}
 		}
 	}
 	return true
@@ -221,9 +330,9 @@ func (d *decoder) decode(raw []byte, e *Event) bool {
 // first reports whether r is the first check of its kind, and remembers
 // it while fewer than seenMax kinds are remembered.
 func (d *decoder) first(r *capableEvent) bool {
-	k := uniqueKey{cap: r.Cap, kstack: r.Kstack, ustack: r.Ustack}
+	k := uniqueKey{cap: r.Cap, denied: r.Ret != 0, kstack: r.Kstack, ustack: r.Ustack}
 	if d.cfg.UniqueByPID {
-		k = uniqueKey{pid: r.Task.Pid, cap: r.Cap}
+		k = uniqueKey{pid: r.Task.Pid, cap: r.Cap, denied: r.Ret != 0}
 	}
 	if _, ok := d.seen[k]; ok {
 		return false
@@ -244,14 +353,14 @@ func flag(v uint8) *bool {
 	return nil
 }
 
-// stack returns the addresses of stack id, innermost first; a failed stack
-// id (negative: the stack could not be taken, counted in the kernel) or
-// one no longer in the map gives none.
-func (d *decoder) stack(id int32) []uint64 {
-	if id < 0 || d.stacks == nil {
+// kernelStack returns the addresses of kernel stack id, innermost first; a
+// failed stack id (negative: the stack could not be taken, counted in the
+// kernel) or one no longer in the map gives none.
+func (d *decoder) kernelStack(id int32) []uint64 {
+	if id < 0 || d.kstacks == nil {
 		return nil
 	}
-	if err := d.stacks.Lookup(uint32(id), &d.ips); err != nil {
+	if err := d.kstacks.Lookup(uint32(id), &d.ips); err != nil {
 		return nil
 	}
 	n := 0
@@ -259,4 +368,20 @@ func (d *decoder) stack(id int32) []uint64 {
 		n++
 	}
 	return d.ips[:n]
+}
+
+// userStack returns the frames of user stack id, innermost first, as
+// kernelStack does.
+func (d *decoder) userStack(id int32) []buildIDFrame {
+	if id < 0 || d.ustacks == nil {
+		return nil
+	}
+	if err := d.ustacks.Lookup(uint32(id), &d.frames); err != nil {
+		return nil
+	}
+	n := 0
+	for n < len(d.frames) && d.frames[n].Status != frameEmpty {
+		n++
+	}
+	return d.frames[:n]
 }

@@ -25,14 +25,40 @@ type capableEvent struct {
 		Mntns    uint32
 		Comm     [16]uint8
 	}
-	Cap     int32
-	Ret     int32
-	Syscall int32
-	Kstack  int32
-	Ustack  int32
-	Audit   uint8
-	Insetid uint8
-	Pad     [2]uint8
+	Kind        uint32
+	Cap         int32
+	Ret         int32
+	Syscall     int32
+	Kstack      int32
+	Ustack      int32
+	Audit       uint8
+	Insetid     uint8
+	Ia32        uint8
+	SyscallIa32 uint8
+	_           [4]byte
+}
+
+type capableExecEvent struct {
+	_    structs.HostLayout
+	Task struct {
+		_        structs.HostLayout
+		TsNs     uint64
+		CgroupId uint64
+		Pid      uint32
+		Tid      uint32
+		Uid      uint32
+		Mntns    uint32
+		Comm     [16]uint8
+	}
+	Kind     uint32
+	Filename [256]uint8
+	_        [4]byte
+}
+
+type capableSyscall struct {
+	_    structs.HostLayout
+	Nr   int32
+	Ia32 uint32
 }
 
 // Names of all BPF objects in the ELF.
@@ -42,12 +68,14 @@ const (
 	capableMapChecks           = "checks"
 	capableMapEvents           = "events"
 	capableMapInSyscall        = "in_syscall"
+	capableMapKstacks          = "kstacks"
 	capableMapOwlCounters      = "owl_counters"
-	capableMapStacks           = "stacks"
+	capableMapUstacks          = "ustacks"
 	capableProgFexitCapCapable = "fexit_cap_capable"
 	capableProgKpCapCapable    = "kp_cap_capable"
 	capableProgKrpCapCapable   = "krp_cap_capable"
 	capableProgTpCapCapable    = "tp_cap_capable"
+	capableProgTpExec          = "tp_exec"
 	capableProgTpSysEnter      = "tp_sys_enter"
 	capableVarOwlOffMntNs      = "owl_off_mnt_ns"
 	capableVarOwlOffNsInum     = "owl_off_ns_inum"
@@ -58,6 +86,7 @@ const (
 	capableVarOwlTargTgid      = "owl_targ_tgid"
 	capableVarOwlTargUid       = "owl_targ_uid"
 	capableVarUnusedEvent      = "unused_event"
+	capableVarUnusedExecEvent  = "unused_exec_event"
 	capableVarVerbose          = "verbose"
 	capableVarWantKstack       = "want_kstack"
 	capableVarWantSyscall      = "want_syscall"
@@ -110,6 +139,7 @@ type capableProgramSpecs struct {
 	KpCapCapable    *ebpf.ProgramSpec `ebpf:"kp_cap_capable"`
 	KrpCapCapable   *ebpf.ProgramSpec `ebpf:"krp_cap_capable"`
 	TpCapCapable    *ebpf.ProgramSpec `ebpf:"tp_cap_capable"`
+	TpExec          *ebpf.ProgramSpec `ebpf:"tp_exec"`
 	TpSysEnter      *ebpf.ProgramSpec `ebpf:"tp_sys_enter"`
 }
 
@@ -120,27 +150,29 @@ type capableMapSpecs struct {
 	Checks      *ebpf.MapSpec `ebpf:"checks"`
 	Events      *ebpf.MapSpec `ebpf:"events"`
 	InSyscall   *ebpf.MapSpec `ebpf:"in_syscall"`
+	Kstacks     *ebpf.MapSpec `ebpf:"kstacks"`
 	OwlCounters *ebpf.MapSpec `ebpf:"owl_counters"`
-	Stacks      *ebpf.MapSpec `ebpf:"stacks"`
+	Ustacks     *ebpf.MapSpec `ebpf:"ustacks"`
 }
 
 // capableVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type capableVariableSpecs struct {
-	OwlOffMntNs    *ebpf.VariableSpec `ebpf:"owl_off_mnt_ns"`
-	OwlOffNsInum   *ebpf.VariableSpec `ebpf:"owl_off_ns_inum"`
-	OwlOffNsproxy  *ebpf.VariableSpec `ebpf:"owl_off_nsproxy"`
-	OwlOffTiStatus *ebpf.VariableSpec `ebpf:"owl_off_ti_status"`
-	OwlTargCgroup  *ebpf.VariableSpec `ebpf:"owl_targ_cgroup"`
-	OwlTargMntns   *ebpf.VariableSpec `ebpf:"owl_targ_mntns"`
-	OwlTargTgid    *ebpf.VariableSpec `ebpf:"owl_targ_tgid"`
-	OwlTargUid     *ebpf.VariableSpec `ebpf:"owl_targ_uid"`
-	UnusedEvent    *ebpf.VariableSpec `ebpf:"unused_event"`
-	Verbose        *ebpf.VariableSpec `ebpf:"verbose"`
-	WantKstack     *ebpf.VariableSpec `ebpf:"want_kstack"`
-	WantSyscall    *ebpf.VariableSpec `ebpf:"want_syscall"`
-	WantUstack     *ebpf.VariableSpec `ebpf:"want_ustack"`
+	OwlOffMntNs     *ebpf.VariableSpec `ebpf:"owl_off_mnt_ns"`
+	OwlOffNsInum    *ebpf.VariableSpec `ebpf:"owl_off_ns_inum"`
+	OwlOffNsproxy   *ebpf.VariableSpec `ebpf:"owl_off_nsproxy"`
+	OwlOffTiStatus  *ebpf.VariableSpec `ebpf:"owl_off_ti_status"`
+	OwlTargCgroup   *ebpf.VariableSpec `ebpf:"owl_targ_cgroup"`
+	OwlTargMntns    *ebpf.VariableSpec `ebpf:"owl_targ_mntns"`
+	OwlTargTgid     *ebpf.VariableSpec `ebpf:"owl_targ_tgid"`
+	OwlTargUid      *ebpf.VariableSpec `ebpf:"owl_targ_uid"`
+	UnusedEvent     *ebpf.VariableSpec `ebpf:"unused_event"`
+	UnusedExecEvent *ebpf.VariableSpec `ebpf:"unused_exec_event"`
+	Verbose         *ebpf.VariableSpec `ebpf:"verbose"`
+	WantKstack      *ebpf.VariableSpec `ebpf:"want_kstack"`
+	WantSyscall     *ebpf.VariableSpec `ebpf:"want_syscall"`
+	WantUstack      *ebpf.VariableSpec `ebpf:"want_ustack"`
 }
 
 // capableObjects contains all objects after they have been loaded into the kernel.
@@ -166,8 +198,9 @@ type capableMaps struct {
 	Checks      *ebpf.Map `ebpf:"checks"`
 	Events      *ebpf.Map `ebpf:"events"`
 	InSyscall   *ebpf.Map `ebpf:"in_syscall"`
+	Kstacks     *ebpf.Map `ebpf:"kstacks"`
 	OwlCounters *ebpf.Map `ebpf:"owl_counters"`
-	Stacks      *ebpf.Map `ebpf:"stacks"`
+	Ustacks     *ebpf.Map `ebpf:"ustacks"`
 }
 
 func (m *capableMaps) Close() error {
@@ -175,8 +208,9 @@ func (m *capableMaps) Close() error {
 		m.Checks,
 		m.Events,
 		m.InSyscall,
+		m.Kstacks,
 		m.OwlCounters,
-		m.Stacks,
+		m.Ustacks,
 	)
 }
 
@@ -184,19 +218,20 @@ func (m *capableMaps) Close() error {
 //
 // It can be passed to loadCapableObjects or ebpf.CollectionSpec.LoadAndAssign.
 type capableVariables struct {
-	OwlOffMntNs    *ebpf.Variable `ebpf:"owl_off_mnt_ns"`
-	OwlOffNsInum   *ebpf.Variable `ebpf:"owl_off_ns_inum"`
-	OwlOffNsproxy  *ebpf.Variable `ebpf:"owl_off_nsproxy"`
-	OwlOffTiStatus *ebpf.Variable `ebpf:"owl_off_ti_status"`
-	OwlTargCgroup  *ebpf.Variable `ebpf:"owl_targ_cgroup"`
-	OwlTargMntns   *ebpf.Variable `ebpf:"owl_targ_mntns"`
-	OwlTargTgid    *ebpf.Variable `ebpf:"owl_targ_tgid"`
-	OwlTargUid     *ebpf.Variable `ebpf:"owl_targ_uid"`
-	UnusedEvent    *ebpf.Variable `ebpf:"unused_event"`
-	Verbose        *ebpf.Variable `ebpf:"verbose"`
-	WantKstack     *ebpf.Variable `ebpf:"want_kstack"`
-	WantSyscall    *ebpf.Variable `ebpf:"want_syscall"`
-	WantUstack     *ebpf.Variable `ebpf:"want_ustack"`
+	OwlOffMntNs     *ebpf.Variable `ebpf:"owl_off_mnt_ns"`
+	OwlOffNsInum    *ebpf.Variable `ebpf:"owl_off_ns_inum"`
+	OwlOffNsproxy   *ebpf.Variable `ebpf:"owl_off_nsproxy"`
+	OwlOffTiStatus  *ebpf.Variable `ebpf:"owl_off_ti_status"`
+	OwlTargCgroup   *ebpf.Variable `ebpf:"owl_targ_cgroup"`
+	OwlTargMntns    *ebpf.Variable `ebpf:"owl_targ_mntns"`
+	OwlTargTgid     *ebpf.Variable `ebpf:"owl_targ_tgid"`
+	OwlTargUid      *ebpf.Variable `ebpf:"owl_targ_uid"`
+	UnusedEvent     *ebpf.Variable `ebpf:"unused_event"`
+	UnusedExecEvent *ebpf.Variable `ebpf:"unused_exec_event"`
+	Verbose         *ebpf.Variable `ebpf:"verbose"`
+	WantKstack      *ebpf.Variable `ebpf:"want_kstack"`
+	WantSyscall     *ebpf.Variable `ebpf:"want_syscall"`
+	WantUstack      *ebpf.Variable `ebpf:"want_ustack"`
 }
 
 // capablePrograms contains all programs after they have been loaded into the kernel.
@@ -207,6 +242,7 @@ type capablePrograms struct {
 	KpCapCapable    *ebpf.Program `ebpf:"kp_cap_capable"`
 	KrpCapCapable   *ebpf.Program `ebpf:"krp_cap_capable"`
 	TpCapCapable    *ebpf.Program `ebpf:"tp_cap_capable"`
+	TpExec          *ebpf.Program `ebpf:"tp_exec"`
 	TpSysEnter      *ebpf.Program `ebpf:"tp_sys_enter"`
 }
 
@@ -216,6 +252,7 @@ func (p *capablePrograms) Close() error {
 		p.KpCapCapable,
 		p.KrpCapCapable,
 		p.TpCapCapable,
+		p.TpExec,
 		p.TpSysEnter,
 	)
 }

@@ -3,6 +3,7 @@ package capable
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -45,13 +46,59 @@ func TestMain(m *testing.M) {
 					return fmt.Errorf("seccomp: %w", err)
 				}
 			}
-			root, _ := unix.BytePtrFromString("/")
-			_, _, errno := unix.RawSyscall(unix.SYS_CHROOT, uintptr(unsafe.Pointer(root)), 0, 0)
-			fmt.Println(int(errno))
+			fmt.Println(int(chrootRoot()))
 			return nil
+		},
+		// allow-deny: wait for a line, chroot("/") as root (allowed), drop
+		// to nobody on this thread, chroot again (denied); print both
+		// errnos.
+		"allow-deny": func(args []string) error {
+			runtime.LockOSThread()
+			if _, err := bufio.NewReader(os.Stdin).ReadString('\n'); err != nil {
+				return err
+			}
+			first := chrootRoot()
+			if _, _, errno := unix.RawSyscall(unix.SYS_SETRESUID, 65534, 65534, 65534); errno != 0 {
+				return errno
+			}
+			fmt.Println(int(first), int(chrootRoot()))
+			return nil
+		},
+		// setuid32: drop to nobody on this thread, wait for a line, then
+		// setuid32(0) as an ia32 syscall (int $0x80): a denied CAP_SETUID
+		// check in a compat syscall. Prints the result (-errno).
+		"setuid32": func(args []string) error {
+			runtime.LockOSThread()
+			if _, _, errno := unix.RawSyscall(unix.SYS_SETRESUID, 65534, 65534, 65534); errno != 0 {
+				return errno
+			}
+			if _, err := bufio.NewReader(os.Stdin).ReadString('\n'); err != nil {
+				return err
+			}
+			fmt.Println(int32(e2e.Syscall32(ia32Setuid32, 0, 0, 0)))
+			return nil
+		},
+		// exec BIN: read exactly one line ("go\n", unbuffered so the rest
+		// of stdin stays for BIN), then exec BIN in this process.
+		"exec": func(args []string) error {
+			var line [3]byte
+			if _, err := io.ReadFull(os.Stdin, line[:]); err != nil {
+				return err
+			}
+			return unix.Exec(args[0], args, os.Environ())
 		},
 	})
 }
+
+// chrootRoot calls chroot("/") on this thread and returns its errno.
+func chrootRoot() unix.Errno {
+	root, _ := unix.BytePtrFromString("/")
+	_, _, errno := unix.RawSyscall(unix.SYS_CHROOT, uintptr(unsafe.Pointer(root)), 0, 0)
+	return errno
+}
+
+// ia32Setuid32 is setuid32 in the i386 table (epoll_create in amd64's).
+const ia32Setuid32 = 213
 
 // child is a process stopped before its chroot until go is called.
 type child struct {
@@ -115,6 +162,9 @@ func TestChrootAllowedWithStackAndSyscall(t *testing.T) {
 	if e.CapName != "CAP_SYS_CHROOT" || e.Verdict != "allow" || e.UID != 0 || e.Syscall != "chroot" {
 		t.Errorf("got %s %s uid %d syscall %q, want CAP_SYS_CHROOT allow uid 0 syscall chroot", e.CapName, e.Verdict, e.UID, e.Syscall)
 	}
+	if e.IA32 {
+		t.Error("a 64-bit chroot marked ia32")
+	}
 	if e.TID == 0 || e.Comm.String() == "" {
 		t.Errorf("tid %d comm %q", e.TID, e.Comm)
 	}
@@ -144,38 +194,158 @@ func TestChrootDeniedForNobody(t *testing.T) {
 	}
 }
 
-// The user stack names the C function that made the syscall.
-func TestUserStackOfCProgram(t *testing.T) {
-	e2e.Require(t)
-	// OWL_CHROOT_BIN: the program prebuilt, where there is no gcc (qemu guest).
-	bin := os.Getenv("OWL_CHROOT_BIN")
-	if bin == "" {
-		gcc, err := exec.LookPath("gcc")
-		if err != nil {
-			if os.Getenv("OWL_E2E") == "require" {
-				t.Fatal("gcc is needed to build the test program")
-			}
-			t.Skip("gcc is not installed")
-		}
-		bin = filepath.Join(t.TempDir(), "chroot")
-		if out, err := exec.Command(gcc, "-O0", "-fno-omit-frame-pointer", "-o", bin, "testdata/chroot.c").CombinedOutput(); err != nil {
-			t.Fatalf("gcc: %v\n%s", err, out)
-		}
+// chrootBin returns testdata/chroot.c built with frame pointers, or the
+// prebuilt OWL_CHROOT_BIN where there is no gcc (qemu guest).
+func chrootBin(t *testing.T) string {
+	t.Helper()
+	if bin := os.Getenv("OWL_CHROOT_BIN"); bin != "" {
+		return bin
 	}
-	c := start(t, exec.Command(bin))
-	tr := openFor(t, Config{UStack: true, KStack: true}, c.cmd.Process.Pid)
-	events := e2e.Collect(t, tr)
-	if errno := c.chroot(t); errno != 0 {
-		t.Fatalf("chroot: %d", errno)
+	gcc, err := exec.LookPath("gcc")
+	if err != nil {
+		if os.Getenv("OWL_E2E") == "require" {
+			t.Fatal("gcc is needed to build the test program")
+		}
+		t.Skip("gcc is not installed")
 	}
-	e := waitChroot(t, events, c.cmd.Process.Pid)
+	bin := filepath.Join(t.TempDir(), "chroot")
+	if out, err := exec.Command(gcc, "-O0", "-fno-omit-frame-pointer", "-o", bin, "testdata/chroot.c").CombinedOutput(); err != nil {
+		t.Fatalf("gcc: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// checkChrootStack checks that the user stack of a check made by
+// testdata/chroot.c names owl_chroot_caller and main in the program.
+func checkChrootStack(t *testing.T, e Event) {
+	t.Helper()
+	t.Logf("stacks:\n%s", frames(e))
 	if !hasFrame(e.UStack, "owl_chroot_caller") || !hasFrame(e.UStack, "main") {
 		t.Errorf("user stack lacks owl_chroot_caller and main:\n%s", frames(e))
 	}
 	if len(e.UStack) > 0 && e.UStack[0].Module != "chroot" {
 		t.Errorf("innermost user frame's module %q, want the program", e.UStack[0].Module)
 	}
+	// Up to main every frame is in the program: none may be a bare
+	// [unknown] (past main, libc's frames have no frame pointers).
+	for _, f := range e.UStack {
+		if f.String() == syms.Unknown {
+			t.Errorf("bare %s frame at %#x:\n%s", syms.Unknown, f.Addr, frames(e))
+		}
+		if f.Symbol == "main" {
+			break
+		}
+	}
+}
+
+// The user stack names the C function that made the syscall.
+func TestUserStackOfCProgram(t *testing.T) {
+	e2e.Require(t)
+	c := start(t, exec.Command(chrootBin(t)))
+	tr := openFor(t, Config{UStack: true, KStack: true}, c.cmd.Process.Pid)
+	events := e2e.Collect(t, tr)
+	if errno := c.chroot(t); errno != 0 {
+		t.Fatalf("chroot: %d", errno)
+	}
+	e := waitChroot(t, events, c.cmd.Process.Pid)
+	checkChrootStack(t, e)
 	c.stdin.Write([]byte("done\n"))
+}
+
+// A process that exits right after its check still gets its user stack
+// named: the stack is taken as build-id and file offset, not as addresses
+// that only its (gone) mappings could name. The ring is read only after the
+// process was reaped, so nothing of it is left in /proc. Either it ran
+// before capable started (its files are learned then, with -p) or it exec'd
+// after (the exec is traced with -U).
+func TestUserStackOfExitedProcess(t *testing.T) {
+	e2e.Require(t)
+	bin := chrootBin(t)
+	for _, execAfter := range []bool{false, true} {
+		t.Run(fmt.Sprintf("exec_after_start=%v", execAfter), func(t *testing.T) {
+			cmd := exec.Command(bin)
+			lines := "go\n"
+			if execAfter {
+				// A Go child that execs the program once capable runs.
+				cmd = e2e.Child("exec", bin)
+				lines = "go\ngo\n"
+			}
+			c := start(t, cmd)
+			pid := c.cmd.Process.Pid
+			tr := openFor(t, Config{UStack: true}, pid)
+			// chroot.c chroots on the first line and exits at the end of
+			// its input.
+			c.stdin.Write([]byte(lines))
+			c.stdin.(io.Closer).Close()
+			var ret int
+			if _, err := fmt.Fscan(c.out, &ret); err != nil || ret != 0 {
+				t.Fatalf("chroot: %d (%v)", ret, err)
+			}
+			if err := c.cmd.Wait(); err != nil {
+				t.Fatalf("program: %v", err)
+			}
+			if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err == nil {
+				t.Fatalf("process %d is still there", pid)
+			}
+			e := waitChroot(t, e2e.Collect(t, tr), pid)
+			checkChrootStack(t, e)
+		})
+	}
+}
+
+// --unique prints a deny even after an allow of the same capability, by
+// pid (-p) or by stacks: a denied check is what a security tool exists for.
+func TestUniqueKeepsDenyAfterAllow(t *testing.T) {
+	e2e.Require(t)
+	for _, byPID := range []bool{false, true} {
+		t.Run(fmt.Sprintf("by_pid=%v", byPID), func(t *testing.T) {
+			c := start(t, e2e.Child("allow-deny"))
+			pid := c.cmd.Process.Pid
+			tr := openFor(t, Config{Unique: true, UniqueByPID: byPID}, pid)
+			events := e2e.Collect(t, tr)
+			c.stdin.Write([]byte("go\n"))
+			var first, second int
+			if _, err := fmt.Fscan(c.out, &first, &second); err != nil || first != 0 || second != int(unix.EPERM) {
+				t.Fatalf("chroots: errnos %d %d (%v), want 0 then EPERM", first, second, err)
+			}
+			var verdicts []string
+			e2e.Wait(t, events, 5*time.Second, "the denied CAP_SYS_CHROOT check", func(e Event) bool {
+				if e.PID == uint32(pid) && e.Cap == capSysChroot {
+					verdicts = append(verdicts, e.Verdict)
+				}
+				return e.Cap == capSysChroot && e.Verdict == "deny"
+			})
+			if !slices.Equal(verdicts, []string{"allow", "deny"}) {
+				t.Errorf("CAP_SYS_CHROOT verdicts %v, want allow then deny", verdicts)
+			}
+		})
+	}
+}
+
+// An ia32 syscall (int $0x80) is named from the i386 table and marked
+// ia32: setuid32 is 213 there, epoll_create in the x86-64 table.
+func TestCompatSyscall(t *testing.T) {
+	e2e.Require(t)
+	e2e.RequireIA32(t)
+	c := start(t, e2e.Child("setuid32"))
+	pid := c.cmd.Process.Pid
+	tr := openFor(t, Config{Syscall: true}, pid)
+	events := e2e.Collect(t, tr)
+	c.stdin.Write([]byte("go\n"))
+	var ret int
+	if _, err := fmt.Fscan(c.out, &ret); err != nil || ret != -int(unix.EPERM) {
+		t.Fatalf("ia32 setuid32(0) as nobody: %d (%v), want -EPERM", ret, err)
+	}
+	e := e2e.Wait(t, events, 5*time.Second, "the CAP_SETUID check", func(e Event) bool {
+		return e.PID == uint32(pid) && e.Cap == capSetUID
+	})
+	if e.Syscall != "setuid32" || !e.IA32 || e.Verdict != "deny" {
+		t.Errorf("got syscall %q ia32 %v verdict %s, want setuid32, ia32, deny", e.Syscall, e.IA32, e.Verdict)
+	}
+	row := string((&flags{cfg: Config{Syscall: true}}).table().AppendRow(nil, &e))
+	if !strings.HasSuffix(row, " deny    ia32:setuid32\n") {
+		t.Errorf("row %q, want SYSCALL ia32:setuid32", row)
+	}
 }
 
 // With opts (kprobe and fexit hooks), checks that do not audit are hidden
@@ -237,34 +407,43 @@ func frames(e Event) string {
 	return string(appendStacks(b, &e))
 }
 
-// raw is the ring record of a check by pid of capability c with stack ids.
+// raw is the ring record of an allowed check by pid of capability c with
+// stack ids.
 func raw(pid uint32, c, kstack, ustack int32) []byte {
+	return rawRet(pid, c, kstack, ustack, 0)
+}
+
+// rawRet is raw with the check's result: 0 allowed, -EPERM denied.
+func rawRet(pid uint32, c, kstack, ustack, ret int32) []byte {
 	var r capableEvent
-	r.Task.Pid, r.Task.Tid, r.Cap, r.Kstack, r.Ustack, r.Syscall = pid, pid, c, kstack, ustack, -1
+	r.Task.Pid, r.Task.Tid, r.Cap, r.Kstack, r.Ustack, r.Syscall, r.Ret = pid, pid, c, kstack, ustack, -1, ret
 	copy(r.Task.Comm[:], "ping")
 	return unsafe.Slice((*byte)(unsafe.Pointer(&r)), unsafe.Sizeof(r))
 }
 
 func TestUnique(t *testing.T) {
+	eperm := -int32(unix.EPERM)
 	a := raw(1, 21, 5, -1)
-	b := raw(2, 21, 5, -1) // same cap and stack, other pid
-	c := raw(1, 21, 6, -1) // same pid and cap, other stack
+	b := raw(2, 21, 5, -1)                         // same cap and stack, other pid
+	c := raw(1, 21, 6, -1)                         // same pid and cap, other stack
+	d := rawRet(1, 21, 5, -1, eperm)               // a, denied
+	e := rawRet(1, 21, 5, -1, -int32(unix.EACCES)) // another error: still a deny
 	for _, tc := range []struct {
 		cfg  Config
 		want []bool
 	}{
-		{Config{}, []bool{true, true, true, true}},
-		{Config{Unique: true}, []bool{true, false, true, false}},                    // each capability and stack once
-		{Config{Unique: true, UniqueByPID: true}, []bool{true, true, false, false}}, // each pid and capability once
+		{Config{}, []bool{true, true, true, true, true, true}},
+		{Config{Unique: true}, []bool{true, false, true, false, true, false}},                    // each capability, verdict and stack once
+		{Config{Unique: true, UniqueByPID: true}, []bool{true, true, false, false, true, false}}, // each pid, capability and verdict once
 	} {
-		d, err := newDecoder(tc.cfg, &probe.Session{})
+		dec, err := newDecoder(tc.cfg, &probe.Session{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		var e Event
+		var ev Event
 		var got []bool
-		for _, r := range [][]byte{a, b, c, a} {
-			got = append(got, d.decode(r, &e))
+		for _, r := range [][]byte{a, b, c, a, d, e} {
+			got = append(got, dec.decode(r, &ev))
 		}
 		if !slices.Equal(got, tc.want) {
 			t.Errorf("%+v: emitted %v, want %v", tc.cfg, got, tc.want)
@@ -382,4 +561,4 @@ func TestOwnChecksAndUnique(t *testing.T) {
 	}
 }
 
-const capChown = 0
+const capChown, capSetUID = 0, 7

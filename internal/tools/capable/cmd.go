@@ -20,7 +20,7 @@ func command() *cobra.Command {
 	cmd := cli.NewCommand(spec.Info(), spec.Help(), `  owl capable              # trace capability checks
   owl capable -v           # include checks that do not audit (fexit/kprobe hooks)
   owl capable -p 181 -K    # process 181, with kernel stacks
-  owl capable -K -U --unique  # each capability and stack once
+  owl capable -K -U --unique  # each capability, verdict and stack once
   owl capable -x -S        # TID, INSETID and SYSCALL columns
   owl capable -u 1000 -o json`, &f.common, func(cmd *cobra.Command, opts tool.Options) error {
 		return run(cmd, &f, opts)
@@ -30,8 +30,8 @@ func command() *cobra.Command {
 	fl.BoolVarP(&f.cfg.KStack, "kernel-stack", "K", false, "print the kernel stack of each check")
 	fl.BoolVarP(&f.cfg.UStack, "user-stack", "U", false, "print the user stack of each check")
 	fl.BoolVarP(&f.extra, "extra", "x", false, "include TID and INSETID columns")
-	fl.BoolVar(&f.cfg.Unique, "unique", false, "print each pid and capability (with -p) or each capability and stack once")
-	fl.BoolVarP(&f.cfg.Syscall, "syscall", "S", false, "include the syscall during which the check happened")
+	fl.BoolVar(&f.cfg.Unique, "unique", false, "print each pid, capability and verdict (with -p) or each capability, verdict and stack once")
+	fl.BoolVarP(&f.cfg.Syscall, "syscall", "S", false, "include the syscall during which the check happened (ia32:NAME for a 32-bit one)")
 	return cmd
 }
 
@@ -73,6 +73,9 @@ func (f *flags) table() output.Table[Event] {
 		t = append(t, output.Column[Event]{Name: "SYSCALL", Append: func(b []byte, e *Event) []byte {
 			if e.Syscall == "" {
 				return append(b, '-')
+			}
+			if e.IA32 {
+				b = append(b, "ia32:"...)
 			}
 			return append(b, e.Syscall...)
 		}})

@@ -32,10 +32,11 @@ func command() *cobra.Command {
 const what = "EPERM and EACCES failures"
 
 func run(cmd *cobra.Command, f *flags, opts tool.Options) error {
-	if f.interval < 0 {
-		return cli.Usagef("interval %d: must be positive", f.interval)
+	every, err := cli.Seconds(cmd, "interval", f.interval)
+	if err != nil {
+		return err
 	}
-	if f.cfg.Stream && f.interval > 0 {
+	if f.cfg.Stream && every > 0 {
 		return cli.Usagef("-i prints counts; it does not go with -e")
 	}
 	src, err := Open(f.cfg, opts)
@@ -51,7 +52,7 @@ func run(cmd *cobra.Command, f *flags, opts tool.Options) error {
 		What:     what,
 		NoHeader: true,
 		Report:   func(now time.Time) error { return report(out, src, now) },
-		Every:    time.Duration(f.interval) * time.Second,
+		Every:    every,
 	})
 }
 
@@ -83,14 +84,22 @@ var eventTable = output.Table[Event]{
 	output.Clock[Event](8),
 	output.PID[Event](6),
 	output.Comm[Event](16),
-	{Name: "SYSCALL", Width: 16, Append: func(b []byte, e *Event) []byte { return append(b, e.Syscall...) }},
+	{Name: "SYSCALL", Width: 16, Append: func(b []byte, e *Event) []byte { return appendSyscall(b, e.Syscall, e.IA32) }},
 	{Name: "ERRNO", Append: func(b []byte, e *Event) []byte { return append(b, e.Errno...) }},
 }
 
 var countTable = output.Table[Count]{
 	{Name: "PID", Width: 6, Append: func(b []byte, c *Count) []byte { return output.Uint(b, c.PID) }},
-	{Name: "COMM", Width: 16, Trunc: true, Append: func(b []byte, c *Count) []byte { return append(b, c.Comm.Bytes()...) }},
-	{Name: "SYSCALL", Width: 16, Append: func(b []byte, c *Count) []byte { return append(b, c.Syscall...) }},
+	{Name: "COMM", Width: 16, Append: func(b []byte, c *Count) []byte { return c.Comm.AppendMax(b, 16) }},
+	{Name: "SYSCALL", Width: 16, Append: func(b []byte, c *Count) []byte { return appendSyscall(b, c.Syscall, c.IA32) }},
 	{Name: "ERRNO", Width: 7, Append: func(b []byte, c *Count) []byte { return append(b, c.Errno...) }},
 	{Name: "COUNT", Append: func(b []byte, c *Count) []byte { return output.Uint(b, c.Count) }},
+}
+
+// appendSyscall appends the name, as ia32:NAME for a 32-bit syscall.
+func appendSyscall(b []byte, name string, ia32 bool) []byte {
+	if ia32 {
+		b = append(b, "ia32:"...)
+	}
+	return append(b, name...)
 }

@@ -2,7 +2,9 @@
 
 /* eperm: syscalls failing with EPERM or EACCES, from raw_syscalls:sys_exit.
  * By default counted in the kernel per process, syscall and errno; with
- * -e each failure is streamed. */
+ * -e each failure is streamed. A 32-bit syscall of x86-64 (int $0x80, a
+ * 32-bit process) has a number from the i386 table: it is marked ia32, and
+ * counted apart from the native syscall of the same number. */
 #include "owl.h"
 
 #define EPERM 1
@@ -12,12 +14,14 @@ struct event {
 	struct owl_task task;
 	__s32 nr;
 	__s32 err; /* EPERM or EACCES */
+	__u8 ia32; /* nr is the i386 table's */
 };
 
 struct fail_key {
 	__u32 pid;
 	__s32 nr;
 	__s32 err;
+	__u32 ia32; /* nr is the i386 table's; a __u32 leaves no padding in the key */
 };
 
 struct fail_count {
@@ -52,6 +56,11 @@ int tp_sys_exit(struct sys_exit_args *ctx)
 
 	if (ret != -EPERM && ret != -EACCES)
 		return 0;
+	/* id -1 is no syscall: rt_sigreturn clears it and returns the
+	 * interrupted context's rax, so a signal handled right after a failed
+	 * call would count that failure a second time. */
+	if (ctx->id < 0)
+		return 0;
 	if (!owl_task_wanted())
 		return 0;
 	if (stream) {
@@ -61,12 +70,14 @@ int tp_sys_exit(struct sys_exit_args *ctx)
 		owl_task_fill(&e->task);
 		e->nr = ctx->id;
 		e->err = -ret;
+		e->ia32 = owl_in_compat_syscall();
 		bpf_ringbuf_submit(e, 0);
 		return 0;
 	}
 	k.pid = bpf_get_current_pid_tgid() >> 32;
 	k.nr = ctx->id;
 	k.err = -ret;
+	k.ia32 = owl_in_compat_syscall();
 	c = bpf_map_lookup_elem(&counts, &k);
 	if (!c) {
 		bpf_get_current_comm(zero.comm, sizeof(zero.comm));

@@ -17,19 +17,26 @@ import (
 // Event is one failed syscall (with -e).
 type Event struct {
 	event.Task
+	// Syscall and SyscallNr are from the table of the call's ABI: the
+	// i386 table when IA32.
 	Syscall   string `json:"syscall"`
 	SyscallNr int32  `json:"syscall_nr"`
-	Errno     string `json:"errno"` // EPERM or EACCES
+	// IA32 marks a 32-bit syscall of x86-64: int $0x80 in a 64-bit
+	// process, or any syscall of a 32-bit one.
+	IA32  bool   `json:"ia32"`
+	Errno string `json:"errno"` // EPERM or EACCES
 }
 
 // Count is how often one process saw one syscall fail with one errno,
-// counted in the kernel (the default).
+// counted in the kernel (the default). A syscall's ia32 form is counted
+// apart from its native one.
 type Count struct {
-	Time      time.Time  `json:"time"`
+	Time      event.Time `json:"time"`
 	PID       uint32     `json:"pid"`
 	Comm      event.Comm `json:"comm"`
 	Syscall   string     `json:"syscall"`
 	SyscallNr int32      `json:"syscall_nr"`
+	IA32      bool       `json:"ia32"`
 	Errno     string     `json:"errno"`
 	Count     uint64     `json:"count"`
 }
@@ -50,6 +57,7 @@ func hooks(Config) []probe.Hook {
 
 var spec = tool.Spec[Config, Event]{
 	Name:    "eperm",
+	Group:   "security",
 	Summary: "Count or trace syscalls failing with EPERM or EACCES",
 	Long: `Find syscalls that fail with EPERM (operation not permitted, errno 1) or
 EACCES (permission denied, errno 13), kept apart and labelled. By default the
@@ -58,7 +66,9 @@ counts on exit and, with -i, every interval (counts are since the start);
 nothing is streamed. With -e each failure is printed as it happens.
 
 Syscall names come from tables generated from the kernel's numbering for
-x86_64 and arm64.`,
+x86_64 and arm64. On x86-64, 32-bit syscalls (int $0x80, or a 32-bit
+process) are named from the i386 table and counted apart from native ones:
+SYSCALL shows them as ia32:NAME; in JSON "ia32" is true.`,
 	Task: true,
 	// Syscall rate: a loop can make 300k events a second.
 	RingBytes: 4 << 20,
@@ -107,10 +117,20 @@ func decode(s *probe.Session, arch string, raw []byte, e *Event) bool {
 	*e = Event{
 		Task:      s.Task(raw),
 		SyscallNr: r.Nr,
-		Syscall:   sysnames.Syscall(arch, int(r.Nr)),
+		Syscall:   syscallName(arch, r.Nr, r.Ia32 != 0),
+		IA32:      r.Ia32 != 0,
 		Errno:     sysnames.Errno(int(r.Err)),
 	}
 	return true
+}
+
+// syscallName names nr from arch's table, or the i386 one for an ia32
+// syscall.
+func syscallName(arch string, nr int32, ia32 bool) string {
+	if ia32 {
+		arch = sysnames.IA32
+	}
+	return sysnames.Syscall(arch, int(nr))
 }
 
 // Counts returns the counts since tracing began, largest first, stamped
@@ -123,8 +143,8 @@ func (s *Source) Counts(now time.Time) ([]Count, error) {
 	}
 	var counts []Count
 	err := probe.Each(m.Counts, func(k *epermFailKey, v *epermFailCount) {
-		counts = append(counts, Count{Time: now, PID: k.Pid, Comm: v.Comm, SyscallNr: k.Nr, Count: v.N,
-			Syscall: sysnames.Syscall(s.arch, int(k.Nr)), Errno: sysnames.Errno(int(k.Err))})
+		counts = append(counts, Count{Time: event.Time{Time: now}, PID: k.Pid, Comm: v.Comm, SyscallNr: k.Nr, Count: v.N,
+			Syscall: syscallName(s.arch, k.Nr, k.Ia32 != 0), IA32: k.Ia32 != 0, Errno: sysnames.Errno(int(k.Err))})
 	})
 	if err != nil {
 		return nil, err
@@ -136,6 +156,9 @@ func (s *Source) Counts(now time.Time) ([]Count, error) {
 		}
 		if a.PID != b.PID {
 			return a.PID < b.PID
+		}
+		if a.IA32 != b.IA32 {
+			return !a.IA32
 		}
 		if a.SyscallNr != b.SyscallNr {
 			return a.SyscallNr < b.SyscallNr

@@ -2,10 +2,12 @@ package eperm
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -16,43 +18,82 @@ import (
 	"github.com/owlbpf/owl/internal/e2e"
 	"github.com/owlbpf/owl/internal/event"
 	"github.com/owlbpf/owl/internal/probe"
-	"github.com/owlbpf/owl/internal/sysnames"
 )
 
-func TestMain(m *testing.M) {
-	e2e.Main(m, map[string]func([]string) error{
-		// deny DIR: become nobody on this thread, then open a file in DIR
-		// (0700, root's) twice and signal pid 1 once.
-		"deny": func(args []string) error {
-			runtime.LockOSThread()
-			if _, _, errno := unix.RawSyscall(unix.SYS_SETRESGID, 65534, 65534, 65534); errno != 0 {
-				return errno
-			}
-			if _, _, errno := unix.RawSyscall(unix.SYS_SETRESUID, 65534, 65534, 65534); errno != 0 {
-				return errno
-			}
-			fmt.Println("ready")
-			if _, err := bufio.NewReader(os.Stdin).ReadString('\n'); err != nil {
-				return err
-			}
-			for i := 0; i < 2; i++ {
-				if _, err := unix.Open(filepath.Join(args[0], "secret"), unix.O_RDONLY, 0); err != unix.EACCES {
-					return fmt.Errorf("open: got %v, want EACCES", err)
+// actions are the children the tests start (e2e.Child); amd64 adds its own.
+var actions = map[string]func([]string) error{
+	// signalled: as deny, but kill(1, 0) many times while another thread
+	// signals this one.
+	"signalled": func([]string) error {
+		runtime.LockOSThread()
+		if _, _, errno := unix.RawSyscall(unix.SYS_SETRESUID, 65534, 65534, 65534); errno != 0 {
+			return errno
+		}
+		fmt.Println("ready")
+		if _, err := bufio.NewReader(os.Stdin).ReadString('\n'); err != nil {
+			return err
+		}
+		pid, tid := unix.Getpid(), unix.Gettid()
+		stop := make(chan struct{})
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+					// The Go runtime takes SIGURG (its preemption
+					// signal) and resumes the thread.
+					unix.Tgkill(pid, tid, unix.SIGURG)
 				}
 			}
-			if err := unix.Kill(1, 0); err != unix.EPERM {
-				return fmt.Errorf("kill(1, 0): got %v, want EPERM", err)
+		}()
+		for range signalledKills {
+			if _, _, errno := unix.RawSyscall(unix.SYS_KILL, 1, 0, 0); errno != unix.EPERM {
+				return fmt.Errorf("kill(1, 0): got %v, want EPERM", errno)
 			}
-			return nil
-		},
-	})
+		}
+		close(stop)
+		<-done
+		return nil
+	},
+	// deny DIR: become nobody on this thread, then open a file in DIR
+	// (0700, root's) twice and signal pid 1 once.
+	"deny": func(args []string) error {
+		runtime.LockOSThread()
+		if _, _, errno := unix.RawSyscall(unix.SYS_SETRESGID, 65534, 65534, 65534); errno != 0 {
+			return errno
+		}
+		if _, _, errno := unix.RawSyscall(unix.SYS_SETRESUID, 65534, 65534, 65534); errno != 0 {
+			return errno
+		}
+		fmt.Println("ready")
+		if _, err := bufio.NewReader(os.Stdin).ReadString('\n'); err != nil {
+			return err
+		}
+		for i := 0; i < 2; i++ {
+			if _, err := unix.Open(filepath.Join(args[0], "secret"), unix.O_RDONLY, 0); err != unix.EACCES {
+				return fmt.Errorf("open: got %v, want EACCES", err)
+			}
+		}
+		if err := unix.Kill(1, 0); err != unix.EPERM {
+			return fmt.Errorf("kill(1, 0): got %v, want EPERM", err)
+		}
+		return nil
+	},
 }
 
-// startChild starts the "deny" child and returns once it is nobody and waiting.
-func startChild(t *testing.T) (*childProc, string) {
+func TestMain(m *testing.M) {
+	e2e.Main(m, actions)
+}
+
+// startChild starts a child action ("deny") and returns once it is nobody
+// and waiting. Its argument is a directory only root can read.
+func startChild(t *testing.T, action string) (*childProc, string) {
 	t.Helper()
 	dir := t.TempDir() // 0700, owned by root
-	child := e2e.Child("deny", dir)
+	child := e2e.Child(action, dir)
 	stdin, _ := child.StdinPipe()
 	stdout, _ := child.StdoutPipe()
 	if err := child.Start(); err != nil {
@@ -74,7 +115,7 @@ type childProc struct {
 
 func TestCountsLabelEPERMAndEACCES(t *testing.T) {
 	e2e.Require(t)
-	child, _ := startChild(t)
+	child, _ := startChild(t, "deny")
 	opts := e2e.Options()
 	opts.Task.PID = child.pid
 	tr, err := Open(Config{}, opts)
@@ -120,9 +161,41 @@ func TestCountsLabelEPERMAndEACCES(t *testing.T) {
 	}
 }
 
+// signalledKills is how many failing kills the "signalled" child makes.
+const signalledKills = 20000
+
+// A signal handled on the way out of a failed syscall ends in rt_sigreturn,
+// which raw_syscalls:sys_exit reports with id -1 and the failed call's
+// result: the failure was counted twice, once as "syscall_-1".
+func TestSignalledFailuresCountedOnce(t *testing.T) {
+	e2e.Require(t)
+	child, _ := startChild(t, "signalled")
+	opts := e2e.Options()
+	opts.Task.PID = child.pid
+	tr, err := Open(Config{}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	if err := child.proceed(); err != nil {
+		t.Fatalf("child: %v", err)
+	}
+	counts, err := tr.Counts(time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]uint64{}
+	for _, c := range counts {
+		got[c.Syscall+" "+c.Errno] += c.Count
+	}
+	if want := map[string]uint64{"kill EPERM": signalledKills}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("counts %v, want %v", got, want)
+	}
+}
+
 func TestStream(t *testing.T) {
 	e2e.Require(t)
-	child, _ := startChild(t)
+	child, _ := startChild(t, "deny")
 	opts := e2e.Options()
 	opts.Task.PID = child.pid
 	tr, err := Open(Config{Stream: true}, opts)
@@ -237,7 +310,7 @@ func TestCountModeOpensNoRing(t *testing.T) {
 
 func TestTables(t *testing.T) {
 	now := time.Date(2024, 1, 2, 11, 29, 29, 0, time.Local)
-	e := Event{Task: event.Task{Time: now, PID: 24392}, Syscall: "kill", SyscallNr: 62, Errno: "EPERM"}
+	e := Event{Task: event.Task{Time: event.Time{Time: now}, PID: 24392}, Syscall: "kill", SyscallNr: 62, Errno: "EPERM"}
 	copy(e.Comm[:], "a-very-long-command-name")
 	got := string(eventTable.AppendHeader(nil)) + string(eventTable.AppendRow(nil, &e))
 	want := "TIME     PID    COMM             SYSCALL          ERRNO\n" +
@@ -245,7 +318,7 @@ func TestTables(t *testing.T) {
 	if got != want {
 		t.Errorf("events: got\n%s\nwant\n%s", got, want)
 	}
-	c := Count{Time: now, PID: 24392, Syscall: "newfstatat", SyscallNr: 262, Errno: "EACCES", Count: 6}
+	c := Count{Time: event.Time{Time: now}, PID: 24392, Syscall: "newfstatat", SyscallNr: 262, Errno: "EACCES", Count: 6}
 	copy(c.Comm[:], "sh")
 	got = string(countTable.AppendHeader(nil)) + string(countTable.AppendRow(nil, &c))
 	want = "PID    COMM             SYSCALL          ERRNO   COUNT\n" +
@@ -253,29 +326,53 @@ func TestTables(t *testing.T) {
 	if got != want {
 		t.Errorf("counts: got\n%s\nwant\n%s", got, want)
 	}
+
+	// ia32 syscalls say so in SYSCALL; JSON has the bare name and "ia32".
+	e.Syscall, e.SyscallNr, e.IA32 = "kill", 37, true
+	c.Syscall, c.SyscallNr, c.IA32 = "setresuid32", 208, true
+	got = string(eventTable.AppendRow(nil, &e)) + string(countTable.AppendRow(nil, &c))
+	want = "11:29:29 24392  a-very-long-comm ia32:kill        EPERM\n" +
+		"24392  sh               ia32:setresuid32 EACCES  6\n"
+	if got != want {
+		t.Errorf("ia32: got\n%s\nwant\n%s", got, want)
+	}
+	b, err := json.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), `"syscall":"setresuid32","syscall_nr":208,"ia32":true,"errno":"EACCES"`) {
+		t.Errorf("JSON %s", b)
+	}
 }
 
 // The per-event path of -e (decode a ring record, format a text row into
-// a reused buffer) must not allocate.
+// a reused buffer) must not allocate, native or ia32.
 func TestEventPathDoesNotAllocate(t *testing.T) {
 	raw := make([]byte, unsafe.Sizeof(epermEvent{}))
 	r, _ := probe.View[epermEvent](raw)
 	r.Nr, r.Err, r.Task.Pid = 62, 1, 77
 	copy(r.Task.Comm[:], "sh")
+	raw32 := slices.Clone(raw)
+	r32, _ := probe.View[epermEvent](raw32)
+	r32.Nr, r32.Ia32 = 37, 1 // kill in the i386 table
 	s := &probe.Session{}
-	arch := sysnames.Native()
-	var e Event
+	arch := "amd64"
+	var e, e32 Event
 	buf := make([]byte, 0, 256)
 	allocs := testing.AllocsPerRun(100, func() {
-		if !decode(s, arch, raw, &e) {
+		if !decode(s, arch, raw, &e) || !decode(s, arch, raw32, &e32) {
 			t.Fatal("not decoded")
 		}
 		buf = eventTable.AppendRow(buf[:0], &e)
+		buf = eventTable.AppendRow(buf, &e32)
 	})
 	if allocs != 0 {
 		t.Errorf("%.1f allocations per event, want 0", allocs)
 	}
-	if e.Errno != "EPERM" || e.PID != 77 {
+	if e.Errno != "EPERM" || e.PID != 77 || e.Syscall != "kill" || e.IA32 {
 		t.Errorf("decoded %+v", e)
+	}
+	if e32.Syscall != "kill" || e32.SyscallNr != 37 || !e32.IA32 {
+		t.Errorf("decoded %+v", e32)
 	}
 }

@@ -25,8 +25,10 @@ type epermEvent struct {
 		Mntns    uint32
 		Comm     [16]uint8
 	}
-	Nr  int32
-	Err int32
+	Nr   int32
+	Err  int32
+	Ia32 uint8
+	_    [7]byte
 }
 
 type epermFailCount struct {
@@ -36,10 +38,11 @@ type epermFailCount struct {
 }
 
 type epermFailKey struct {
-	_   structs.HostLayout
-	Pid uint32
-	Nr  int32
-	Err int32
+	_    structs.HostLayout
+	Pid  uint32
+	Nr   int32
+	Err  int32
+	Ia32 uint32
 }
 
 // Names of all BPF objects in the ELF.

@@ -28,6 +28,8 @@ type setuidsEvent struct {
 	Ret  int64
 	Nr   int32
 	Args [3]uint32
+	Ia32 uint8
+	_    [7]byte
 }
 
 type setuidsStart struct {
@@ -44,6 +46,8 @@ type setuidsStart struct {
 	}
 	Nr   int32
 	Args [3]uint32
+	Ia32 uint8
+	_    [7]byte
 }
 
 // Names of all BPF objects in the ELF.
@@ -55,6 +59,9 @@ const (
 	setuidsMapStarts         = "starts"
 	setuidsProgTpEnter       = "tp_enter"
 	setuidsProgTpExit        = "tp_exit"
+	setuidsProgTpRawEnter    = "tp_raw_enter"
+	setuidsProgTpRawExit     = "tp_raw_exit"
+	setuidsVarIa32SetidNrs   = "ia32_setid_nrs"
 	setuidsVarOwlOffMntNs    = "owl_off_mnt_ns"
 	setuidsVarOwlOffNsInum   = "owl_off_ns_inum"
 	setuidsVarOwlOffNsproxy  = "owl_off_nsproxy"
@@ -108,8 +115,10 @@ type setuidsSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type setuidsProgramSpecs struct {
-	TpEnter *ebpf.ProgramSpec `ebpf:"tp_enter"`
-	TpExit  *ebpf.ProgramSpec `ebpf:"tp_exit"`
+	TpEnter    *ebpf.ProgramSpec `ebpf:"tp_enter"`
+	TpExit     *ebpf.ProgramSpec `ebpf:"tp_exit"`
+	TpRawEnter *ebpf.ProgramSpec `ebpf:"tp_raw_enter"`
+	TpRawExit  *ebpf.ProgramSpec `ebpf:"tp_raw_exit"`
 }
 
 // setuidsMapSpecs contains maps before they are loaded into the kernel.
@@ -125,6 +134,7 @@ type setuidsMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type setuidsVariableSpecs struct {
+	Ia32SetidNrs   *ebpf.VariableSpec `ebpf:"ia32_setid_nrs"`
 	OwlOffMntNs    *ebpf.VariableSpec `ebpf:"owl_off_mnt_ns"`
 	OwlOffNsInum   *ebpf.VariableSpec `ebpf:"owl_off_ns_inum"`
 	OwlOffNsproxy  *ebpf.VariableSpec `ebpf:"owl_off_nsproxy"`
@@ -173,6 +183,7 @@ func (m *setuidsMaps) Close() error {
 //
 // It can be passed to loadSetuidsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type setuidsVariables struct {
+	Ia32SetidNrs   *ebpf.Variable `ebpf:"ia32_setid_nrs"`
 	OwlOffMntNs    *ebpf.Variable `ebpf:"owl_off_mnt_ns"`
 	OwlOffNsInum   *ebpf.Variable `ebpf:"owl_off_ns_inum"`
 	OwlOffNsproxy  *ebpf.Variable `ebpf:"owl_off_nsproxy"`
@@ -188,14 +199,18 @@ type setuidsVariables struct {
 //
 // It can be passed to loadSetuidsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type setuidsPrograms struct {
-	TpEnter *ebpf.Program `ebpf:"tp_enter"`
-	TpExit  *ebpf.Program `ebpf:"tp_exit"`
+	TpEnter    *ebpf.Program `ebpf:"tp_enter"`
+	TpExit     *ebpf.Program `ebpf:"tp_exit"`
+	TpRawEnter *ebpf.Program `ebpf:"tp_raw_enter"`
+	TpRawExit  *ebpf.Program `ebpf:"tp_raw_exit"`
 }
 
 func (p *setuidsPrograms) Close() error {
 	return _SetuidsClose(
 		p.TpEnter,
 		p.TpExit,
+		p.TpRawEnter,
+		p.TpRawExit,
 	)
 }
 

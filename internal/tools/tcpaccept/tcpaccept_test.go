@@ -63,6 +63,11 @@ func checkAccept(t *testing.T, e Event, server, client netip.AddrPort) {
 	if e.PID != uint32(os.Getpid()) || e.Comm.String() != e2e.Comm(t) {
 		t.Errorf("task: got pid %d comm %q, want %d %q", e.PID, e.Comm, os.Getpid(), e2e.Comm(t))
 	}
+	checkEndpoints(t, e, server, client)
+}
+
+func checkEndpoints(t *testing.T, e Event, server, client netip.AddrPort) {
+	t.Helper()
 	if e.Raddr != client.Addr() || e.Rport != client.Port() {
 		t.Errorf("remote: got %v:%d, want the client socket %v", e.Raddr, e.Rport, client)
 	}
@@ -195,7 +200,7 @@ func TestPortAndFamilyFilters(t *testing.T) {
 }
 
 func TestTable(t *testing.T) {
-	e := Event{Task: event.Task{PID: 4242, KtimeNs: 5e9, Time: time.Date(2024, 1, 2, 11, 23, 35, 0, time.Local)},
+	e := Event{Task: event.Task{PID: 4242, KtimeNs: 5e9, Time: event.Time{Time: time.Date(2024, 1, 2, 11, 23, 35, 0, time.Local)}},
 		Family: 4, Raddr: netip.MustParseAddr("10.0.0.2"), Rport: 45876, Laddr: netip.MustParseAddr("10.0.0.1"), Lport: 80}
 	copy(e.Comm[:], "a-very-long-command")
 	tab := (&flags{clock: true, timestamp: true}).table()

@@ -33,28 +33,44 @@ type tcpacceptEvent struct {
 	Raddr  [16]uint8
 }
 
+type tcpacceptUringAccept struct {
+	_        structs.HostLayout
+	Inflight uint32
+	FileSlot uint32
+}
+
+type tcpacceptUringKey struct {
+	_        structs.HostLayout
+	Ring     uint64
+	UserData uint64
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	tcpacceptMapEvents         = "events"
-	tcpacceptMapOwlCounters    = "owl_counters"
-	tcpacceptMapOwlPorts       = "owl_ports"
-	tcpacceptProgFexitAccept   = "fexit_accept"
-	tcpacceptProgKrpAccept     = "krp_accept"
-	tcpacceptProgTpExitAccept  = "tp_exit_accept"
-	tcpacceptProgTpExitAccept4 = "tp_exit_accept4"
-	tcpacceptVarOwlFilterPorts = "owl_filter_ports"
-	tcpacceptVarOwlOffMntNs    = "owl_off_mnt_ns"
-	tcpacceptVarOwlOffNsInum   = "owl_off_ns_inum"
-	tcpacceptVarOwlOffNsproxy  = "owl_off_nsproxy"
-	tcpacceptVarOwlOffTiStatus = "owl_off_ti_status"
-	tcpacceptVarOwlTargCgroup  = "owl_targ_cgroup"
-	tcpacceptVarOwlTargFamily  = "owl_targ_family"
-	tcpacceptVarOwlTargMntns   = "owl_targ_mntns"
-	tcpacceptVarOwlTargTgid    = "owl_targ_tgid"
-	tcpacceptVarOwlTargUid     = "owl_targ_uid"
-	tcpacceptVarUnusedEvent    = "unused_event"
+	tcpacceptMapEvents           = "events"
+	tcpacceptMapOwlCounters      = "owl_counters"
+	tcpacceptMapOwlPorts         = "owl_ports"
+	tcpacceptMapUringAccepts     = "uring_accepts"
+	tcpacceptProgFexitAccept     = "fexit_accept"
+	tcpacceptProgKrpAccept       = "krp_accept"
+	tcpacceptProgTpExitAccept    = "tp_exit_accept"
+	tcpacceptProgTpExitAccept4   = "tp_exit_accept4"
+	tcpacceptProgTpUringComplete = "tp_uring_complete"
+	tcpacceptProgTpUringSubmit   = "tp_uring_submit"
+	tcpacceptProgTpUringTaskAdd  = "tp_uring_task_add"
+	tcpacceptVarOwlFilterPorts   = "owl_filter_ports"
+	tcpacceptVarOwlOffMntNs      = "owl_off_mnt_ns"
+	tcpacceptVarOwlOffNsInum     = "owl_off_ns_inum"
+	tcpacceptVarOwlOffNsproxy    = "owl_off_nsproxy"
+	tcpacceptVarOwlOffTiStatus   = "owl_off_ti_status"
+	tcpacceptVarOwlTargCgroup    = "owl_targ_cgroup"
+	tcpacceptVarOwlTargFamily    = "owl_targ_family"
+	tcpacceptVarOwlTargMntns     = "owl_targ_mntns"
+	tcpacceptVarOwlTargTgid      = "owl_targ_tgid"
+	tcpacceptVarOwlTargUid       = "owl_targ_uid"
+	tcpacceptVarUnusedEvent      = "unused_event"
 )
 
 // loadTcpaccept returns the embedded CollectionSpec for tcpaccept.
@@ -99,19 +115,23 @@ type tcpacceptSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tcpacceptProgramSpecs struct {
-	FexitAccept   *ebpf.ProgramSpec `ebpf:"fexit_accept"`
-	KrpAccept     *ebpf.ProgramSpec `ebpf:"krp_accept"`
-	TpExitAccept  *ebpf.ProgramSpec `ebpf:"tp_exit_accept"`
-	TpExitAccept4 *ebpf.ProgramSpec `ebpf:"tp_exit_accept4"`
+	FexitAccept     *ebpf.ProgramSpec `ebpf:"fexit_accept"`
+	KrpAccept       *ebpf.ProgramSpec `ebpf:"krp_accept"`
+	TpExitAccept    *ebpf.ProgramSpec `ebpf:"tp_exit_accept"`
+	TpExitAccept4   *ebpf.ProgramSpec `ebpf:"tp_exit_accept4"`
+	TpUringComplete *ebpf.ProgramSpec `ebpf:"tp_uring_complete"`
+	TpUringSubmit   *ebpf.ProgramSpec `ebpf:"tp_uring_submit"`
+	TpUringTaskAdd  *ebpf.ProgramSpec `ebpf:"tp_uring_task_add"`
 }
 
 // tcpacceptMapSpecs contains maps before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tcpacceptMapSpecs struct {
-	Events      *ebpf.MapSpec `ebpf:"events"`
-	OwlCounters *ebpf.MapSpec `ebpf:"owl_counters"`
-	OwlPorts    *ebpf.MapSpec `ebpf:"owl_ports"`
+	Events       *ebpf.MapSpec `ebpf:"events"`
+	OwlCounters  *ebpf.MapSpec `ebpf:"owl_counters"`
+	OwlPorts     *ebpf.MapSpec `ebpf:"owl_ports"`
+	UringAccepts *ebpf.MapSpec `ebpf:"uring_accepts"`
 }
 
 // tcpacceptVariableSpecs contains global variables before they are loaded into the kernel.
@@ -151,9 +171,10 @@ func (o *tcpacceptObjects) Close() error {
 //
 // It can be passed to loadTcpacceptObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tcpacceptMaps struct {
-	Events      *ebpf.Map `ebpf:"events"`
-	OwlCounters *ebpf.Map `ebpf:"owl_counters"`
-	OwlPorts    *ebpf.Map `ebpf:"owl_ports"`
+	Events       *ebpf.Map `ebpf:"events"`
+	OwlCounters  *ebpf.Map `ebpf:"owl_counters"`
+	OwlPorts     *ebpf.Map `ebpf:"owl_ports"`
+	UringAccepts *ebpf.Map `ebpf:"uring_accepts"`
 }
 
 func (m *tcpacceptMaps) Close() error {
@@ -161,6 +182,7 @@ func (m *tcpacceptMaps) Close() error {
 		m.Events,
 		m.OwlCounters,
 		m.OwlPorts,
+		m.UringAccepts,
 	)
 }
 
@@ -185,10 +207,13 @@ type tcpacceptVariables struct {
 //
 // It can be passed to loadTcpacceptObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tcpacceptPrograms struct {
-	FexitAccept   *ebpf.Program `ebpf:"fexit_accept"`
-	KrpAccept     *ebpf.Program `ebpf:"krp_accept"`
-	TpExitAccept  *ebpf.Program `ebpf:"tp_exit_accept"`
-	TpExitAccept4 *ebpf.Program `ebpf:"tp_exit_accept4"`
+	FexitAccept     *ebpf.Program `ebpf:"fexit_accept"`
+	KrpAccept       *ebpf.Program `ebpf:"krp_accept"`
+	TpExitAccept    *ebpf.Program `ebpf:"tp_exit_accept"`
+	TpExitAccept4   *ebpf.Program `ebpf:"tp_exit_accept4"`
+	TpUringComplete *ebpf.Program `ebpf:"tp_uring_complete"`
+	TpUringSubmit   *ebpf.Program `ebpf:"tp_uring_submit"`
+	TpUringTaskAdd  *ebpf.Program `ebpf:"tp_uring_task_add"`
 }
 
 func (p *tcpacceptPrograms) Close() error {
@@ -197,6 +222,9 @@ func (p *tcpacceptPrograms) Close() error {
 		p.KrpAccept,
 		p.TpExitAccept,
 		p.TpExitAccept4,
+		p.TpUringComplete,
+		p.TpUringSubmit,
+		p.TpUringTaskAdd,
 	)
 }
 

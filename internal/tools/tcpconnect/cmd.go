@@ -1,6 +1,7 @@
 package tcpconnect
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -36,7 +37,7 @@ func command() *cobra.Command {
 	fl.BoolVarP(&f.printUID, "print-uid", "U", false, "include a UID column")
 	fl.BoolVarP(&f.cfg.LocalPort, "lport", "L", false, "include the local port (LPORT); events wait for the port to be chosen")
 	fl.BoolVarP(&f.cfg.Count, "count", "c", false, "count connects per source, destination and port; print the counts at the end")
-	fl.BoolVar(&f.cfg.Outcome, "outcome", false, "add the handshake's result (established, refused, timeout, error) and latency in µs")
+	fl.BoolVar(&f.cfg.Outcome, "outcome", false, "add the handshake's result (established, refused, timeout, error, aborted; pending at the end) and latency in µs")
 	f.net.AddFlags(cmd, "destination")
 	return cmd
 }
@@ -52,7 +53,20 @@ func run(cmd *cobra.Command, f *flags, opts tool.Options) error {
 	}
 	defer src.Close()
 	if !f.cfg.Count {
-		return cli.Stream(cmd, &f.common, src.Source, f.table(), "TCP connects")
+		out := output.NewWriter(cmd.OutOrStdout(), f.common.Format, f.table())
+		var untracked uint64
+		err := cli.Run(cmd, &f.common, src.Source, out, cli.Loop[Event]{What: "TCP connects", Emit: func(e *Event) {
+			if e.Outcome == Untracked {
+				untracked++
+			}
+			out.Event(e)
+		}})
+		if untracked > 0 {
+			// Delivered, so not lost, but their rows lack LPORT (-L) or
+			// OUTCOME (--outcome).
+			fmt.Fprintf(cmd.ErrOrStderr(), "owl: %d connects printed without their end (outcome untracked): over %d were waiting for a handshake at once\n", untracked, pendingSize)
+		}
+		return err
 	}
 	out := output.NewWriter(cmd.OutOrStdout(), f.common.Format, countTable)
 	return cli.Run(cmd, &f.common, src.Source, out, cli.Loop[Event]{What: "TCP connects", NoHeader: true, Report: func(time.Time) error {
@@ -100,7 +114,12 @@ func (f *flags) table() output.Table[Event] {
 	if f.cfg.Outcome {
 		t = append(t,
 			output.Column[Event]{Name: "OUTCOME", Width: 11, Append: func(b []byte, e *Event) []byte { return append(b, e.Outcome.String()...) }},
-			output.Column[Event]{Name: "LAT(us)", Append: func(b []byte, e *Event) []byte { return output.Uint(b, uint64(e.LatencyUS)) }},
+			output.Column[Event]{Name: "LAT(us)", Append: func(b []byte, e *Event) []byte {
+				if e.Outcome == Pending || e.Outcome == Untracked {
+					return append(b, '-') // no end, so no latency
+				}
+				return output.Uint(b, uint64(e.LatencyUS))
+			}},
 		)
 	}
 	return t

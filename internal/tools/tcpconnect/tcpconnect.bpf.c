@@ -4,7 +4,10 @@
  * sees CLOSE->SYN_SENT in the connecting task (pid, uid, comm are right) but
  * before the local port is chosen; SYN_SENT->ESTABLISHED/CLOSE gives the port
  * and the outcome, often in softirq. So with -L or --outcome the event waits
- * in `pending`, keyed by socket, for the handshake to end. */
+ * in `pending`, keyed by socket, for the handshake to end.
+ *
+ * Whoever deletes a pending entry delivers it, exactly once: the end of its
+ * handshake here, or user space at the end of a run (outcome pending). */
 #include "owl.h"
 #include "sock.h"
 
@@ -12,7 +15,10 @@
 #define OUTCOME_ESTABLISHED 1
 #define OUTCOME_REFUSED 2
 #define OUTCOME_TIMEOUT 3
-#define OUTCOME_ERROR 4
+#define OUTCOME_ERROR 4	  /* sk_err says which */
+#define OUTCOME_ABORTED 5 /* given up on this host, with no error: closed, disconnected */
+#define OUTCOME_PENDING 6 /* still waiting at the end of the run (set by user space) */
+#define OUTCOME_UNTRACKED 7 /* `pending` was full: delivered at once, without its end */
 
 #define ECONNREFUSED 111
 #define ETIMEDOUT 110
@@ -54,9 +60,15 @@ struct {
 	__type(value, __u64);
 } counts SEC(".maps");
 
+/* A plain hash, not an LRU one: an LRU table evicts silently, and the
+ * evicted event is lost with it; a full hash refuses the new one, which is
+ * then delivered at once (OUTCOME_UNTRACKED). Not preallocated: creating it
+ * costs only its 64k buckets (1 MiB, ~2 ms, less than the 8k preallocated
+ * LRU entries it replaces); entries are allocated as connects wait. */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 8192);
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, __u64);
 	__type(value, struct event);
 } pending SEC(".maps");
@@ -113,47 +125,69 @@ static __always_inline void count(struct event *e)
 
 /* The connect has started, in the connecting task: count it, emit it now,
  * or keep it until the handshake ends when what is wanted is only known
- * then. */
+ * then. With the table full it is emitted now, without its end: a connect
+ * is never dropped for want of room to wait. */
 static __always_inline void connect_started(__u64 sk, struct event *e, bool lport_known)
 {
-	if (count_only)
+	bool hold = want_outcome || (want_lport && !lport_known);
+
+	if (count_only) {
 		count(e);
-	else if (want_outcome || (want_lport && !lport_known))
-		owl_pending_put(&pending, &sk, e);
-	else
-		owl_emit(e, sizeof(*e));
+		return;
+	}
+	if (hold) {
+		if (!bpf_map_update_elem(&pending, &sk, e, BPF_ANY))
+			return;
+		e->outcome = OUTCOME_UNTRACKED;
+	}
+	owl_emit(e, sizeof(*e));
 }
 
-/* with_err reads sk_err to tell refused from timed out; only --outcome
+/* The socket left SYN_SENT (or SYN_RECV, after a simultaneous open).
+ * with_err reads sk_err to tell refused from timed out; only --outcome
  * needs it, and it is the one CO-RE read of the tracepoint path. */
 static __always_inline void handshake_done(struct set_state_args *ctx, bool with_err)
 {
 	__u64 sk = ctx->skaddr;
-	struct event *e = bpf_map_lookup_elem(&pending, &sk);
+	struct event *held, e;
 	int err;
 
-	if (!e)
+	/* A simultaneous open (both ends sent a SYN; a socket connecting to
+	 * its own address) goes SYN_SENT -> SYN_RECV -> ESTABLISHED. */
+	if (ctx->newstate == TCP_SYN_RECV)
 		return;
-	e->sport = ctx->sport;
-	e->latency_ns = bpf_ktime_get_ns() - e->task.ts_ns;
+	held = bpf_map_lookup_elem(&pending, &sk);
+	if (!held)
+		return;
+	__builtin_memcpy(&e, held, sizeof(e));
+	/* Taken by user space meanwhile: it delivers the event. */
+	if (bpf_map_delete_elem(&pending, &sk))
+		return;
+	e.sport = ctx->sport;
+	e.latency_ns = bpf_ktime_get_ns() - e.task.ts_ns;
 	if (ctx->newstate == TCP_ESTABLISHED) {
-		e->outcome = OUTCOME_ESTABLISHED;
+		e.outcome = OUTCOME_ESTABLISHED;
 	} else if (with_err) {
 		struct sock *s = (struct sock *)sk;
 
+		/* sk_err is 0 when nothing failed: the owner closed the
+		 * socket (close(2), its own connect timeout), disconnected it
+		 * (connect(AF_UNSPEC), which sets ECONNRESET only after this
+		 * tracepoint), or connect(2) failed before sending anything. */
 		err = BPF_CORE_READ(s, sk_err);
-		e->err = err;
+		e.err = err;
 		if (err == ECONNREFUSED)
-			e->outcome = OUTCOME_REFUSED;
+			e.outcome = OUTCOME_REFUSED;
 		else if (err == ETIMEDOUT)
-			e->outcome = OUTCOME_TIMEOUT;
+			e.outcome = OUTCOME_TIMEOUT;
+		else if (err == 0)
+			e.outcome = OUTCOME_ABORTED;
 		else
-			e->outcome = OUTCOME_ERROR;
+			e.outcome = OUTCOME_ERROR;
 	} else {
-		e->outcome = OUTCOME_ERROR;
+		e.outcome = OUTCOME_ERROR;
 	}
-	owl_emit(e, sizeof(*e));
-	owl_pending_taken(&pending, &sk);
+	owl_emit(&e, sizeof(e));
 }
 
 static __always_inline int set_state(struct set_state_args *ctx, bool with_err)
@@ -162,7 +196,7 @@ static __always_inline int set_state(struct set_state_args *ctx, bool with_err)
 
 	if (ctx->protocol != IPPROTO_TCP)
 		return 0;
-	if (ctx->oldstate == TCP_SYN_SENT) {
+	if (ctx->oldstate == TCP_SYN_SENT || ctx->oldstate == TCP_SYN_RECV) {
 		handshake_done(ctx, with_err);
 		return 0;
 	}
@@ -273,7 +307,8 @@ int BPF_PROG(fexit_v6_connect, struct sock *sk)
 SEC("tracepoint/sock/inet_sock_set_state")
 int tp_state_done(struct set_state_args *ctx)
 {
-	if (ctx->protocol == IPPROTO_TCP && ctx->oldstate == TCP_SYN_SENT)
+	if (ctx->protocol == IPPROTO_TCP &&
+	    (ctx->oldstate == TCP_SYN_SENT || ctx->oldstate == TCP_SYN_RECV))
 		handshake_done(ctx, true);
 	return 0;
 }

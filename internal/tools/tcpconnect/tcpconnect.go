@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"sort"
+	"unsafe"
 
 	"github.com/cilium/ebpf"
 
@@ -14,18 +15,34 @@ import (
 	"github.com/owlbpf/owl/internal/tool"
 )
 
-// Outcome is how a connect's handshake ended (with --outcome).
+// Outcome is how a connect's handshake ended (with --outcome), or why its
+// end is not known. The values are OUTCOME_* of tcpconnect.bpf.c.
 type Outcome uint8
 
 const (
 	OutcomeNone Outcome = iota
 	Established
-	Refused
-	Timeout
-	Failed
+	Refused // ECONNREFUSED: the peer reset the SYN
+	Timeout // ETIMEDOUT: no answer to the SYN and its retries
+	Failed  // another error, in Errno (EHOSTUNREACH, ENETUNREACH from ICMP...)
+	// Aborted: given up on this host with no error: the socket was closed
+	// (close(2), the application's own connect timeout) or disconnected
+	// before the handshake ended, or connect(2) failed locally after the
+	// SYN_SENT state was entered (e.g. EADDRNOTAVAIL: no free local port).
+	Aborted
+	// Pending: still waiting for its handshake when the run ended.
+	Pending
+	// Untracked: delivered when it started, without its local port (on
+	// the tracepoint hook) or end, because the table of connects waiting
+	// for their handshake was full (more than 65536 at once).
+	Untracked
 )
 
-var outcomeNames = [...]string{"", "established", "refused", "timeout", "error"}
+// pendingSize is max_entries of the table of connects waiting for their
+// handshake (tcpconnect.bpf.c): past it, connects are delivered Untracked.
+const pendingSize = 65536
+
+var outcomeNames = [...]string{"", "established", "refused", "timeout", "error", "aborted", "pending", "untracked"}
 
 func (o Outcome) String() string {
 	if int(o) < len(outcomeNames) {
@@ -47,9 +64,9 @@ type Event struct {
 	Sport     uint16     `json:"sport"`
 	Daddr     netip.Addr `json:"daddr"`
 	Dport     uint16     `json:"dport"`
-	Outcome   Outcome    `json:"outcome,omitempty"`
+	Outcome   Outcome    `json:"outcome,omitempty"`    // with --outcome; pending and untracked always
 	LatencyUS float64    `json:"latency_us,omitempty"` // SYN sent to handshake end
-	Errno     int32      `json:"errno,omitempty"`      // sk_err of a failed handshake
+	Errno     int32      `json:"errno,omitempty"`      // sk_err of a failed handshake (outcome error)
 }
 
 // Count is how many connects went from one address to one address and
@@ -121,6 +138,7 @@ func hooks(cfg Config) []probe.Hook {
 
 var spec = tool.Spec[Config, Event]{
 	Name:    "tcpconnect",
+	Group:   "security",
 	Summary: "Trace active TCP connects",
 	Long: `Trace active TCP connects (connect(2) to a TCP socket), IPv4 and IPv6.
 
@@ -128,7 +146,18 @@ On the tracepoint (CLOSE->SYN_SENT, in the connecting task) the local port
 is not chosen yet: -L and --outcome hold each event until its handshake
 ends, so the port is real (sport is 0 in JSON without -L). With -c the
 kernel counts connects per source, destination and port; nothing is
-streamed.`,
+streamed.
+
+Outcomes (--outcome): established; refused (ECONNREFUSED: reset by the
+peer); timeout (ETIMEDOUT: the SYN was never answered); error, with its
+errno (an ICMP error such as EHOSTUNREACH); aborted: given up on this host
+with no error (the socket was closed, e.g. at the application's own connect
+timeout, or disconnected, or connect(2) failed locally: EADDRNOTAVAIL);
+pending: still waiting for its handshake when tracing ended (Ctrl-C, -d);
+untracked: printed when it started, without its end, because over 65536
+connects were waiting at once (stderr says how many). With -L alone, pending
+and untracked connects are printed too, with LPORT 0 on the tracepoint hook
+("outcome" in JSON says why): a connect is never dropped for want of its end.`,
 	Task:      true,
 	Net:       true,
 	RingBytes: 1 << 20,
@@ -143,8 +172,9 @@ streamed.`,
 		if err := errors.Join(spec.Assign(&v), spec.Assign(&m)); err != nil {
 			return err
 		}
-		// Tables this config never uses get one entry: creating 8k
-		// preallocated LRU entries costs ~2 ms of start-up.
+		// Tables this config never uses get one entry: a table that
+		// allocates no entry up front still allocates its buckets (64k
+		// for pending: ~2 ms of start-up).
 		if !cfg.Count {
 			m.Counts.MaxEntries = 1
 		}
@@ -156,15 +186,19 @@ streamed.`,
 		}
 		return errors.Join(v.WantLport.Set(cfg.LocalPort), v.WantOutcome.Set(cfg.Outcome), v.CountOnly.Set(cfg.Count))
 	},
-	Stream:  func(cfg Config) bool { return !cfg.Count },
-	Pending: tcpconnectMapPending,
+	Stream: func(cfg Config) bool { return !cfg.Count },
+	// No Pending: the table is a plain hash that evicts nothing (see
+	// tcpconnect.bpf.c); what it still holds at the end is delivered by
+	// Source.Run.
+	Held: func(_ Config, s *probe.Session, record func([]byte)) error { return takeHeld(s, record) },
 	Decoder: func(cfg Config, s *probe.Session) (func([]byte, *Event) bool, error) {
 		return func(raw []byte, e *Event) bool {
 			if !decode(s, raw, e) {
 				return false
 			}
-			if !cfg.Outcome {
-				// -L alone also waits for the handshake; report only what was asked.
+			if !cfg.Outcome && e.Outcome != Untracked && e.Outcome != Pending {
+				// -L alone also waits for the handshake; report only
+				// what was asked, and why a port is missing.
 				e.Outcome, e.LatencyUS, e.Errno = OutcomeNone, 0, 0
 			}
 			return true
@@ -187,7 +221,39 @@ func Open(cfg Config, opts tool.Options) (*Source, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Source{src}, nil
+	return &Source{Source: src}, nil
+}
+
+// takeHeld takes every connect still waiting for its handshake out of the
+// kernel's table and hands it to record as a ring record with outcome
+// pending (record may keep raw). The BPF side delivers an entry only when
+// its own delete succeeds, so each connect comes out once: from the ring
+// or from here. A batch lookup-and-delete walks the buckets in order,
+// whatever the BPF side adds or removes meanwhile.
+func takeHeld(s *probe.Session, record func(raw []byte)) error {
+	var m tcpconnectMaps
+	if err := s.Assign(&m); err != nil {
+		return err
+	}
+	var (
+		cursor ebpf.MapBatchCursor
+		keys   = make([]uint64, 256)
+		vals   = make([]tcpconnectEvent, 256)
+	)
+	for {
+		n, err := m.Pending.BatchLookupAndDelete(&cursor, keys, vals, nil)
+		for i := range vals[:n] {
+			r := vals[i]
+			r.Outcome = uint8(Pending)
+			record(unsafe.Slice((*byte)(unsafe.Pointer(&r)), unsafe.Sizeof(r)))
+		}
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("take the connects still waiting from %s: %w", m.Pending, err)
+		}
+	}
 }
 
 // Counts returns the connects counted so far (-c), most first.
@@ -231,7 +297,7 @@ func decode(s *probe.Session, raw []byte, e *Event) bool {
 		Errno:   r.Err,
 	}
 	e.Family, e.Saddr, e.Daddr = event.Addrs(r.Family, &r.Saddr, &r.Daddr)
-	if e.Outcome != OutcomeNone {
+	if e.Outcome != OutcomeNone && e.Outcome != Pending && e.Outcome != Untracked {
 		e.LatencyUS = float64(r.LatencyNs) / 1e3
 	}
 	return true

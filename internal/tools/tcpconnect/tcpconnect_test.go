@@ -27,6 +27,8 @@ func TestMain(m *testing.M) {
 			}
 			return c.Close()
 		},
+		"inflight":    inflight,
+		"dialtimeout": dialTimeout,
 	})
 }
 
@@ -66,7 +68,7 @@ func TestConnectOutcomeAndLocalPort(t *testing.T) {
 			if e.Outcome != Established || e.LatencyUS <= 0 {
 				t.Errorf("outcome: got %v after %.1f µs, want established with a latency", e.Outcome, e.LatencyUS)
 			}
-			if time.Since(e.Time).Abs() > time.Minute {
+			if time.Since(e.Time.Time).Abs() > time.Minute {
 				t.Errorf("time %v is not now", e.Time)
 			}
 
@@ -236,7 +238,7 @@ func TestTinyCountMapCountsEveryDrop(t *testing.T) {
 			e2e.Dial(t, server)
 		}
 	}
-	counts, err := (&Source{src}).Counts()
+	counts, err := (&Source{Source: src}).Counts()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -27,20 +27,21 @@ func command() *cobra.Command {
 }
 
 func run(cmd *cobra.Command, f *flags, opts tool.Options) error {
-	if f.summary < 0 {
-		return cli.Usagef("summary interval %d: must be positive", f.summary)
+	every, err := cli.Seconds(cmd, "summary", f.summary)
+	if err != nil {
+		return err
 	}
-	src, err := Open(Config{Summary: f.summary > 0}, opts)
+	src, err := Open(Config{Summary: every > 0}, opts)
 	if err != nil {
 		return err
 	}
 	defer src.Close()
-	if f.summary == 0 {
+	if every == 0 {
 		return cli.Stream(cmd, &f.common, src.Source, table, "TCP resets")
 	}
 	out := output.NewWriter(cmd.OutOrStdout(), f.common.Format, summaryTable)
 	var b []byte
-	return cli.Run(cmd, &f.common, src.Source, out, cli.Loop[Event]{What: "TCP resets", Every: time.Duration(f.summary) * time.Second, Report: func(now time.Time) error {
+	return cli.Run(cmd, &f.common, src.Source, out, cli.Loop[Event]{What: "TCP resets", Every: every, Report: func(now time.Time) error {
 		rows, err := src.Remotes(now)
 		if err != nil {
 			return err
@@ -58,7 +59,7 @@ func run(cmd *cobra.Command, f *flags, opts tool.Options) error {
 }
 
 var table = output.Table[Event]{
-	{Name: "TIME", Width: 8, Append: func(b []byte, e *Event) []byte { return output.AppendClock(b, e.Time) }},
+	{Name: "TIME", Width: 8, Append: func(b []byte, e *Event) []byte { return output.AppendClock(b, e.Time.Time) }},
 	{Name: "LADDR", Width: 16, Append: func(b []byte, e *Event) []byte { return e.Laddr.AppendTo(b) }},
 	{Name: "LPORT", Width: 5, Append: func(b []byte, e *Event) []byte { return output.Uint(b, e.Lport) }},
 	{Name: "RADDR", Width: 16, Append: func(b []byte, e *Event) []byte { return e.Raddr.AppendTo(b) }},
@@ -77,7 +78,7 @@ func appendOrDash(b []byte, s string) []byte {
 // summaryTable is -s: its header is printed once at the start, then lines
 // every interval.
 var summaryTable = output.Table[Remote]{
-	{Name: "TIME", Width: 8, Append: func(b []byte, r *Remote) []byte { return output.AppendClock(b, r.Time) }},
+	{Name: "TIME", Width: 8, Append: func(b []byte, r *Remote) []byte { return output.AppendClock(b, r.Time.Time) }},
 	{Name: "RADDR", Width: 39, Append: func(b []byte, r *Remote) []byte { return r.Raddr.AppendTo(b) }},
 	{Name: "RESETS", Width: 8, Append: func(b []byte, r *Remote) []byte { return output.Uint(b, r.Resets) }},
 	{Name: "PORTS", Append: func(b []byte, r *Remote) []byte { return output.Int(b, r.Ports) }},

@@ -22,7 +22,7 @@ import (
 // Event is one reset sent. A reset is sent by the kernel (often in
 // softirq), not by a task that means anything, so it has no task part.
 type Event struct {
-	Time   time.Time  `json:"time"`
+	Time   event.Time `json:"time"`
 	Laddr  netip.Addr `json:"laddr"`
 	Lport  uint16     `json:"lport"`
 	Raddr  netip.Addr `json:"raddr"`
@@ -70,7 +70,7 @@ func jsonName(s string) []byte {
 // Remote is one line of -s: what one remote address received in an
 // interval.
 type Remote struct {
-	Time   time.Time  `json:"time"`
+	Time   event.Time `json:"time"`
 	Raddr  netip.Addr `json:"raddr"`
 	Resets uint64     `json:"resets"`
 	Ports  int        `json:"ports"` // distinct local ports
@@ -128,6 +128,7 @@ func tracepointSeesClosedPorts() error {
 
 var spec = tool.Spec[Config, Event]{
 	Name:    "tcpreset",
+	Group:   "security",
 	Summary: "Trace TCP resets sent (port-scan detector)",
 	Long: `Trace TCP resets (RST) sent by this host, IPv4 and IPv6. A closed port
 answers a SYN with a reset, so a port scan shows as many resets to one remote
@@ -214,7 +215,7 @@ func (t tally) add(rows map[netip.Addr]*Remote, now time.Time, k tcpresetResetKe
 	_, _, raddr := event.Addrs(k.Family, &k.Raddr, &k.Raddr)
 	r := rows[raddr]
 	if r == nil {
-		r = &Remote{Time: now, Raddr: raddr}
+		r = &Remote{Time: event.Time{Time: now}, Raddr: raddr}
 		rows[raddr] = r
 	}
 	r.Resets += n - prev
@@ -256,7 +257,7 @@ func newDecoder(s *probe.Session) func([]byte, *Event) bool {
 			return false
 		}
 		*e = Event{
-			Time:  s.Time(r.TsNs),
+			Time:  event.Time{Time: s.Time(r.TsNs)},
 			Lport: r.Lport,
 			Rport: r.Rport,
 			State: State(r.State),
