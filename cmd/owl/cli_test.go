@@ -337,7 +337,7 @@ func TestHelpGroupsTools(t *testing.T) {
 		switch {
 		case strings.HasSuffix(l, ":") && !strings.HasPrefix(l, " "):
 			title = l
-		case strings.HasPrefix(l, "  ") && title != "":
+		case strings.HasPrefix(l, "  ") && title != "" && title != "Usage:" && title != "Flags:":
 			name := strings.Fields(l)[0]
 			if _, dup := section[name]; dup {
 				t.Errorf("%s listed twice", name)

@@ -89,13 +89,16 @@ func NewRuntime() *Runtime { return &Runtime{BTF: btf.NewCache()} }
 // parsing it all for CO-RE takes ~50 ms.
 func (r *Runtime) taskOffsets() ([]uint32, error) {
 	r.once.Do(func() {
-		r.offsets, r.offErr = kbtf.KernelOffsets("task_struct.nsproxy", "nsproxy.mnt_ns", "mnt_namespace.ns.inum")
-		// Only x86-64 marks compat syscalls in thread_info.status.
+		paths := []string{"task_struct.nsproxy", "nsproxy.mnt_ns", "mnt_namespace.ns.inum"}
+		// Only x86-64 marks compat syscalls in thread_info.status; one scan
+		// for all four, three if the kernel lacks that field.
 		if goruntime.GOARCH == "amd64" {
-			if off, err := kbtf.KernelOffsets("task_struct.thread_info.status"); err == nil {
-				r.status = off[0]
+			if off, err := kbtf.KernelOffsets(append(paths, "task_struct.thread_info.status")...); err == nil {
+				r.offsets, r.status = off[:3], off[3]
+				return
 			}
 		}
+		r.offsets, r.offErr = kbtf.KernelOffsets(paths...)
 	})
 	return r.offsets, r.offErr
 }
