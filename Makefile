@@ -35,13 +35,18 @@ test: deps-test
 	$(GO) test -run '^$$' -fuzz FuzzKallsyms -fuzztime 200000x ./internal/syms
 	$(GO) test -run '^$$' -fuzz FuzzStartTime -fuzztime 200000x ./internal/syms
 	$(GO) test -run '^$$' -fuzz FuzzOffsets -fuzztime 200000x ./internal/kbtf
+	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 100000x ./internal/uprobe
+	$(GO) test -run '^$$' -fuzz FuzzLdCache -fuzztime 100000x ./internal/uprobe
+	$(GO) test -run '^$$' -fuzz FuzzFuncs -fuzztime 50000x ./internal/syms
+	$(GO) test -run '^$$' -fuzz FuzzDwarfGoid -fuzztime 20000x -fuzzminimizetime 100x ./internal/tools/funclatency
 
 # bpftool lets the SIGKILL test cross-check `bpftool link list`; gcc builds
 # the C programs of the symbolization and capable -U tests; su (util-linux)
 # is the real PAM program of the setuids test.
 deps-test:
-	@command -v bpftool >/dev/null && command -v gcc >/dev/null && command -v su >/dev/null || \
-		{ apt-get update -qq && $(APT_INSTALL) bpftool gcc libc6-dev util-linux login; }
+	@command -v bpftool >/dev/null && command -v gcc >/dev/null && command -v g++ >/dev/null && \
+	    command -v su >/dev/null && command -v bpftrace >/dev/null && [ -x /usr/sbin/funclatency ] || \
+		{ apt-get update -qq && $(APT_INSTALL) bpftool gcc g++ libc6-dev util-linux login bpftrace libbpf-tools; }
 
 generate: deps-generate
 	$(GO) generate ./...

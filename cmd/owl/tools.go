@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"text/tabwriter"
 
@@ -47,6 +48,10 @@ func toolsCommand(tools []tool.Tool) *cobra.Command {
 			for _, t := range tools {
 				info := t.Info()
 				s, err := t.Start(opts)
+				if errors.Is(err, tool.ErrNeedsArgs) {
+					fmt.Fprintf(w, "%s\t%s\t%s (needs a PATTERN to try)\n", info.Name, info.Summary, info.HooksLine())
+					continue
+				}
 				if err != nil {
 					fmt.Fprintf(w, "%s\t%s\tunavailable: %s\n", info.Name, info.Summary, cli.Message(err))
 					continue

@@ -131,7 +131,15 @@ func (e *NoHookError) Error() string {
 	return b.String()
 }
 
-func (e *NoHookError) Unwrap() error { return ErrNoHook }
+// Unwrap gives ErrNoHook and the reason each hook failed, so that callers
+// can tell causes apart (errors.Is).
+func (e *NoHookError) Unwrap() []error {
+	errs := []error{ErrNoHook}
+	for _, f := range e.Tried {
+		errs = append(errs, f.Err)
+	}
+	return errs
+}
 
 // Select filters hooks to those of the kinds named in only (comma-separated,
 // as given to --hook or OWL_HOOKS); an empty only keeps all.

@@ -192,6 +192,11 @@ func (s *Source[E]) Stats() (probe.Stats, error) {
 	return st, err
 }
 
+// ErrNeedsArgs is wrapped by the error of a tool that cannot start without
+// arguments (a function pattern): `owl tools` says so instead of calling
+// the tool unavailable.
+var ErrNeedsArgs = errors.New("needs arguments")
+
 // Tool is one entry of the registry: a Spec with its command, its types
 // erased so that tools of different event types sit in one list.
 type Tool interface {

@@ -6,6 +6,8 @@ import (
 	"github.com/owlbpf/owl/internal/tool"
 	"github.com/owlbpf/owl/internal/tools/capable"
 	"github.com/owlbpf/owl/internal/tools/eperm"
+	"github.com/owlbpf/owl/internal/tools/funccount"
+	"github.com/owlbpf/owl/internal/tools/funclatency"
 	"github.com/owlbpf/owl/internal/tools/setuids"
 	"github.com/owlbpf/owl/internal/tools/tcpaccept"
 	"github.com/owlbpf/owl/internal/tools/tcpconnect"
@@ -21,6 +23,8 @@ func All() []tool.Tool {
 		setuids.Tool,
 		eperm.Tool,
 		capable.Tool,
+		funccount.Tool,
+		funclatency.Tool,
 	}
 }
 

@@ -1,0 +1,646 @@
+package funccount
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/owlbpf/owl/internal/cli"
+	"github.com/owlbpf/owl/internal/e2e"
+	"github.com/owlbpf/owl/internal/output"
+	"github.com/owlbpf/owl/internal/uprobe"
+)
+
+func TestMain(m *testing.M) { e2e.Main(m, nil) }
+
+// needTool returns the path of a compiler or program a test needs. Where
+// it is missing the test skips, or fails under OWL_E2E=require, except in
+// the qemu guest (OWL_BIN set), which has test binaries and no compilers.
+func needTool(t *testing.T, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err == nil {
+		return p
+	}
+	if os.Getenv("OWL_E2E") == "require" && os.Getenv("OWL_BIN") == "" {
+		t.Fatalf("%s is needed to build the test program (OWL_E2E=require)", name)
+	}
+	t.Skipf("test skipped: %s is not installed", name)
+	return ""
+}
+
+// buildProgram compiles testdata/src into a temporary directory: C and C++
+// with -O1 -fno-omit-frame-pointer -fno-inline (so every call is a call),
+// a Go directory with go build.
+func buildProgram(t *testing.T, src string, flags ...string) string {
+	t.Helper()
+	abs, err := filepath.Abs(filepath.Join("testdata", src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(t.TempDir(), strings.TrimSuffix(filepath.Base(src), filepath.Ext(src)))
+	var cmd *exec.Cmd
+	switch filepath.Ext(src) {
+	case ".c":
+		cmd = exec.Command(needTool(t, "gcc"), append([]string{"-O1", "-fno-omit-frame-pointer", "-fno-inline", "-o", bin, abs}, flags...)...)
+	case ".cpp":
+		cmd = exec.Command(needTool(t, "g++"), append([]string{"-O1", "-fno-omit-frame-pointer", "-fno-inline", "-o", bin, abs}, flags...)...)
+	default:
+		cmd = exec.Command(needTool(t, "go"), append(append([]string{"build", "-o", bin}, flags...), ".")...)
+		cmd.Dir = abs
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("%s: %v\n%s", cmd, err, out)
+	}
+	return bin
+}
+
+// program is a test program that waits for a line on stdin.
+type program struct {
+	cmd    *exec.Cmd
+	stdin  io.WriteCloser
+	stdout *bufio.Reader
+}
+
+func start(t *testing.T, bin string, args ...string) *program {
+	t.Helper()
+	p := &program{cmd: exec.Command(bin, args...)}
+	p.cmd.Stderr = os.Stderr
+	var err error
+	if p.stdin, err = p.cmd.StdinPipe(); err != nil {
+		t.Fatal(err)
+	}
+	out, err := p.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.stdout = bufio.NewReader(out)
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		p.stdin.Close()
+		p.cmd.Process.Kill()
+		p.cmd.Wait()
+	})
+	return p
+}
+
+func (p *program) pid() int { return p.cmd.Process.Pid }
+
+// run lets the program go and waits for it to end normally; it returns
+// what it printed.
+func (p *program) run(t *testing.T) string {
+	t.Helper()
+	fmt.Fprintln(p.stdin)
+	out, _ := io.ReadAll(p.stdout)
+	if err := p.cmd.Wait(); err != nil {
+		t.Fatalf("%s: %v (printed %q)", p.cmd.Path, err, out)
+	}
+	return string(out)
+}
+
+// counted maps "func" (or "func path") to its count.
+func counted(t *testing.T, src *Source) map[string]uint64 {
+	t.Helper()
+	counts, err := src.Counts(time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]uint64{}
+	for _, c := range counts {
+		got[string(c.Func)] += c.Count
+	}
+	return got
+}
+
+func checkCounts(t *testing.T, got, want map[string]uint64) {
+	t.Helper()
+	for f, n := range want {
+		if got[f] != n {
+			t.Errorf("%s: counted %d, want %d (all: %v)", f, got[f], n, got)
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("counted %v, want %v", got, want)
+	}
+}
+
+func resolveT(t *testing.T, patterns ...string) Config {
+	t.Helper()
+	cfg, err := Resolve(patterns, uprobe.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// perfEvents counts this process's perf event descriptors: single uprobes
+// have one each, uprobe-multi links none.
+func perfEvents() int {
+	ents, _ := os.ReadDir("/proc/self/fd")
+	n := 0
+	for _, e := range ents {
+		if l, _ := os.Readlink("/proc/self/fd/" + e.Name()); l == "anon_inode:[perf_event]" {
+			n++
+		}
+	}
+	return n
+}
+
+// The C program calls work 1000 times and sleep_ms 20 times: exactly that
+// is counted, with uprobe-multi links and with one uprobe per function,
+// for its pid (-p) and for every process.
+func TestCountsCFunctions(t *testing.T) {
+	e2e.Require(t)
+	bin := buildProgram(t, "work.c")
+	for _, c := range []struct {
+		name string
+		each bool
+		pid  bool
+	}{{"multi", false, true}, {"each", true, true}, {"all-processes", false, false}} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := resolveT(t, bin+":work", bin+":sleep_*")
+			cfg.each = c.each
+			p := start(t, bin)
+			opts := e2e.Options()
+			if c.pid {
+				opts.Task.PID = p.pid()
+			}
+			before := perfEvents()
+			src, err := Open(cfg, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer src.Close()
+			if src.HasReader() {
+				t.Error("funccount opened a ring buffer reader")
+			}
+			multi := !c.each && src.Session.Hook.Kind == "uprobe" && perfEvents() == before
+			if c.each && perfEvents()-before != 2 {
+				t.Errorf("one uprobe each: %d perf events, want 2", perfEvents()-before)
+			}
+			t.Logf("uprobe-multi link: %v", multi)
+			if out := p.run(t); out != "1000000\n" {
+				t.Errorf("program printed %q", out)
+			}
+			checkCounts(t, counted(t, src), map[string]uint64{"work": 1000, "sleep_ms": 20})
+			if st, err := src.Stats(); err != nil || st.Lost() != 0 {
+				t.Errorf("stats %+v, %v", st, err)
+			}
+		})
+	}
+}
+
+// A pid filter keeps other processes' calls out, even of the same file.
+func TestCountsOnlyThePID(t *testing.T) {
+	e2e.Require(t)
+	bin := buildProgram(t, "work.c")
+	traced, other := start(t, bin), start(t, bin)
+	opts := e2e.Options()
+	opts.Task.PID = traced.pid()
+	src, err := Open(resolveT(t, bin+":work"), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	other.run(t)
+	traced.run(t)
+	checkCounts(t, counted(t, src), map[string]uint64{"work": 1000})
+}
+
+// C++ methods match and print demangled: funccount './app:Shape::*'.
+func TestCountsCPlusPlus(t *testing.T) {
+	e2e.Require(t)
+	bin := buildProgram(t, "shapes.cpp")
+	t.Chdir(filepath.Dir(bin))
+	p := start(t, bin)
+	stdout, stderr, err := runCommand(t, []string{"-p", fmt.Sprint(p.pid()), "./shapes:Shape::*"}, func() { p.run(t) })
+	if err != nil {
+		t.Fatalf("funccount: %v\n%s", err, stderr)
+	}
+	if !strings.Contains(stderr, `Tracing 4 functions for "./shapes:Shape::*"... Hit Ctrl-C to end.`) {
+		t.Errorf("stderr %q", stderr)
+	}
+	// BCC's funccount: a blank line, the header, "%-36s %8d" rows,
+	// smallest count first.
+	want := "\n" +
+		"FUNC                                    COUNT\n" +
+		"Shape::Shape(double, double)                1\n" +
+		"Shape::name() const                         7\n" +
+		"Shape::scale(double)                      200\n" +
+		"Shape::area() const                       300\n"
+	if stdout != want {
+		t.Errorf("stdout:\n%s\nwant:\n%s", stdout, want)
+	}
+}
+
+const mallocs = 5000
+
+// c:malloc with -p on a running process that mallocs a known number of
+// times once signalled: exactly that many.
+func TestCountsMallocInProcess(t *testing.T) {
+	e2e.Require(t)
+	bin := buildProgram(t, "mallocs.c", "-fno-builtin")
+	p := start(t, bin, fmt.Sprint(mallocs))
+	if line, err := p.stdout.ReadString('\n'); line != "ready\n" {
+		t.Fatalf("program printed %q (%v)", line, err)
+	}
+	cfg, err := Resolve([]string{"c:malloc"}, uprobe.Options{PID: p.pid()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Funcs) != 1 || !strings.Contains(filepath.Base(cfg.Funcs[0].Path), "libc") {
+		t.Fatalf("c:malloc resolved to %+v", cfg.Funcs)
+	}
+	opts := e2e.Options()
+	opts.Task.PID = p.pid()
+	src, err := Open(cfg, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	if err := p.cmd.Process.Signal(syscall.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	if line, err := p.stdout.ReadString('\n'); line != "done\n" {
+		t.Fatalf("program printed %q (%v)", line, err)
+	}
+	checkCounts(t, counted(t, src), map[string]uint64{"malloc": mallocs})
+}
+
+// A Go program, built plain and stripped: exact counts of non-inlined
+// functions from the pclntab, through the command's JSON output, and the
+// program completes normally.
+func TestCountsGo(t *testing.T) {
+	e2e.Require(t)
+	for _, flags := range [][]string{nil, {"-ldflags=-s -w"}} {
+		t.Run(strings.Join(append([]string{"plain"}, flags...), " "), func(t *testing.T) {
+			bin := buildProgram(t, "goapp", flags...)
+			p := start(t, bin)
+			stdout, stderr, err := runCommand(t, []string{"-o", "json", bin + ":main.work", bin + ":main.gr*"}, func() {
+				if out := p.run(t); out != "1000080\n" {
+					t.Errorf("program printed %q", out)
+				}
+			})
+			if err != nil {
+				t.Fatalf("funccount: %v\n%s", err, stderr)
+			}
+			got := map[string]uint64{}
+			lines := strings.Split(strings.TrimSuffix(stdout, "\n"), "\n")
+			for _, line := range lines[:len(lines)-1] {
+				var c struct {
+					Time  time.Time `json:"time"`
+					Func  string    `json:"func"`
+					Count uint64    `json:"count"`
+					Path  string    `json:"path"`
+				}
+				if err := json.Unmarshal([]byte(line), &c); err != nil || c.Path != bin || time.Since(c.Time) > time.Minute {
+					t.Errorf("line %q: %+v, %v", line, c, err)
+				}
+				got[c.Func] = c.Count
+			}
+			checkCounts(t, got, map[string]uint64{"main.work": 1000, "main.greet": 20})
+			if last := lines[len(lines)-1]; !strings.HasPrefix(last, `{"lost":0,`) {
+				t.Errorf("last line %q", last)
+			}
+		})
+	}
+}
+
+//go:noinline
+func countMe(i int) int { return i + 1 }
+
+// The test binary's own Go function, from its pclntab: needs no compiler,
+// so it also runs in the qemu guest (Linux 6.1, no uprobe-multi links).
+func TestCountsOwnGoFunction(t *testing.T) {
+	e2e.Require(t)
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, each := range []bool{false, true} {
+		cfg := resolveT(t, self+":*/funccount.countMe")
+		if len(cfg.Funcs) != 1 || !cfg.Funcs[0].Go {
+			t.Fatalf("resolved to %+v", cfg.Funcs)
+		}
+		cfg.each = each
+		src, err := Open(cfg, e2e.Own())
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum := 0
+		for i := range 777 {
+			sum += countMe(i)
+		}
+		checkCounts(t, counted(t, src), map[string]uint64{"github.com/owlbpf/owl/internal/tools/funccount.countMe": 777})
+		src.Close()
+	}
+}
+
+// t:GROUP:NAME counts a kernel tracepoint, with the same kernel -p filter.
+func TestCountsTracepoint(t *testing.T) {
+	e2e.Require(t)
+	cfg := resolveT(t, "t:syscalls:sys_enter_getppid", "t:syscalls:sys_enter_getpgi?")
+	if len(cfg.Tracepoints) != 2 {
+		t.Fatalf("resolved to %+v", cfg.Tracepoints)
+	}
+	src, err := Open(cfg, e2e.Own())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	for range 123 {
+		unix.RawSyscall(unix.SYS_GETPPID, 0, 0, 0)
+	}
+	for range 45 {
+		unix.RawSyscall(unix.SYS_GETPGID, 0, 0, 0)
+	}
+	checkCounts(t, counted(t, src), map[string]uint64{"syscalls:sys_enter_getppid": 123, "syscalls:sys_enter_getpgid": 45})
+}
+
+// syncBuffer is a bytes.Buffer safe for the command's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// runCommand runs `owl funccount args` in this process: once it says it
+// is tracing, workload runs, then the command is stopped as by Ctrl-C.
+func runCommand(t *testing.T, args []string, workload func()) (stdout, stderr string, err error) {
+	t.Helper()
+	cmd := command()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cmd.SetContext(ctx)
+	cmd.SetArgs(append([]string{}, args...)) // nil would make cobra read os.Args
+	cmd.SilenceUsage, cmd.SilenceErrors = true, true
+	var out, errOut syncBuffer
+	cmd.SetOut(&out)
+	cmd.SetErr(&errOut)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Execute() }()
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(errOut.String(), "Hit Ctrl-C to end.") {
+		select {
+		case err := <-done:
+			return out.String(), errOut.String(), err
+		case <-time.After(5 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("funccount %v never started tracing: %s", args, errOut.String())
+		}
+	}
+	if workload != nil {
+		workload()
+	}
+	cancel()
+	err = <-done
+	return out.String(), errOut.String(), err
+}
+
+// Bad patterns and flags are one line and exit status 2, before anything
+// is loaded.
+func TestBadPatternsExit2(t *testing.T) {
+	e2e.Require(t) // the command checks privileges before resolving
+	dir := t.TempDir()
+	notELF := filepath.Join(dir, "notes.txt")
+	os.WriteFile(notELF, []byte("hi\n"), 0o644)
+	self, _ := os.Executable()
+	for _, c := range []struct {
+		args []string
+		says string
+	}{
+		{nil, "give at least one PATTERN"},
+		{[]string{"/nonexistent/app:work"}, "/nonexistent/app: no such file"},
+		{[]string{notELF + ":work"}, "is not an ELF"},
+		{[]string{self + ":owl_no_such_function"}, "no function matches"},
+		{[]string{self + ":runtime.*"}, "use --max N"},
+		{[]string{"--max", "5", self + ":*funccount.Test*"}, "use --max N"},
+		{[]string{"--max", "0", "c:malloc"}, "--max 0"},
+		{[]string{"owl_no_such_lib:f"}, "no such library"},
+		{[]string{"work"}, "-p PID"},
+		{[]string{"a:::b"}, "colons"},
+		{[]string{"c:[x"}, "bad pattern"},
+		{[]string{"t:owl_nosuch:nosuch"}, "no such tracepoint"},
+		{[]string{"t:sched"}, "t:GROUP:NAME"},
+		{[]string{"t:../..:x"}, "bad tracepoint pattern"},
+		{[]string{"-i", "0", "c:malloc"}, "--interval"},
+	} {
+		before := perfEvents()
+		_, stderr, err := runCommand(t, c.args, nil)
+		if err == nil || cli.ExitCode(err) != 2 || !strings.Contains(err.Error(), c.says) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("funccount %q: %v (status %d), stderr %q; want one line saying %q, status 2", c.args, err, cli.ExitCode(err), stderr, c.says)
+		}
+		if perfEvents() != before {
+			t.Errorf("funccount %q left perf events open", c.args)
+		}
+	}
+}
+
+// -l lists what the patterns match without tracing (nor privileges).
+func TestList(t *testing.T) {
+	bin := buildProgram(t, "work.c")
+	stdout, stderr, err := runCommand(t, []string{"-l", bin + ":sleep_*", bin + ":work", bin + ":w*"}, nil)
+	if err != nil || stderr != "" {
+		t.Fatalf("funccount -l: %v, stderr %q", err, stderr)
+	}
+	if want := bin + ":sleep_ms\n" + bin + ":work\n"; stdout != want {
+		t.Errorf("funccount -l printed %q, want %q", stdout, want)
+	}
+	stdout, _, err = runCommand(t, []string{"-l", "-o", "json", bin + ":work"}, nil)
+	var m struct {
+		Func, Path, Symbol string
+		Offset             uint64
+	}
+	if err != nil || json.Unmarshal([]byte(stdout), &m) != nil || m.Func != "work" || m.Path != bin || m.Symbol != "work" || m.Offset == 0 {
+		t.Errorf("funccount -l -o json: %q, %v", stdout, err)
+	}
+}
+
+// With -i each report has the counts of its interval; -T stamps it.
+func TestReports(t *testing.T) {
+	n := []uint64{5, 0, 7}
+	counts := func(now time.Time) ([]Count, error) {
+		return []Count{{Func: "b", Count: n[0]}, {Func: "zero", Count: n[1]}, {Func: "a\n", Count: n[2]}}, nil
+	}
+	var buf syncBuffer
+	out := output.NewWriter[Count](&buf, output.Text, nil)
+	r := reporter{out: out, counts: counts, timestamp: true, interval: true}
+	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.Local)
+	r.report(at)
+	n[0], n[2] = 6, 1007
+	r.report(at)
+	out.Close()
+	row := func(name string, n int) string { return fmt.Sprintf("%-36s %8d\n", name, n) }
+	head := "\n03:04:05\nFUNC                                    COUNT\n"
+	want := head + row("b", 5) + row(`a\x0a`, 7) + head + row("b", 1) + row(`a\x0a`, 1000)
+	if buf.String() != want {
+		t.Errorf("got:\n%s\nwant:\n%s", buf.String(), want)
+	}
+}
+
+// Side by side with bpftrace 0.17 on the same binary and workload:
+// uprobe:PATH:work { @[probe] = count(); } agrees with owl. (bpftrace
+// names func from the process, gone by the time it prints.)
+func TestAgreesWithBpftrace(t *testing.T) {
+	e2e.Require(t)
+	bpftrace := needTool(t, "bpftrace")
+	bin := buildProgram(t, "work.c")
+	// bpftrace prints "Attaching 3 probes..." before it attaches them and
+	// runs BEGIN once they all are.
+	bt := exec.Command(bpftrace, "-e", fmt.Sprintf(`BEGIN { printf("ready\n"); } uprobe:%s:work, uprobe:%s:sleep_ms { @[probe] = count(); }`, bin, bin))
+	btOut, err := bt.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var btErr syncBuffer
+	bt.Stderr = &btErr
+	defer func() { t.Logf("bpftrace's stderr: %q", btErr.String()) }()
+	if err := bt.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer bt.Process.Kill()
+	r := bufio.NewReader(btOut)
+	for _, want := range []string{"Attaching 3 probes...\n", "ready\n"} {
+		if line, err := r.ReadString('\n'); line != want {
+			t.Fatalf("bpftrace printed %q (%v), want %q", line, err, want)
+		}
+	}
+	src, err := Open(resolveT(t, bin+":work", bin+":sleep_ms"), e2e.Options())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	start(t, bin).run(t)
+	owl := counted(t, src)
+	bt.Process.Signal(os.Interrupt)
+	rest, _ := io.ReadAll(r)
+	bt.Wait()
+	theirs := map[string]uint64{}
+	for _, line := range strings.Split(string(rest), "\n") {
+		// @[uprobe:/tmp/.../work:work]: 1000
+		var probe string
+		var n uint64
+		if _, err := fmt.Sscanf(strings.NewReplacer("@[", "", "]:", " ").Replace(line), "%s %d", &probe, &n); err == nil {
+			theirs[probe[strings.LastIndexByte(probe, ':')+1:]] = n
+		}
+	}
+	t.Logf("owl %v, bpftrace %v", owl, theirs)
+	checkCounts(t, theirs, owl)
+	checkCounts(t, owl, map[string]uint64{"work": 1000, "sleep_ms": 20})
+}
+
+// TestBenchmarkPerCall measures the cost funccount adds to each call, with
+// an uprobe-multi link and with one uprobe per function, next to
+// bpftrace's count(), on the same loop of 10M calls (OWL_BENCH=1;
+// OWL_BENCH_CALLS=N for another count, OWL_BENCH_ROUNDS=R to repeat the
+// three in turn, which evens out a noisy machine). Numbers, not a
+// pass/fail. A uprobe hit costs microseconds (a breakpoint trap), so at
+// 10M calls each traced run takes minutes: run with -timeout 60m.
+func TestBenchmarkPerCall(t *testing.T) {
+	if os.Getenv("OWL_BENCH") == "" {
+		t.Skip("set OWL_BENCH=1 to measure")
+	}
+	e2e.Require(t)
+	calls, rounds := 10_000_000, 1
+	if n, err := strconv.Atoi(os.Getenv("OWL_BENCH_CALLS")); err == nil && n > 0 {
+		calls = n
+	}
+	if n, err := strconv.Atoi(os.Getenv("OWL_BENCH_ROUNDS")); err == nil && n > 0 {
+		rounds = n
+	}
+	bin := buildProgram(t, "bench.c")
+	loop := func() time.Duration {
+		p := start(t, bin, fmt.Sprint(calls))
+		var ns int64
+		fmt.Sscan(p.run(t), &ns)
+		return time.Duration(ns)
+	}
+	base := loop()
+	for range 2 {
+		base = min(base, loop())
+	}
+	owl := func(each bool) (time.Duration, string) {
+		cfg := resolveT(t, bin+":work")
+		cfg.each = each
+		src, err := Open(cfg, e2e.Options())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer src.Close()
+		d := loop()
+		return d, fmt.Sprintf("counted %d", counted(t, src)["work"])
+	}
+	bpftrace := func() (time.Duration, string) {
+		bt := exec.Command(needTool(t, "bpftrace"), "-e", fmt.Sprintf(`BEGIN { printf("ready\n"); } uprobe:%s:work { @ = count(); }`, bin))
+		btOut, _ := bt.StdoutPipe()
+		if err := bt.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer bt.Wait()
+		defer bt.Process.Signal(os.Interrupt)
+		r := bufio.NewReader(btOut)
+		for line := ""; line != "ready\n"; {
+			var err error
+			if line, err = r.ReadString('\n'); err != nil {
+				t.Fatalf("bpftrace: %v", err)
+			}
+		}
+		d := loop()
+		bt.Process.Signal(os.Interrupt)
+		rest, _ := io.ReadAll(r)
+		return d, strings.TrimSpace(string(rest))
+	}
+	runs := []struct {
+		name string
+		run  func() (time.Duration, string)
+		all  []time.Duration
+	}{
+		{"owl funccount (uprobe-multi)", func() (time.Duration, string) { return owl(false) }, nil},
+		{"owl funccount (one uprobe)", func() (time.Duration, string) { return owl(true) }, nil},
+		{"bpftrace count()", bpftrace, nil},
+	}
+	t.Logf("no tracing: %v for %d calls (%.1f ns/call); %s, %d CPUs", base, calls, float64(base)/float64(calls), runtime.GOARCH, runtime.NumCPU())
+	perCall := func(d time.Duration) float64 { return float64(d-base) / float64(calls) }
+	for range rounds {
+		for i := range runs {
+			d, note := runs[i].run()
+			runs[i].all = append(runs[i].all, d)
+			t.Logf("%s: %v, +%.0f ns/call (%s)", runs[i].name, d, perCall(d), note)
+		}
+	}
+	for _, r := range runs {
+		slices.Sort(r.all)
+		t.Logf("median %s: +%.0f ns/call", r.name, perCall(r.all[len(r.all)/2]))
+	}
+}

@@ -1,0 +1,785 @@
+package funclatency
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/owlbpf/owl/internal/cli"
+	"github.com/owlbpf/owl/internal/e2e"
+	"github.com/owlbpf/owl/internal/output"
+	"github.com/owlbpf/owl/internal/uprobe"
+)
+
+func TestMain(m *testing.M) { e2e.Main(m, nil) }
+
+// cProgram sleeps, works and recurses as its arguments say, so that each
+// test knows how many calls of which length it made:
+//
+//	sleep MS...   sleep_ms(MS) for each MS
+//	rec CHAINS    CHAINS times rec(4): each level sleeps 2 ms then recurses,
+//	              so level n lasts 2(n+1) ms
+//	work N        work(i) for i in 0..N-1
+//	wait ...      the above once a line is read from stdin
+//
+// It runs as a real-time task (SCHED_FIFO, as root): a sleep then ends on
+// time even while other tests keep every CPU busy, so that durations land
+// in the buckets the tests expect.
+const cProgram = `#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+void sleep_ms(int ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+	while (nanosleep(&ts, &ts))
+		;
+}
+
+int rec(int n)
+{
+	sleep_ms(2);
+	return n ? rec(n - 1) + 1 : 0;
+}
+
+long work(long i)
+{
+	return i * 2 + 1;
+}
+
+int main(int argc, char **argv)
+{
+	struct sched_param sp = { .sched_priority = 10 };
+	long sum = 0;
+
+	if (argc < 2)
+		return 2;
+	if (sched_setscheduler(0, SCHED_FIFO, &sp))
+		perror("sched_setscheduler");
+	if (!strcmp(argv[1], "wait")) {
+		int c;
+		while ((c = getchar()) != EOF && c != '\n')
+			;
+		argv++;
+		argc--;
+	}
+	if (!strcmp(argv[1], "sleep")) {
+		for (int i = 2; i < argc; i++)
+			sleep_ms(atoi(argv[i]));
+	} else if (!strcmp(argv[1], "rec")) {
+		for (int i = 0; i < atoi(argv[2]); i++)
+			sum += rec(4);
+	} else if (!strcmp(argv[1], "work")) {
+		for (long i = 0; i < atol(argv[2]); i++)
+			sum += work(i);
+	}
+	printf("%ld\n", sum);
+	return 0;
+}
+`
+
+// skipWithout skips t when a build tool is missing: the qemu guest has
+// only busybox and the test binaries, whatever OWL_E2E says.
+func skipWithout(t *testing.T, tool string) string {
+	t.Helper()
+	p, err := exec.LookPath(tool)
+	if err != nil {
+		t.Skipf("%s is not installed: the test builds its target program with it", tool)
+	}
+	return p
+}
+
+// buildC builds cProgram as the issue asks: frame pointers, no inlining.
+func buildC(t *testing.T) string {
+	t.Helper()
+	gcc := skipWithout(t, "gcc")
+	dir := t.TempDir()
+	src := filepath.Join(dir, "target.c")
+	if err := os.WriteFile(src, []byte(cProgram), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "target")
+	if out, err := exec.Command(gcc, "-O1", "-fno-omit-frame-pointer", "-fno-inline", "-o", bin, src).CombinedOutput(); err != nil {
+		t.Fatalf("gcc: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// runTarget runs bin with args to its end and returns its output.
+func runTarget(t *testing.T, bin string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(bin, args...).Output()
+	if err != nil {
+		t.Fatalf("%s %v: %v", bin, args, err)
+	}
+	return string(out)
+}
+
+func openOrFatal(t *testing.T, cfg Config) *Source {
+	t.Helper()
+	src, err := Open(cfg, e2e.Options())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { src.Close() })
+	if src.HasReader() {
+		t.Error("funclatency opened a ring buffer reader: its histograms are in the kernel")
+	}
+	return src
+}
+
+func totals(t *testing.T, src *Source) []Hist {
+	t.Helper()
+	h, err := src.Totals(time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// attachModes are the two ways uprobes attach: uprobe-multi links where
+// the kernel has them (6.6+), and one uprobe per function.
+var attachModes = []struct {
+	name string
+	each bool
+}{{"uprobe-multi", false}, {"one uprobe each", true}}
+
+// sleep_ms(5) 20 times: all 20 in the 4 -> 7 ms bucket, with BCC's text.
+func TestSleepMsInFourToSevenMs(t *testing.T) {
+	e2e.Require(t)
+	bin := buildC(t)
+	for _, mode := range attachModes {
+		t.Run(mode.name, func(t *testing.T) {
+			src := openOrFatal(t, Config{Pattern: bin + ":sleep_ms", Unit: Msecs, each: mode.each})
+			args := []string{"sleep"}
+			for range 20 {
+				args = append(args, "5")
+			}
+			runTarget(t, bin, args...)
+			h := totals(t, src)
+			if len(h) != 1 {
+				t.Fatalf("want one histogram, got %d", len(h))
+			}
+			if h[0].Count != 20 || h[0].Slots[2] != 20 {
+				t.Errorf("count %d, 4 -> 7 ms: %d; want all 20 there; buckets %v", h[0].Count, h[0].Slots[2], h[0].Buckets)
+			}
+			if h[0].Avg != 5 || h[0].Total < 100 || h[0].Total >= 140 {
+				t.Errorf("avg %d total %d msecs: want 5 and 100..139", h[0].Avg, h[0].Total)
+			}
+			text := string(appendReport(nil, Msecs, h, false, false, time.Time{}))
+			row := "         4 -> 7          : 20       |****************************************|\n"
+			avg := fmt.Sprintf("\navg = 5 msecs, total: %d msecs, count: 20\n\n", h[0].Total)
+			if !strings.HasPrefix(text, "\n     msecs               : count    distribution\n") || !strings.Contains(text, row) || !strings.HasSuffix(text, avg) {
+				t.Errorf("report:\n%s", text)
+			}
+		})
+	}
+}
+
+// Recursion: every level is paired with its own return. The levels of
+// rec(4) last 2, 4, 6, 8 and 10 ms (a little more): per chain one call
+// in 2 -> 3 ms, two in 4 -> 7 and two in 8 -> 15, each at least 2 ms
+// below the next bucket. Pairing by thread alone would time one return
+// per chain, from the last entry.
+func TestRecursionPairsEachLevel(t *testing.T) {
+	e2e.Require(t)
+	bin := buildC(t)
+	src := openOrFatal(t, Config{Pattern: bin + ":rec", Unit: Msecs})
+	runTarget(t, bin, "rec", "6")
+	h := totals(t, src)[0]
+	if h.Count != 30 || h.Slots[1] != 6 || h.Slots[2] != 12 || h.Slots[3] != 12 {
+		t.Errorf("count %d, buckets %v: want 30 calls, 6 in 2 -> 3, 12 in 4 -> 7 and 12 in 8 -> 15 ms", h.Count, h.Buckets)
+	}
+}
+
+// -F: one histogram per function, named, each with its own count; a
+// function not called has none.
+func TestPerFunction(t *testing.T) {
+	e2e.Require(t)
+	bin := buildC(t)
+	src := openOrFatal(t, Config{Pattern: bin + ":*[ek]*", Unit: Usecs, PerFunc: true})
+	names := map[string]bool{}
+	for _, f := range src.Funcs() {
+		names[f.Name] = true
+	}
+	for _, n := range []string{"sleep_ms", "rec"} {
+		if !names[n] {
+			t.Fatalf("pattern *[ek]* did not match %s: %v", n, names)
+		}
+	}
+	runTarget(t, bin, "rec", "2")
+	runTarget(t, bin, "sleep", "1", "2", "3")
+	got := map[string]uint64{}
+	for _, h := range totals(t, src) {
+		got[h.Func] = h.Count
+		if h.Unit != "usecs" {
+			t.Errorf("%s: unit %q", h.Func, h.Unit)
+		}
+	}
+	// rec(4) twice: 10 recs, each calling sleep_ms once; then 3 sleeps.
+	if got["rec"] != 10 || got["sleep_ms"] != 13 {
+		t.Errorf("counts %v: want rec 10, sleep_ms 13", got)
+	}
+	if _, ok := got["work"]; ok {
+		t.Errorf("work was not called, yet has a histogram: %v", got)
+	}
+}
+
+// Since gives each interval its own calls; Totals keeps them all.
+func TestIntervals(t *testing.T) {
+	e2e.Require(t)
+	bin := buildC(t)
+	src := openOrFatal(t, Config{Pattern: bin + ":work"})
+	runTarget(t, bin, "work", "100")
+	first, err := src.Since(time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	runTarget(t, bin, "work", "250")
+	second, err := src.Since(time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	third, err := src.Since(time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	all := totals(t, src)
+	if first[0].Count != 100 || second[0].Count != 250 || third[0].Count != 0 || all[0].Count != 350 {
+		t.Errorf("intervals %d, %d, %d, total %d: want 100, 250, 0 and 350", first[0].Count, second[0].Count, third[0].Count, all[0].Count)
+	}
+	if len(third[0].Buckets) != 0 || string(appendReport(nil, Nsecs, third, false, false, time.Time{})) != "\n" {
+		t.Errorf("an empty interval prints more than a blank line: %+v", third[0])
+	}
+}
+
+// -p: only the calls of that process are timed.
+func TestPidFilter(t *testing.T) {
+	e2e.Require(t)
+	bin := buildC(t)
+	child := exec.Command(bin, "wait", "sleep", "1", "1")
+	stdin, err := child.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	child.Stdout = &out
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer child.Process.Kill()
+	opts := e2e.Options()
+	opts.Task.PID = child.Process.Pid
+	src, err := Open(Config{Pattern: bin + ":sleep_ms"}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	runTarget(t, bin, "sleep", "1", "1", "1") // another process: not timed
+	stdin.Write([]byte("go\n"))
+	if err := child.Wait(); err != nil {
+		t.Fatalf("child: %v", err)
+	}
+	if h := totals(t, src)[0]; h.Count != 2 {
+		t.Errorf("-p %d: %d calls timed, want its 2", child.Process.Pid, h.Count)
+	}
+}
+
+// goProgram runs its functions from several goroutines at once, each
+// yielding and sleeping, so that goroutines move between threads and
+// share them mid-call: entry and return can only be paired by goroutine.
+// deep recurses with large frames, which makes the runtime copy the
+// goroutine's stack (and re-enter the function after morestack).
+const goProgram = `package main
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+	"sync"
+	"time"
+)
+
+//go:noinline
+func sleepMs(ms int) {
+	time.Sleep(time.Duration(ms) * time.Millisecond)
+}
+
+//go:noinline
+func work(i int) int {
+	if i%7 == 0 {
+		runtime.Gosched()
+	}
+	return i*2 + 1
+}
+
+//go:noinline
+func deep(n int) int {
+	var pad [512]byte
+	pad[n%512] = byte(n)
+	if n == 0 {
+		return int(pad[0])
+	}
+	return deep(n-1) + int(pad[n%512]&1)
+}
+
+func main() {
+	const goroutines = 4
+	var wg sync.WaitGroup
+	sums := make([]int, goroutines)
+	for g := range goroutines {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 5 {
+				sleepMs(5)
+				sums[g] += deep(100)
+				for j := range 250 {
+					sums[g] += work(i*250 + j)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	total := 0
+	for _, s := range sums {
+		total += s
+	}
+	fmt.Println(total)
+	os.Exit(0)
+}
+`
+
+// Calls goProgram makes, and what it prints.
+const (
+	goSleeps = 4 * 5
+	goWorks  = 4 * 5 * 250
+	goDeeps  = 4 * 5 * 101
+)
+
+var goWant = func() string {
+	total := 0
+	for g := 0; g < 4; g++ {
+		for i := 0; i < 5; i++ {
+			total += 50 // deep(100): n&1 for n in 1..100
+			for j := 0; j < 250; j++ {
+				total += (i*250+j)*2 + 1
+			}
+		}
+	}
+	return strconv.Itoa(total) + "\n"
+}()
+
+// buildGo builds goProgram twice: with its symbol table and DWARF, and
+// stripped (-ldflags=-s), where only the pclntab names functions and the
+// goid offset comes from the Go version.
+func buildGo(t *testing.T) map[string]string {
+	t.Helper()
+	goTool := filepath.Join(runtime.GOROOT(), "bin", "go")
+	if _, err := os.Stat(goTool); err != nil {
+		goTool = skipWithout(t, "go")
+	}
+	dir := t.TempDir()
+	files := map[string]string{"main.go": goProgram, "go.mod": "module target\n\ngo 1.22\n"}
+	for name, text := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bins := map[string]string{}
+	for name, ldflags := range map[string]string{"full": "", "stripped": "-s"} {
+		bin := filepath.Join(dir, name)
+		cmd := exec.Command(goTool, "build", "-ldflags="+ldflags, "-o", bin, ".")
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=-buildvcs=false")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("go build %s: %v\n%s", name, err, out)
+		}
+		bins[name] = bin
+	}
+	return bins
+}
+
+// A Go program traced for its whole run finishes normally with the right
+// output, and every call of each function is in its histogram.
+func TestGoProgramCompletesAndCountsEveryCall(t *testing.T) {
+	e2e.Require(t)
+	bins := buildGo(t)
+	for _, mode := range attachModes {
+		for _, name := range []string{"full", "stripped"} {
+			bin := bins[name]
+			t.Run(name+", "+mode.name, func(t *testing.T) {
+				src := openOrFatal(t, Config{Pattern: bin + ":main.*", Unit: Msecs, PerFunc: true, each: mode.each})
+				for _, f := range src.Funcs() {
+					if !f.Go || len(f.Rets) == 0 {
+						t.Errorf("%s: Go %v, %d RETs", f.Name, f.Go, len(f.Rets))
+					}
+				}
+				if out := runTarget(t, bin); out != goWant {
+					t.Errorf("traced program printed %q, want %q", out, goWant)
+				}
+				got := map[string]Hist{}
+				for _, h := range totals(t, src) {
+					got[h.Func] = h
+				}
+				want := map[string]uint64{"main.sleepMs": goSleeps, "main.work": goWorks, "main.deep": goDeeps}
+				for fn, n := range want {
+					if got[fn].Count != n {
+						t.Errorf("%s: %d calls timed, want %d", fn, got[fn].Count, n)
+					}
+				}
+				// main.main ends in os.Exit: entered, never returned.
+				if h, ok := got["main.main"]; ok {
+					t.Errorf("main.main never returns, yet has %d calls timed", h.Count)
+				}
+				// Every sleep lasts 5 ms or more (more under this load: the
+				// program's own clock agrees); a return paired with another
+				// goroutine's entry would make shorter ones.
+				if s := got["main.sleepMs"]; s.Slots[0]+s.Slots[1] != 0 {
+					t.Errorf("sleepMs(5): buckets %v, want none below 4 ms", s.Buckets)
+				}
+			})
+		}
+	}
+}
+
+// The goid offset of the test's Go programs: from DWARF, and from the
+// version table when stripped; both agree with this toolchain's runtime.
+func TestGoidOffset(t *testing.T) {
+	bins := buildGo(t)
+	full, err := goidOffset(bins["full"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	fromDWARF, err := dwarfGoidFile(bins["full"])
+	if err != nil || fromDWARF != full {
+		t.Errorf("DWARF: %d, %v; goidOffset %d", fromDWARF, err, full)
+	}
+	if _, err := dwarfGoidFile(bins["stripped"]); err == nil {
+		t.Error("stripped binary still has DWARF")
+	}
+	stripped, err := goidOffset(bins["stripped"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	minor, _ := goMinor(runtime.Version())
+	if stripped != full || goidByVersion(minor) != full || full == 0 {
+		t.Errorf("goid offset: DWARF %d, stripped %d, table for %s %d", full, stripped, runtime.Version(), goidByVersion(minor))
+	}
+}
+
+func TestGoMinor(t *testing.T) {
+	for v, want := range map[string]int{"go1.26.8": 26, "go1.23rc1": 23, "go1.17": 17, "go1.9.2": 9} {
+		if got, ok := goMinor(v); !ok || got != want {
+			t.Errorf("%s: %d %v, want %d", v, got, ok, want)
+		}
+	}
+	for _, v := range []string{"devel go1.27-abc", "go2.0", "", "go1.", "go1.x"} {
+		if got, ok := goMinor(v); ok {
+			t.Errorf("%q parsed as %d", v, got)
+		}
+	}
+	if goidByVersion(16) != 0 || goidByVersion(99) != 0 {
+		t.Error("offsets for unknown versions")
+	}
+}
+
+func FuzzGoMinor(f *testing.F) {
+	f.Add("go1.26.8")
+	f.Add("go1.23rc1")
+	f.Fuzz(func(t *testing.T, v string) { goMinor(v) })
+}
+
+// dwarfGoid reads binaries given on the command line: malformed ELF and
+// DWARF must give an error, not a panic.
+func FuzzDwarfGoid(f *testing.F) {
+	if exe, err := os.ReadFile("/proc/self/exe"); err == nil && len(exe) < 64<<20 {
+		f.Add(exe[:min(len(exe), 4096)])
+	}
+	f.Add([]byte("\x7fELF\x02\x01\x01"))
+	f.Fuzz(func(t *testing.T, b []byte) { dwarfGoid(bytes.NewReader(b)) })
+}
+
+// libbpf-tools' funclatency on the same binary and workload, at the same
+// time: bucket for bucket the same histogram.
+func TestSameAsLibbpfTools(t *testing.T) {
+	e2e.Require(t)
+	const peer = "/usr/sbin/funclatency"
+	if _, err := os.Stat(peer); err != nil {
+		if os.Getenv("OWL_E2E") == "require" {
+			t.Fatalf("%s is missing (apt-get install libbpf-tools): %v", peer, err)
+		}
+		t.Skipf("%s is missing (apt-get install libbpf-tools)", peer)
+	}
+	bin := buildC(t)
+	src := openOrFatal(t, Config{Pattern: bin + ":sleep_ms", Unit: Msecs})
+
+	cmd := exec.Command(peer, "-m", bin+":sleep_ms")
+	var stdout bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	// Its stdout is a pipe, so "Tracing" comes only at its end: wait for
+	// its two uprobes (perf events) instead.
+	waitPerfEvents(t, cmd.Process.Pid, 2)
+
+	// Durations far from powers of two, so that the few microseconds
+	// between the two tools' probes cannot move a call across a bucket.
+	runTarget(t, bin, "sleep", "1", "1", "1", "3", "3", "5", "5", "5", "5", "11", "11", "20")
+	cmd.Process.Signal(syscall.SIGINT)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("%s: %v\n%s", peer, err, stdout.String())
+	}
+	theirs := parseHist(t, stdout.String())
+	h := totals(t, src)[0]
+	ours := h.Buckets
+	t.Logf("libbpf-tools:\n%s", stdout.String())
+	// The same text too, given libbpf-tools' label ("msec"; BCC's
+	// funclatency and owl say "msecs").
+	if text := string(output.AppendLog2Hist(nil, h.Slots, "msec")); !strings.Contains(stdout.String(), "\n"+text) {
+		t.Errorf("owl's histogram text is not libbpf-tools':\n%s", text)
+	}
+	if len(theirs) == 0 || len(ours) != len(theirs) {
+		t.Fatalf("owl's buckets %v, libbpf-tools' %v", ours, theirs)
+	}
+	for i := range ours {
+		if ours[i] != theirs[i] {
+			t.Errorf("bucket %d: owl %v, libbpf-tools %v", i, ours[i], theirs[i])
+		}
+	}
+}
+
+// waitPerfEvents waits until process pid holds n perf-event descriptors.
+func waitPerfEvents(t *testing.T, pid, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		ents, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+		have := 0
+		for _, e := range ents {
+			if l, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, e.Name())); l == "anon_inode:[perf_event]" {
+				have++
+			}
+		}
+		if have >= n {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("process %d did not attach %d probes within 10 s", pid, n)
+}
+
+var histRow = regexp.MustCompile(`^\s*(\d+) -> (\d+)\s+: (\d+)\s+\|`)
+
+// parseHist reads the rows of a printed log2 histogram.
+func parseHist(t *testing.T, text string) []output.Bucket {
+	t.Helper()
+	var rows []output.Bucket
+	sc := bufio.NewScanner(strings.NewReader(text))
+	for sc.Scan() {
+		m := histRow.FindStringSubmatch(sc.Text())
+		if m == nil {
+			continue
+		}
+		var b output.Bucket
+		b.Low, _ = strconv.ParseUint(m[1], 10, 64)
+		b.High, _ = strconv.ParseUint(m[2], 10, 64)
+		b.Count, _ = strconv.ParseUint(m[3], 10, 64)
+		rows = append(rows, b)
+	}
+	return rows
+}
+
+// The command, in-process: text as BCC's funclatency prints it, and JSON.
+func TestCommand(t *testing.T) {
+	e2e.Require(t)
+	bin := buildC(t)
+	for _, format := range []string{"text", "json"} {
+		t.Run(format, func(t *testing.T) {
+			stdout := runCommand(t, []string{"-m", "-o", format, bin + ":sleep_ms"}, func() {
+				runTarget(t, bin, "sleep", "5", "5", "5", "5", "1")
+			})
+			if format == "text" {
+				want := "\n     msecs               : count    distribution\n" +
+					"         0 -> 1          : 1        |**********                              |\n" +
+					"         2 -> 3          : 0        |                                        |\n" +
+					"         4 -> 7          : 4        |****************************************|\n" +
+					"\navg = 4 msecs, total: 2"
+				if !strings.HasPrefix(stdout, want) || !strings.HasSuffix(stdout, " msecs, count: 5\n\n") {
+					t.Errorf("output:\n%s\nwant it to start with\n%s", stdout, want)
+				}
+				return
+			}
+			lines := strings.Split(strings.TrimSpace(stdout), "\n")
+			if len(lines) != 2 {
+				t.Fatalf("want a histogram line and a lost line, got:\n%s", stdout)
+			}
+			var h struct {
+				Func    string          `json:"func"`
+				Unit    string          `json:"unit"`
+				Count   uint64          `json:"count"`
+				Avg     uint64          `json:"avg"`
+				Buckets []output.Bucket `json:"buckets"`
+			}
+			if err := json.Unmarshal([]byte(lines[0]), &h); err != nil {
+				t.Fatal(err)
+			}
+			want := []output.Bucket{{Low: 0, High: 1, Count: 1}, {Low: 2, High: 3}, {Low: 4, High: 7, Count: 4}}
+			if h.Func != bin+":sleep_ms" || h.Unit != "msecs" || h.Count != 5 || h.Avg != 4 || fmt.Sprint(h.Buckets) != fmt.Sprint(want) {
+				t.Errorf("JSON %s", lines[0])
+			}
+			if !strings.HasPrefix(lines[1], `{"lost":0`) {
+				t.Errorf("last line %s", lines[1])
+			}
+		})
+	}
+}
+
+// runCommand runs `owl funclatency args` in-process, calls work once it
+// traces, then ends it as Ctrl-C would and returns its stdout.
+func runCommand(t *testing.T, args []string, work func()) string {
+	t.Helper()
+	cmd := command()
+	cmd.SetArgs(args)
+	var stdout bytes.Buffer
+	cmd.SetOut(&stdout)
+	tracing := make(chan struct{})
+	cmd.SetErr(&announce{w: os.Stderr, tracing: tracing})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- cmd.ExecuteContext(ctx) }()
+	select {
+	case <-tracing:
+	case err := <-done:
+		t.Fatalf("funclatency %v: %v", args, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("funclatency did not start tracing")
+	}
+	work()
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("funclatency %v: %v", args, err)
+	}
+	return stdout.String()
+}
+
+// announce closes tracing when the command says it traces.
+type announce struct {
+	w       *os.File
+	tracing chan struct{}
+	once    sync.Once
+}
+
+func (a *announce) Write(p []byte) (int, error) {
+	if bytes.HasPrefix(p, []byte("Tracing ")) {
+		a.once.Do(func() { close(a.tracing) })
+	}
+	return a.w.Write(p)
+}
+
+// Bad patterns are bad input: one line, exit 2, before anything loads.
+func TestBadPatterns(t *testing.T) {
+	dir := t.TempDir()
+	notELF := filepath.Join(dir, "text")
+	os.WriteFile(notELF, []byte("hello"), 0o644)
+	for _, pattern := range []string{"", dir + "/missing:f", notELF + ":f", "/proc/self/exe:no_such_function_anywhere"} {
+		_, err := Resolve(Config{Pattern: pattern}, 0)
+		if err == nil || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%q: %v", pattern, err)
+		}
+	}
+}
+
+// -l lists what would be timed, without tracing.
+func TestList(t *testing.T) {
+	bin := buildC(t)
+	cmd := command()
+	var out bytes.Buffer
+	cmd.SetOut(&out)
+	cmd.SetArgs([]string{"-l", bin + ":[rw][eo][cr]*"})
+	if err := cmd.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	if out.String() != "rec\nwork\n" {
+		t.Errorf("-l printed %q", out.String())
+	}
+}
+
+// The report prints -F sections and -T's time as BCC's funclatency.
+func TestReportText(t *testing.T) {
+	slots := make([]uint64, output.Log2Slots)
+	slots[1] = 2
+	a := newHist(time.Time{}, "a", Usecs, slots, 5000)
+	slots = make([]uint64, output.Log2Slots)
+	slots[0] = 1
+	b := newHist(time.Time{}, "b", Usecs, slots, 1999)
+	now := time.Date(2024, 1, 2, 3, 4, 5, 0, time.Local)
+	got := string(appendReport(nil, Usecs, []Hist{a, b}, true, true, now))
+	want := "\n03:04:05\n" +
+		"\nFunction = a\n" +
+		"     usecs               : count    distribution\n" +
+		"         0 -> 1          : 0        |                                        |\n" +
+		"         2 -> 3          : 2        |****************************************|\n" +
+		"\nFunction = b\n" +
+		"     usecs               : count    distribution\n" +
+		"         0 -> 1          : 1        |****************************************|\n" +
+		"\navg = 2 usecs, total: 6 usecs, count: 3\n\n"
+	if got != want {
+		t.Errorf("got\n%q\nwant\n%q", got, want)
+	}
+	if a.Avg != 2 || a.Total != 5 || b.Avg != 1 || b.Total != 1 {
+		t.Errorf("a: avg %d total %d; b: avg %d total %d", a.Avg, a.Total, b.Avg, b.Total)
+	}
+}
+
+// Started from the registry with the default config, there is nothing to
+// time: an error, not a tool attached to nothing.
+func TestStartWithoutPattern(t *testing.T) {
+	e2e.Require(t)
+	s, err := Tool.Start(e2e.Options())
+	if err == nil {
+		s.Close()
+		t.Fatal("started without a pattern")
+	}
+	if !errors.Is(err, ErrNoPattern) && !strings.Contains(err.Error(), ErrNoPattern.Error()) {
+		t.Errorf("error %v, want one about the missing pattern", err)
+	}
+}
+
+// Open's error for a pattern that resolves to nothing is a PatternError,
+// which the command turns into exit status 2.
+func TestOpenBadPattern(t *testing.T) {
+	_, err := Open(Config{Pattern: "/no/such/file:f"}, e2e.Options())
+	var perr *PatternError
+	if !errors.As(err, &perr) || !errors.Is(err, uprobe.ErrNoFile) {
+		t.Errorf("error %v (%T), want a PatternError for a missing file", err, err)
+	}
+	e2e.Require(t) // the command checks privileges first
+	cmd := command()
+	cmd.SetArgs([]string{"/no/such/file:f"})
+	cmd.SetOut(io.Discard)
+	cmd.SetErr(io.Discard)
+	if err := cmd.Execute(); cli.ExitCode(err) != 2 || strings.Contains(err.Error(), "\n") {
+		t.Errorf("command: %v, exit status %d; want one line and 2", err, cli.ExitCode(err))
+	}
+}

@@ -1,0 +1,3 @@
+package funclatency
+
+//go:generate go tool bpf2go -cc clang-14 -cflags "-O2 -g -Wall -Werror" -target amd64,arm64 -type hist -type start_key funclatency funclatency.bpf.c -- -I../../../bpf
