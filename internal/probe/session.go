@@ -177,14 +177,17 @@ func tryHook(spec *ebpf.CollectionSpec, h Hook, opts *Options, forced bool) (_ *
 // syncClock takes the offset between the wall clock and the monotonic
 // clock that bpf_ktime_get_ns() reads.
 func (s *Session) syncClock() error {
+	s.clockMu.Lock()
+	defer s.clockMu.Unlock()
+	return s.syncClockLocked()
+}
+
+func (s *Session) syncClockLocked() error {
 	var mono unix.Timespec
 	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &mono); err != nil {
 		return fmt.Errorf("clock_gettime: %w", err)
 	}
-	now := time.Now().UnixNano()
-	s.clockMu.Lock()
-	s.clock, s.clockAt = now-mono.Nano(), mono.Nano()
-	s.clockMu.Unlock()
+	s.clock, s.clockAt = time.Now().UnixNano()-mono.Nano(), mono.Nano()
 	return nil
 }
 
@@ -193,17 +196,16 @@ func (s *Session) syncClock() error {
 // tool may run for weeks.
 const resync = int64(10 * time.Second)
 
-// Time converts a bpf_ktime_get_ns() timestamp to wall-clock time.
+// Time converts a bpf_ktime_get_ns() timestamp to wall-clock time. It is
+// on the per-event path: one lock, and two clock reads every 10 s.
 func (s *Session) Time(ktimeNs uint64) time.Time {
 	s.clockMu.Lock()
-	stale := int64(ktimeNs)-s.clockAt > resync
-	s.clockMu.Unlock()
-	if stale {
-		s.syncClock()
+	if int64(ktimeNs)-s.clockAt > resync {
+		s.syncClockLocked()
 	}
-	s.clockMu.Lock()
-	defer s.clockMu.Unlock()
-	return time.Unix(0, int64(ktimeNs)+s.clock)
+	off := s.clock
+	s.clockMu.Unlock()
+	return time.Unix(0, int64(ktimeNs)+off)
 }
 
 // HasReader reports whether the session reads a ring buffer (count-only
