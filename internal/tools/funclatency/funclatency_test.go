@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/bits"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -37,14 +38,32 @@ func TestMain(m *testing.M) { e2e.Main(m, nil) }
 //	work N        work(i) for i in 0..N-1
 //	wait ...      the above once a line is read from stdin
 //
-// It runs as a real-time task (SCHED_FIFO, as root): a sleep then ends on
-// time even while other tests keep every CPU busy, so that durations land
-// in the buckets the tests expect.
+// It runs as a real-time task (SCHED_FIFO, as root) so that sleeps mostly
+// end on time, and it measures every sleep_ms and rec call itself around
+// the call (CLOCK_MONOTONIC, the kernel's ktime): its second output line
+// has those durations in ns, which checkSlots holds the histograms to.
 const cProgram = `#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+static long long durs[4096];
+static int ndurs;
+
+static long long now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static void took(long long t0)
+{
+	long long d = now() - t0;
+	if (ndurs < 4096)
+		durs[ndurs++] = d;
+}
 
 void sleep_ms(int ms)
 {
@@ -55,8 +74,16 @@ void sleep_ms(int ms)
 
 int rec(int n)
 {
+	long long t0;
+	int r;
+
 	sleep_ms(2);
-	return n ? rec(n - 1) + 1 : 0;
+	if (!n)
+		return 0;
+	t0 = now();
+	r = rec(n - 1);
+	took(t0);
+	return r + 1;
 }
 
 long work(long i)
@@ -81,16 +108,25 @@ int main(int argc, char **argv)
 		argc--;
 	}
 	if (!strcmp(argv[1], "sleep")) {
-		for (int i = 2; i < argc; i++)
+		for (int i = 2; i < argc; i++) {
+			long long t0 = now();
 			sleep_ms(atoi(argv[i]));
+			took(t0);
+		}
 	} else if (!strcmp(argv[1], "rec")) {
-		for (int i = 0; i < atoi(argv[2]); i++)
+		for (int i = 0; i < atoi(argv[2]); i++) {
+			long long t0 = now();
 			sum += rec(4);
+			took(t0);
+		}
 	} else if (!strcmp(argv[1], "work")) {
 		for (long i = 0; i < atol(argv[2]); i++)
 			sum += work(i);
 	}
 	printf("%ld\n", sum);
+	for (int i = 0; i < ndurs; i++)
+		printf("%s%lld", i ? " " : "", durs[i]);
+	printf("\n");
 	return 0;
 }
 `
@@ -132,6 +168,72 @@ func runTarget(t *testing.T, bin string, args ...string) string {
 	return string(out)
 }
 
+// durations are the call lengths the target measured, from its output.
+func durations(t *testing.T, out string) []uint64 {
+	t.Helper()
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("target printed %q: want its sum and a line of durations", out)
+	}
+	var ds []uint64
+	for _, f := range strings.Fields(lines[1]) {
+		d, err := strconv.ParseUint(f, 10, 64)
+		if err != nil {
+			t.Fatalf("target printed duration %q", f)
+		}
+		ds = append(ds, d)
+	}
+	return ds
+}
+
+// slack bounds how much longer a call is from its caller's clock than
+// between its two uprobes: the traps of both, and scheduling between a
+// trap and the BPF program's clock read.
+const slack = 500 * time.Microsecond
+
+// checkSlots holds log2 slots counted in the kernel to the durations the
+// target measured (ns). A call whose caller-side length minus slack falls
+// in a lower slot may be counted in either; all others must match.
+func checkSlots(t *testing.T, slots, durs []uint64, unit Unit) {
+	t.Helper()
+	want := make([]uint64, len(slots))
+	var ambiguous, count, off uint64
+	for _, d := range durs {
+		hi := slotOf(d / unit.Nanoseconds())
+		want[hi]++
+		if d < uint64(slack) || slotOf((d-uint64(slack))/unit.Nanoseconds()) != hi {
+			ambiguous++
+		}
+	}
+	for i := range slots {
+		count += slots[i]
+		if slots[i] > want[i] {
+			off += slots[i] - want[i]
+		} else {
+			off += want[i] - slots[i]
+		}
+	}
+	if count != uint64(len(durs)) || off > 2*ambiguous {
+		t.Errorf("slots %v, want %v from the target's own durations %v (%d near a bucket's low end)", trim(slots), trim(want), durs, ambiguous)
+	}
+}
+
+// slotOf is the log2 slot of v, as the BPF program computes it.
+func slotOf(v uint64) int {
+	if v < 2 {
+		return 0
+	}
+	return bits.Len64(v) - 1
+}
+
+func trim(slots []uint64) []uint64 {
+	n := len(slots)
+	for n > 0 && slots[n-1] == 0 {
+		n--
+	}
+	return slots[:n]
+}
+
 func openOrFatal(t *testing.T, cfg Config) *Source {
 	t.Helper()
 	src, err := Open(cfg, e2e.Options())
@@ -161,7 +263,8 @@ var attachModes = []struct {
 	each bool
 }{{"uprobe-multi", false}, {"one uprobe each", true}}
 
-// sleep_ms(5) 20 times: all 20 in the 4 -> 7 ms bucket, with BCC's text.
+// sleep_ms(5) 20 times: in the 4 -> 7 ms bucket unless the scheduler woke
+// a sleeper late, as the target's own clock says; BCC's text.
 func TestSleepMsInFourToSevenMs(t *testing.T) {
 	e2e.Require(t)
 	bin := buildC(t)
@@ -172,20 +275,22 @@ func TestSleepMsInFourToSevenMs(t *testing.T) {
 			for range 20 {
 				args = append(args, "5")
 			}
-			runTarget(t, bin, args...)
+			durs := durations(t, runTarget(t, bin, args...))
 			h := totals(t, src)
 			if len(h) != 1 {
 				t.Fatalf("want one histogram, got %d", len(h))
 			}
-			if h[0].Count != 20 || h[0].Slots[2] != 20 {
-				t.Errorf("count %d, 4 -> 7 ms: %d; want all 20 there; buckets %v", h[0].Count, h[0].Slots[2], h[0].Buckets)
+			checkSlots(t, h[0].Slots, durs, Msecs)
+			var sum uint64
+			for _, d := range durs {
+				sum += d
 			}
-			if h[0].Avg != 5 || h[0].Total < 100 || h[0].Total >= 140 {
-				t.Errorf("avg %d total %d msecs: want 5 and 100..139", h[0].Avg, h[0].Total)
+			if h[0].Count != 20 || h[0].Total > sum/1e6 || h[0].Total < (sum-20*uint64(slack))/1e6 || h[0].Avg != h[0].totalNs/20/1e6 || h[0].Avg < 5 {
+				t.Errorf("count %d avg %d total %d msecs: the target measured %d ns in all", h[0].Count, h[0].Avg, h[0].Total, sum)
 			}
 			text := string(appendReport(nil, Msecs, h, false, false, time.Time{}))
-			row := "         4 -> 7          : 20       |****************************************|\n"
-			avg := fmt.Sprintf("\navg = 5 msecs, total: %d msecs, count: 20\n\n", h[0].Total)
+			row := fmt.Sprintf("         4 -> 7          : %-8d |", h[0].Slots[2])
+			avg := fmt.Sprintf("\navg = %d msecs, total: %d msecs, count: 20\n\n", h[0].Avg, h[0].Total)
 			if !strings.HasPrefix(text, "\n     msecs               : count    distribution\n") || !strings.Contains(text, row) || !strings.HasSuffix(text, avg) {
 				t.Errorf("report:\n%s", text)
 			}
@@ -195,18 +300,19 @@ func TestSleepMsInFourToSevenMs(t *testing.T) {
 
 // Recursion: every level is paired with its own return. The levels of
 // rec(4) last 2, 4, 6, 8 and 10 ms (a little more): per chain one call
-// in 2 -> 3 ms, two in 4 -> 7 and two in 8 -> 15, each at least 2 ms
-// below the next bucket. Pairing by thread alone would time one return
-// per chain, from the last entry.
+// in 2 -> 3 ms, two in 4 -> 7 and two in 8 -> 15, as the target's clock
+// tells. Pairing by thread alone would time one return per chain, from
+// the last entry.
 func TestRecursionPairsEachLevel(t *testing.T) {
 	e2e.Require(t)
 	bin := buildC(t)
 	src := openOrFatal(t, Config{Pattern: bin + ":rec", Unit: Msecs})
-	runTarget(t, bin, "rec", "6")
+	durs := durations(t, runTarget(t, bin, "rec", "6"))
 	h := totals(t, src)[0]
-	if h.Count != 30 || h.Slots[1] != 6 || h.Slots[2] != 12 || h.Slots[3] != 12 {
-		t.Errorf("count %d, buckets %v: want 30 calls, 6 in 2 -> 3, 12 in 4 -> 7 and 12 in 8 -> 15 ms", h.Count, h.Buckets)
+	if h.Count != 30 || len(durs) != 30 {
+		t.Errorf("count %d, %d durations: want 30 calls", h.Count, len(durs))
 	}
+	checkSlots(t, h.Slots, durs, Msecs)
 }
 
 // -F: one histogram per function, named, each with its own count; a
@@ -610,24 +716,24 @@ func parseHist(t *testing.T, text string) []output.Bucket {
 	return rows
 }
 
-// The command, in-process: text as BCC's funclatency prints it, and JSON.
+// The command, in-process: text as BCC's funclatency prints it, and JSON;
+// the buckets as the target's own clock says.
 func TestCommand(t *testing.T) {
 	e2e.Require(t)
 	bin := buildC(t)
 	for _, format := range []string{"text", "json"} {
 		t.Run(format, func(t *testing.T) {
+			var durs []uint64
 			stdout := runCommand(t, []string{"-m", "-o", format, bin + ":sleep_ms"}, func() {
-				runTarget(t, bin, "sleep", "5", "5", "5", "5", "1")
+				durs = durations(t, runTarget(t, bin, "sleep", "4", "4", "4", "4", "0"))
 			})
 			if format == "text" {
-				want := "\n     msecs               : count    distribution\n" +
-					"         0 -> 1          : 1        |**********                              |\n" +
-					"         2 -> 3          : 0        |                                        |\n" +
-					"         4 -> 7          : 4        |****************************************|\n" +
-					"\navg = 4 msecs, total: 2"
-				if !strings.HasPrefix(stdout, want) || !strings.HasSuffix(stdout, " msecs, count: 5\n\n") {
-					t.Errorf("output:\n%s\nwant it to start with\n%s", stdout, want)
+				head := "\n     msecs               : count    distribution\n" +
+					"         0 -> 1          : "
+				if !strings.HasPrefix(stdout, head) || !regexp.MustCompile(`\navg = \d+ msecs, total: \d+ msecs, count: 5\n\n$`).MatchString(stdout) {
+					t.Errorf("output:\n%s\nwant it to start with\n%s", stdout, head)
 				}
+				checkSlots(t, slotsOf(t, parseHist(t, stdout)), durs, Msecs)
 				return
 			}
 			lines := strings.Split(strings.TrimSpace(stdout), "\n")
@@ -638,21 +744,44 @@ func TestCommand(t *testing.T) {
 				Func    string          `json:"func"`
 				Unit    string          `json:"unit"`
 				Count   uint64          `json:"count"`
+				Total   uint64          `json:"total"`
 				Avg     uint64          `json:"avg"`
 				Buckets []output.Bucket `json:"buckets"`
 			}
 			if err := json.Unmarshal([]byte(lines[0]), &h); err != nil {
 				t.Fatal(err)
 			}
-			want := []output.Bucket{{Low: 0, High: 1, Count: 1}, {Low: 2, High: 3}, {Low: 4, High: 7, Count: 4}}
-			if h.Func != bin+":sleep_ms" || h.Unit != "msecs" || h.Count != 5 || h.Avg != 4 || fmt.Sprint(h.Buckets) != fmt.Sprint(want) {
+			if h.Func != bin+":sleep_ms" || h.Unit != "msecs" || h.Count != 5 || h.Avg > h.Total/5 || h.Avg+1 < h.Total/5 || h.Total < 15 {
 				t.Errorf("JSON %s", lines[0])
 			}
+			checkSlots(t, slotsOf(t, h.Buckets), durs, Msecs)
 			if !strings.HasPrefix(lines[1], `{"lost":0`) {
 				t.Errorf("last line %s", lines[1])
 			}
 		})
 	}
+}
+
+// slotsOf turns printed buckets back into log2 slots, checking that they
+// are the consecutive power-of-two ranges print_log2_hist prints.
+func slotsOf(t *testing.T, buckets []output.Bucket) []uint64 {
+	t.Helper()
+	slots := make([]uint64, output.Log2Slots)
+	for i, b := range buckets {
+		if b.Low != lowOf(i) || b.High != lowOf(i+1)-1 {
+			t.Errorf("bucket %d is %d -> %d", i, b.Low, b.High)
+		}
+		slots[i] = b.Count
+	}
+	return slots
+}
+
+// lowOf is the low end of log2 bucket i as print_log2_hist shows it.
+func lowOf(i int) uint64 {
+	if i == 0 {
+		return 0
+	}
+	return 1 << i
 }
 
 // runCommand runs `owl funclatency args` in-process, calls work once it
