@@ -62,6 +62,7 @@ deps-generate:
 
 bench:
 	$(GO) run ./bench/startup
+	$(GO) run ./bench/uprobes -n 1000000
 
 # End-to-end tests inside Debian's 6.1 kernel under qemu (kprobe paths);
 # installs qemu, the kernel and busybox with apt when missing. See test/vm/run.sh.
