@@ -2,6 +2,7 @@ package uprobe
 
 import (
 	"bytes"
+	"errors"
 	"os"
 	"runtime"
 	"testing"
@@ -75,3 +76,56 @@ func FuzzDwarfGoid(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) { dwarfGoid(bytes.NewReader(b)) })
 }
 
+
+const goSigSrc = `package main
+
+import "errors"
+
+type T struct{ a, b int }
+
+//go:noinline
+func f(i int, s string, x float64, b []byte, e error, p *T, t T, k uint8) (int, error) {
+	if i == 3 {
+		return 0, errors.New("three")
+	}
+	return i + len(s) + len(b) + int(k) + t.a + int(x), e
+}
+
+func main() { f(1, "a", 2, nil, nil, nil, T{}, 1) }
+`
+
+// Parameters and results of a Go function as the register ABI passes
+// them, from DWARF; a stripped binary has none.
+func TestGoSignatures(t *testing.T) {
+	dir := t.TempDir()
+	full := build(t, dir, "sig.go", goSigSrc)
+	sigs, err := GoSignatures(full, []string{"main.f", "main.nothing"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig, ok := sigs["main.f"]
+	if !ok || len(sigs) != 1 {
+		t.Fatalf("signatures %v", sigs)
+	}
+	want := []GoParam{
+		{"i", "int", GoWord, 1}, {"s", "string", GoString, 2}, {"x", "float64", GoFloat, 0},
+		{"b", "[]uint8", GoSlice, 3}, {"e", "error", GoInterface, 2}, {"p", "*main.T", GoWord, 1},
+		{"t", "main.T", GoOther, -1}, {"k", "uint8", GoWord, 1},
+	}
+	if len(sig.Params) != len(want) {
+		t.Fatalf("params %+v", sig.Params)
+	}
+	for i, p := range sig.Params {
+		if p != want[i] {
+			t.Errorf("param %d: %+v, want %+v", i, p, want[i])
+		}
+	}
+	res := []GoParam{{"~r0", "int", GoWord, 1}, {"~r1", "error", GoInterface, 2}}
+	if len(sig.Results) != 2 || sig.Results[0] != res[0] || sig.Results[1] != res[1] {
+		t.Errorf("results %+v, want %+v", sig.Results, res)
+	}
+	stripped := build(t, t.TempDir(), "sig.go", goSigSrc, "-ldflags=-s")
+	if _, err := GoSignatures(stripped, []string{"main.f"}); !errors.Is(err, ErrNoDWARF) {
+		t.Errorf("stripped: %v, want ErrNoDWARF", err)
+	}
+}
