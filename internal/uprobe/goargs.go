@@ -40,9 +40,10 @@ func (k GoKind) String() string {
 
 // GoParam is one parameter or result of a Go function, from DWARF.
 type GoParam struct {
-	Name  string // "~r0" for an unnamed result
-	Type  string // as DWARF names it: "int", "string", "error", "*main.T"
-	Kind  GoKind
+	Name string // "~r0" for an unnamed result
+	Type string // as DWARF names it: "int", "string", "error", "*main.T"
+	Kind GoKind
+	Size int64 // bytes, 0 when unknown
 	// Words is how many integer registers it takes: 0 for floats and
 	// empty structs, -1 when unknown (structs and arrays are laid out
 	// field by field, or on the stack).
@@ -167,7 +168,7 @@ func readParams(d *dwarf.Data, r *dwarf.Reader) (GoSignature, error) {
 		p := GoParam{Kind: GoOther, Words: -1}
 		p.Name, _ = e.Val(dwarf.AttrName).(string)
 		if off, ok := e.Val(dwarf.AttrType).(dwarf.Offset); ok {
-			p.Type, p.Kind, p.Words = classify(d, off)
+			p.Type, p.Kind, p.Words, p.Size = classify(d, off)
 		}
 		if result, _ := e.Val(dwarf.AttrVarParam).(bool); result {
 			sig.Results = append(sig.Results, p)
@@ -179,14 +180,15 @@ func readParams(d *dwarf.Data, r *dwarf.Reader) (GoSignature, error) {
 
 // classify names the type at off and says how the register ABI passes
 // it, from Go's DW_AT_go_kind (the first one met along typedefs).
-func classify(d *dwarf.Data, off dwarf.Offset) (string, GoKind, int) {
+func classify(d *dwarf.Data, off dwarf.Offset) (string, GoKind, int, int64) {
+	var size int64
 	r := d.Reader()
 	name := ""
 	for range 8 { // typedef chains are short; a loop in a crafted file is not
 		r.Seek(off)
 		e, err := r.Next()
 		if err != nil || e == nil {
-			return name, GoOther, -1
+			return name, GoOther, -1, size
 		}
 		if name == "" {
 			name, _ = e.Val(dwarf.AttrName).(string)
@@ -196,33 +198,33 @@ func classify(d *dwarf.Data, off dwarf.Offset) (string, GoKind, int) {
 			// No Go kind (a typedef without one): follow it.
 			next, ok := e.Val(dwarf.AttrType).(dwarf.Offset)
 			if !ok {
-				return name, GoOther, -1
+				return name, GoOther, -1, size
 			}
 			off = next
 			continue
 		}
-		size, _ := e.Val(dwarf.AttrByteSize).(int64)
+		size, _ = e.Val(dwarf.AttrByteSize).(int64)
 		switch {
 		case kind == kindString:
-			return name, GoString, 2
+			return name, GoString, 2, size
 		case kind == kindSlice:
-			return name, GoSlice, 3
+			return name, GoSlice, 3, size
 		case kind == kindInterface:
-			return name, GoInterface, 2
+			return name, GoInterface, 2, size
 		case kind >= kindFloat32 && kind <= kindComplex128:
-			return name, GoFloat, 0
+			return name, GoFloat, 0, size
 		case kind == kindArray || kind == kindStruct:
 			if size == 0 {
-				return name, GoOther, 0 // struct{}, [0]T: no register
+				return name, GoOther, 0, 0 // struct{}, [0]T: no register
 			}
-			return name, GoOther, -1
+			return name, GoOther, -1, size
 		case kind >= 1 && kind <= kindUnsafePointer:
 			if size > 8 {
-				return name, GoOther, -1
+				return name, GoOther, -1, size
 			}
-			return name, GoWord, 1
+			return name, GoWord, 1, size
 		}
-		return name, GoOther, -1
+		return name, GoOther, -1, size
 	}
-	return name, GoOther, -1
+	return name, GoOther, -1, size
 }

@@ -76,7 +76,6 @@ func FuzzDwarfGoid(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) { dwarfGoid(bytes.NewReader(b)) })
 }
 
-
 const goSigSrc = `package main
 
 import "errors"
@@ -108,9 +107,9 @@ func TestGoSignatures(t *testing.T) {
 		t.Fatalf("signatures %v", sigs)
 	}
 	want := []GoParam{
-		{"i", "int", GoWord, 1}, {"s", "string", GoString, 2}, {"x", "float64", GoFloat, 0},
-		{"b", "[]uint8", GoSlice, 3}, {"e", "error", GoInterface, 2}, {"p", "*main.T", GoWord, 1},
-		{"t", "main.T", GoOther, -1}, {"k", "uint8", GoWord, 1},
+		{"i", "int", GoWord, 8, 1}, {"s", "string", GoString, 16, 2}, {"x", "float64", GoFloat, 8, 0},
+		{"b", "[]uint8", GoSlice, 24, 3}, {"e", "error", GoInterface, 16, 2}, {"p", "*main.T", GoWord, 8, 1},
+		{"t", "main.T", GoOther, 16, -1}, {"k", "uint8", GoWord, 1, 1},
 	}
 	if len(sig.Params) != len(want) {
 		t.Fatalf("params %+v", sig.Params)
@@ -120,7 +119,7 @@ func TestGoSignatures(t *testing.T) {
 			t.Errorf("param %d: %+v, want %+v", i, p, want[i])
 		}
 	}
-	res := []GoParam{{"~r0", "int", GoWord, 1}, {"~r1", "error", GoInterface, 2}}
+	res := []GoParam{{"~r0", "int", GoWord, 8, 1}, {"~r1", "error", GoInterface, 16, 2}}
 	if len(sig.Results) != 2 || sig.Results[0] != res[0] || sig.Results[1] != res[1] {
 		t.Errorf("results %+v, want %+v", sig.Results, res)
 	}
