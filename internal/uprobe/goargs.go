@@ -210,7 +210,7 @@ func classify(d *dwarf.Data, off dwarf.Offset) (string, GoKind, int, int64) {
 		case kind == kindSlice:
 			return name, GoSlice, 3, size
 		case kind == kindInterface:
-			return name, GoInterface, 2, size
+			return name, GoInterface, 2, 16
 		case kind >= kindFloat32 && kind <= kindComplex128:
 			return name, GoFloat, 0, size
 		case kind == kindArray || kind == kindStruct:
@@ -221,6 +221,9 @@ func classify(d *dwarf.Data, off dwarf.Offset) (string, GoKind, int, int64) {
 		case kind >= 1 && kind <= kindUnsafePointer:
 			if size > 8 {
 				return name, GoOther, -1, size
+			}
+			if size == 0 {
+				size = 8 // pointers, maps, chans and funcs have no DW_AT_byte_size
 			}
 			return name, GoWord, 1, size
 		}
