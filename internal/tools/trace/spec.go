@@ -282,6 +282,7 @@ func ParseFormat(s string) (Format, error) {
 		f.Lits = append(f.Lits, lit.String())
 		lit.Reset()
 		f.Verbs = append(f.Verbs, v)
+		i = j
 		if len(f.Verbs) > maxVerbs {
 			return f, fmt.Errorf("format: more than %d conversions", maxVerbs)
 		}

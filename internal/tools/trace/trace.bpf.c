@@ -296,6 +296,21 @@ static __always_inline bool go_key(struct entry_key *k, struct uregs *r, __u32 f
 	return true;
 }
 
+/* Saves the arguments of a call for its return. The same key again (Go's
+ * morestack restarts a prologue; a C call whose return was never seen,
+ * left by longjmp) replaces the entry without counting a put: no call's
+ * return is lost by it, so the evictions derived from the counts stay
+ * true. */
+static __always_inline void save(struct entry_key *k, struct words *w)
+{
+	bool had = bpf_map_lookup_elem(&entries, k) != NULL;
+
+	if (bpf_map_update_elem(&entries, k, w, BPF_ANY))
+		owl_count(OWL_DROP_MAP_FULL);
+	else if (!had)
+		owl_count(OWL_PENDING_PUT);
+}
+
 static __always_inline int on_entry(struct uregs *ctx, bool go)
 {
 	__u32 fid = bpf_get_attach_cookie(ctx);
@@ -314,7 +329,7 @@ static __always_inline int on_entry(struct uregs *ctx, bool go)
 		ureg_c_args(ctx, w.w);
 	if (d->flags & TF_SAVE) {
 		if (go ? go_key(&k, ctx, fid) : (c_key(&k, ctx, 0, fid), true))
-			owl_pending_put(&entries, &k, &w);
+			save(&k, &w);
 		return 0;
 	}
 	if ((d->flags & TF_EMIT_ENTRY) && wanted(d, &w))
