@@ -77,9 +77,9 @@ func run(cmd *cobra.Command, f *flags, opts tool.Options) error {
 	if f.cfg.UStack {
 		out.SetTrailer(appendStack)
 	}
-	what := fmt.Sprintf("%d functions", len(probes))
+	what := fmt.Sprintf("%d probes", len(probes))
 	if len(probes) == 1 {
-		what = "1 function"
+		what = "1 probe"
 	}
 	err = cli.Run(cmd, &f.common, src.Source, out, cli.Loop[Event]{What: what, Emit: func(e *Event) { out.Event(e) }})
 	if n, merr := src.Misses(); merr == nil && n > 0 {
