@@ -38,7 +38,8 @@ test: deps-test
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 100000x ./internal/uprobe
 	$(GO) test -run '^$$' -fuzz FuzzLdCache -fuzztime 100000x ./internal/uprobe
 	$(GO) test -run '^$$' -fuzz FuzzFuncs -fuzztime 50000x ./internal/syms
-	$(GO) test -run '^$$' -fuzz FuzzDwarfGoid -fuzztime 20000x -fuzzminimizetime 100x ./internal/tools/funclatency
+	$(GO) test -run '^$$' -fuzz FuzzDwarfGoid -fuzztime 20000x -fuzzminimizetime 100x ./internal/uprobe
+	$(GO) test -run '^$$' -fuzz FuzzTraceSpec -fuzztime 100000x ./internal/tools/trace
 
 # bpftool lets the SIGKILL test cross-check `bpftool link list`; gcc builds
 # the C programs of the symbolization and capable -U tests; su (util-linux)

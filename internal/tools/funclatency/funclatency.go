@@ -250,7 +250,7 @@ func Open(cfg Config, opts tool.Options) (*Source, error) {
 		}
 		if f.Go {
 			if _, ok := goids[f.Path]; !ok {
-				if goids[f.Path], err = goidOffset(f.Path); err != nil {
+				if goids[f.Path], err = uprobe.GoidOffset(f.Path); err != nil {
 					return nil, err
 				}
 			}

@@ -566,63 +566,6 @@ func TestGoProgramCompletesAndCountsEveryCall(t *testing.T) {
 	}
 }
 
-// The goid offset of the test's Go programs: from DWARF, and from the
-// version table when stripped; both agree with this toolchain's runtime.
-func TestGoidOffset(t *testing.T) {
-	bins := buildGo(t)
-	full, err := goidOffset(bins["full"])
-	if err != nil {
-		t.Fatal(err)
-	}
-	fromDWARF, err := dwarfGoidFile(bins["full"])
-	if err != nil || fromDWARF != full {
-		t.Errorf("DWARF: %d, %v; goidOffset %d", fromDWARF, err, full)
-	}
-	if _, err := dwarfGoidFile(bins["stripped"]); err == nil {
-		t.Error("stripped binary still has DWARF")
-	}
-	stripped, err := goidOffset(bins["stripped"])
-	if err != nil {
-		t.Fatal(err)
-	}
-	minor, _ := goMinor(runtime.Version())
-	if stripped != full || goidByVersion(minor) != full || full == 0 {
-		t.Errorf("goid offset: DWARF %d, stripped %d, table for %s %d", full, stripped, runtime.Version(), goidByVersion(minor))
-	}
-}
-
-func TestGoMinor(t *testing.T) {
-	for v, want := range map[string]int{"go1.26.8": 26, "go1.23rc1": 23, "go1.17": 17, "go1.9.2": 9} {
-		if got, ok := goMinor(v); !ok || got != want {
-			t.Errorf("%s: %d %v, want %d", v, got, ok, want)
-		}
-	}
-	for _, v := range []string{"devel go1.27-abc", "go2.0", "", "go1.", "go1.x"} {
-		if got, ok := goMinor(v); ok {
-			t.Errorf("%q parsed as %d", v, got)
-		}
-	}
-	if goidByVersion(16) != 0 || goidByVersion(99) != 0 {
-		t.Error("offsets for unknown versions")
-	}
-}
-
-func FuzzGoMinor(f *testing.F) {
-	f.Add("go1.26.8")
-	f.Add("go1.23rc1")
-	f.Fuzz(func(t *testing.T, v string) { goMinor(v) })
-}
-
-// dwarfGoid reads binaries given on the command line: malformed ELF and
-// DWARF must give an error, not a panic.
-func FuzzDwarfGoid(f *testing.F) {
-	if exe, err := os.ReadFile("/proc/self/exe"); err == nil && len(exe) < 64<<20 {
-		f.Add(exe[:min(len(exe), 4096)])
-	}
-	f.Add([]byte("\x7fELF\x02\x01\x01"))
-	f.Fuzz(func(t *testing.T, b []byte) { dwarfGoid(bytes.NewReader(b)) })
-}
-
 // libbpf-tools' funclatency on the same binary and workload, at the same
 // time: bucket for bucket the same histogram.
 func TestSameAsLibbpfTools(t *testing.T) {

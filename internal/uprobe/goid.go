@@ -1,4 +1,4 @@
-package funclatency
+package uprobe
 
 import (
 	"debug/buildinfo"
@@ -12,12 +12,12 @@ import (
 	"strings"
 )
 
-// goidOffset returns the offset of goid in runtime.g of the Go binary at
+// GoidOffset returns the offset of goid in runtime.g of the Go binary at
 // path, from its DWARF when it has some (-ldflags=-s strips it), else
 // from the Go version in its build info. It returns 0 without an error
 // when neither tells: the BPF side then names goroutines by g's address.
 // Go before 1.17 has no g register on amd64: an error.
-func goidOffset(path string) (uint32, error) {
+func GoidOffset(path string) (uint32, error) {
 	bi, err := buildinfo.ReadFile(path)
 	if err != nil {
 		return 0, fmt.Errorf("%s: Go build info: %w", path, err)
