@@ -174,14 +174,17 @@ one object per stack: its count (of the interval with -i), pid and comm
 with -P, and the kstack and ustack frames as capable's.
 
 User stacks need frame pointers in the traced code (gcc
--fno-omit-frame-pointer; Go keeps them on amd64 and arm64). Kernel stacks
-are named from /proc/kallsyms. User frames are taken as build-id and file
-offset, so the stacks of processes that exited before the report are named
-from files owl knows: the files of the patterns, and with -p the
-process's own; other files print as [unknown] (build-id ID+0xOFF), and
-frames in files without a build-id (Go binaries by default, JIT code) need
-the process to still be running. Without -P, stacks of different processes
-that name the same frames are one row.
+-fno-omit-frame-pointer; Go keeps them on amd64 and arm64); a function's
+caller, which a frame-pointer walk misses at the function's first
+instruction, is put back from the return address. Kernel stacks are named
+from /proc/kallsyms. User frames are taken as build-id and file offset, so
+the stacks of processes that exited before the report are named from files
+owl knows: the files of the patterns and the libraries they need, and with
+-p the process's own; other files print as [unknown] (build-id
+ID+0xOFF), and frames in files without a build-id (JIT code, programs
+linked without one) need the process to still be running. -v prints 0 for
+the address of a frame whose process is gone. Without -P, stacks of
+different processes that name the same frames are one row.
 
 Each stack table holds --stacks distinct stacks (default 4096); a stack
 that finds no room (or collides with another in the table's hash) is
