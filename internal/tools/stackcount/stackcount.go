@@ -189,7 +189,9 @@ different processes that name the same frames are one row.
 Each stack table holds --stacks distinct stacks (default 4096); a stack
 that finds no room (or collides with another in the table's hash) is
 counted as stack_unavailable and its calls as [Missed User Stack] or
-[Missed Kernel Stack]. The counts table holds 10240 distinct (process,
+[Missed Kernel Stack]; once every entry of the user stack table is taken,
+the kernel fails every user stack (it needs a free entry to compare one).
+Stacks are never removed from their tables during a run. The counts table holds 10240 distinct (process,
 stacks) per report; a call that finds no room is lost and counted
 (map_full).`,
 	Task:    true,

@@ -453,8 +453,10 @@ func TestDropsCounted(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer src.Close()
-	// getppidA and getppidB make two user stacks; the table of one has
-	// room for one of them.
+	// getppidA and getppidB make two user stacks; the table of one keeps
+	// the first stack taken, and then has no spare entry left to compare a
+	// build-id stack in: every later user stack fails (-ENOMEM), and its
+	// key, a missed stack, finds the counts table of one full.
 	const n = 100
 	getppids(n)
 	got := stacks(t, src)
