@@ -34,11 +34,11 @@ type Stack struct {
 	// PID and Comm are set with -P (per process), else nil and left out.
 	PID  *uint32     `json:"pid,omitempty"`
 	Comm *event.Comm `json:"comm,omitempty"`
-	// KStack and UStack are the frames, innermost first; empty when the
-	// stack was not asked for or does not exist (a kernel thread has no
-	// user stack; a uprobe no kernel one).
-	KStack []syms.Frame `json:"kstack"`
-	UStack []syms.Frame `json:"ustack"`
+	// KStack and UStack are the frames, innermost first; empty (left out
+	// of JSON) when the stack was not asked for or does not exist (a
+	// kernel thread has no user stack; a uprobe no kernel one).
+	KStack []syms.Frame `json:"kstack,omitempty"`
+	UStack []syms.Frame `json:"ustack,omitempty"`
 	// KStackMissed and UStackMissed: the stack existed but could not be
 	// kept (its table was full or a hash collision); counted as
 	// stack_unavailable.
