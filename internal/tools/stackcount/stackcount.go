@@ -186,14 +186,15 @@ linked without one) need the process to still be running. -v prints 0 for
 the address of a frame whose process is gone. Without -P, stacks of
 different processes that name the same frames are one row.
 
-Each stack table holds --stacks distinct stacks (default 4096); a stack
-that finds no room (or collides with another in the table's hash) is
-counted as stack_unavailable and its calls as [Missed User Stack] or
-[Missed Kernel Stack]; once every entry of the user stack table is taken,
-the kernel fails every user stack (it needs a free entry to compare one).
-Stacks are never removed from their tables during a run. The counts table holds 10240 distinct (process,
-stacks) per report; a call that finds no room is lost and counted
-(map_full).`,
+Each stack table holds --stacks distinct stacks (default 4096), kept for
+the whole run; a stack that finds no room (or collides with another in the
+table's hash) is counted as stack_unavailable and its calls as [Missed
+User Stack] or [Missed Kernel Stack]. Once every entry of the user stack
+table is taken, the kernel fails every user stack (it needs a free entry to
+compare one). The counts table holds 10240 distinct (process, stacks) per
+report; a call that finds no room is lost and counted (map_full).
+
+-d is BCC's delimiter; the duration, -d in owl's other tools, is -D here.`,
 	Task:    true,
 	Load:    loadStackcount,
 	Default: func() Config { return Config{} },
