@@ -58,8 +58,8 @@ static __always_inline __s32 stack_id(void *ctx, void *map, __u64 flags)
 	long id = bpf_get_stackid(ctx, map, flags);
 
 	/* -EFAULT: no such stack, not a loss. Anything else (a hash
-	 * collision in a full table) is: the call is still counted, under a
-	 * missed stack. */
+	 * collision, or no free entry in the table) is: the call is still
+	 * counted, under a missed stack. */
 	if (id < 0 && id != -EFAULT)
 		owl_count(OWL_DROP_STACK);
 	return id;
