@@ -9,6 +9,7 @@ import (
 	"github.com/owlbpf/owl/internal/tools/funccount"
 	"github.com/owlbpf/owl/internal/tools/funclatency"
 	"github.com/owlbpf/owl/internal/tools/setuids"
+	"github.com/owlbpf/owl/internal/tools/stackcount"
 	"github.com/owlbpf/owl/internal/tools/tcpaccept"
 	"github.com/owlbpf/owl/internal/tools/tcpconnect"
 	"github.com/owlbpf/owl/internal/tools/tcpreset"
@@ -27,6 +28,7 @@ func All() []tool.Tool {
 		funccount.Tool,
 		funclatency.Tool,
 		trace.Tool,
+		stackcount.Tool,
 	}
 }
 
