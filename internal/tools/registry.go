@@ -12,6 +12,7 @@ import (
 	"github.com/owlbpf/owl/internal/tools/tcpaccept"
 	"github.com/owlbpf/owl/internal/tools/tcpconnect"
 	"github.com/owlbpf/owl/internal/tools/tcpreset"
+	"github.com/owlbpf/owl/internal/tools/usdt"
 )
 
 // All lists every tool; adding a tool is one line here.
@@ -25,6 +26,7 @@ func All() []tool.Tool {
 		capable.Tool,
 		funccount.Tool,
 		funclatency.Tool,
+		usdt.Tool,
 	}
 }
 

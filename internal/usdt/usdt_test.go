@@ -125,7 +125,7 @@ func sdtDesc(loc, base, sema uint64, strs ...string) []byte {
 
 func TestParseNotes(t *testing.T) {
 	sec := note("stapsdt", 3, sdtDesc(0x1129, 0x2004, 0x4010, "prov", "probe1", "-4@%eax 8@%rbx"))
-	sec = append(sec, note("GNU", 3, []byte{1, 2, 3, 4})...)      // another owner
+	sec = append(sec, note("GNU", 3, []byte{1, 2, 3, 4})...)     // another owner
 	sec = append(sec, note("stapsdt", 1, []byte{1, 2, 3, 4})...) // another type
 	sec = append(sec, note("stapsdt", 3, sdtDesc(0x2000, 0, 0, "prov", "noargs"))...)
 	got, err := ParseNotes(sec, binary.LittleEndian, 8)
@@ -319,7 +319,3 @@ func checkReadelf(t *testing.T, path string, probes []Probe) {
 		}
 	}
 }
-
-
-
-
