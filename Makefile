@@ -40,14 +40,17 @@ test: deps-test
 	$(GO) test -run '^$$' -fuzz FuzzFuncs -fuzztime 50000x ./internal/syms
 	$(GO) test -run '^$$' -fuzz FuzzDwarfGoid -fuzztime 20000x -fuzzminimizetime 100x ./internal/uprobe
 	$(GO) test -run '^$$' -fuzz FuzzTraceSpec -fuzztime 100000x ./internal/tools/trace
+	$(GO) test -run '^$$' -fuzz FuzzDwarfGoid -fuzztime 20000x -fuzzminimizetime 100x ./internal/tools/funclatency
+	$(GO) test -run '^$$' -fuzz FuzzNotes -fuzztime 100000x ./internal/usdt
+	$(GO) test -run '^$$' -fuzz FuzzArgs -fuzztime 100000x ./internal/usdt
 
 # bpftool lets the SIGKILL test cross-check `bpftool link list`; gcc builds
 # the C programs of the symbolization and capable -U tests; su (util-linux)
 # is the real PAM program of the setuids test.
 deps-test:
 	@command -v bpftool >/dev/null && command -v gcc >/dev/null && command -v g++ >/dev/null && \
-	    command -v su >/dev/null && command -v bpftrace >/dev/null && [ -x /usr/sbin/funclatency ] || \
-		{ apt-get update -qq && $(APT_INSTALL) bpftool gcc g++ libc6-dev util-linux login bpftrace libbpf-tools; }
+	    command -v su >/dev/null && command -v bpftrace >/dev/null && [ -x /usr/sbin/funclatency ] && [ -x /usr/bin/dtrace ] || \
+		{ apt-get update -qq && $(APT_INSTALL) bpftool gcc g++ libc6-dev util-linux login bpftrace libbpf-tools systemtap-sdt-dev; }
 
 generate: deps-generate
 	$(GO) generate ./...

@@ -14,6 +14,7 @@ import (
 	"github.com/owlbpf/owl/internal/tools/tcpconnect"
 	"github.com/owlbpf/owl/internal/tools/tcpreset"
 	"github.com/owlbpf/owl/internal/tools/trace"
+	"github.com/owlbpf/owl/internal/tools/usdt"
 )
 
 // All lists every tool; adding a tool is one line here.
@@ -29,6 +30,7 @@ func All() []tool.Tool {
 		funclatency.Tool,
 		trace.Tool,
 		stackcount.Tool,
+		usdt.Tool,
 	}
 }
 
