@@ -40,7 +40,6 @@ test: deps-test
 	$(GO) test -run '^$$' -fuzz FuzzFuncs -fuzztime 50000x ./internal/syms
 	$(GO) test -run '^$$' -fuzz FuzzDwarfGoid -fuzztime 20000x -fuzzminimizetime 100x ./internal/uprobe
 	$(GO) test -run '^$$' -fuzz FuzzTraceSpec -fuzztime 100000x ./internal/tools/trace
-	$(GO) test -run '^$$' -fuzz FuzzDwarfGoid -fuzztime 20000x -fuzzminimizetime 100x ./internal/tools/funclatency
 	$(GO) test -run '^$$' -fuzz FuzzNotes -fuzztime 100000x ./internal/usdt
 	$(GO) test -run '^$$' -fuzz FuzzArgs -fuzztime 100000x ./internal/usdt
 
