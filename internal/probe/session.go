@@ -17,14 +17,14 @@ import (
 // Session is a tool's BPF collection loaded and attached through one hook.
 // Its links are fd-based, so they go away with the process even on SIGKILL.
 type Session struct {
-	Coll       *ebpf.Collection
-	Hook       Hook
-	Tried      []Failure // hooks tried before Hook, with the reason each failed
+	Coll  *ebpf.Collection
+	Hook  Hook
+	Tried []Failure // hooks tried before Hook, with the reason each failed
 	// Skipped lists the targets of per-target attachments (TracingEachAt,
 	// KprobesEachAt) that did not attach, with the reason: the hook works
 	// without them.
-	Skipped []Failure
-	Runtime    *Runtime  // shared with the other tools of the process
+	Skipped    []Failure
+	Runtime    *Runtime // shared with the other tools of the process
 	links      []link.Link
 	reader     *ringbuf.Reader
 	counterMap *ebpf.Map

@@ -8,6 +8,7 @@ import (
 	"github.com/owlbpf/owl/internal/tools/eperm"
 	"github.com/owlbpf/owl/internal/tools/funccount"
 	"github.com/owlbpf/owl/internal/tools/funclatency"
+	"github.com/owlbpf/owl/internal/tools/modsnoop"
 	"github.com/owlbpf/owl/internal/tools/seccount"
 	"github.com/owlbpf/owl/internal/tools/setuids"
 	"github.com/owlbpf/owl/internal/tools/tcpaccept"
@@ -27,6 +28,7 @@ func All() []tool.Tool {
 		funccount.Tool,
 		funclatency.Tool,
 		seccount.Tool,
+		modsnoop.Tool,
 	}
 }
 
