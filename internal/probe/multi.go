@@ -100,6 +100,12 @@ func (pt *perTarget) attach(cs *ebpf.CollectionSpec, coll *ebpf.Collection, prog
 		} else {
 			l, err = attachCopy(cs, coll, prog, target, pt.cookie(i), cache)
 		}
+		if errors.Is(err, ebpf.ErrNotSupported) {
+			// Not this target's fault: the kernel lacks the feature
+			// (tracing links with cookies before 5.19, say).
+			all.Close()
+			return nil, nil, fmt.Errorf("%s: %w", target, err)
+		}
 		if err != nil {
 			skipped = append(skipped, Failure{Hook: target, Err: err})
 			continue
@@ -137,5 +143,7 @@ func attachCopy(cs *ebpf.CollectionSpec, coll *ebpf.Collection, prog, target str
 	if ps.Type == ebpf.LSM {
 		return link.AttachLSM(link.LSMOptions{Program: p, Cookie: cookie})
 	}
-	return link.AttachTracing(link.TracingOptions{Program: p, Cookie: cookie})
+	// The attach type makes cilium/ebpf create a tracing link, the only
+	// kind that takes a cookie (without it, a raw tracepoint).
+	return link.AttachTracing(link.TracingOptions{Program: p, AttachType: ps.AttachType, Cookie: cookie})
 }

@@ -99,7 +99,7 @@ func run(cmd *cobra.Command, f *flags, opts tool.Options) error {
 	}
 	out := output.NewWriter[Count](cmd.OutOrStdout(), f.common.Format, nil)
 	r := reporter{out: out, counts: src.Counts, timestamp: f.timestamp, interval: every > 0}
-	what := fmt.Sprintf("%d functions (%s, attached in %.2f s)", attached, src.Session.Hook.Name, took.Seconds())
+	what := fmt.Sprintf("%d functions with %s, attached in %.2f s,", attached, src.Session.Hook.Name, took.Seconds())
 	return cli.Run(cmd, &f.common, src.Source, out, cli.Loop[Count]{
 		What:     what,
 		NoHeader: true,
