@@ -23,6 +23,7 @@ const (
 	Fentry        Kind = "fentry"
 	Kprobe        Kind = "kprobe"
 	Uprobe        Kind = "uprobe"
+	LSM           Kind = "lsm" // BPF LSM programs (lsm/HOOK)
 )
 
 // Attachment attaches one BPF program of the collection.
@@ -31,6 +32,9 @@ type Attachment struct {
 	Target   string // what it attaches to, for messages: "sock:inet_sock_set_state"
 	Optional bool   // a failure is tolerated (e.g. tcp_v6_connect without IPv6)
 	attach   func(*ebpf.Program) (link.Link, error)
+	// each, when set, replaces attach: the program is loaded again for
+	// each of many targets (see TracingEachAt).
+	each *perTarget
 }
 
 // Hook is one way of getting a tool's events: a set of programs attached
@@ -174,6 +178,8 @@ func explain(kind Kind, err error) error {
 		}
 	case kind == Fentry && (errors.Is(err, ebpf.ErrNotSupported) || errors.Is(err, os.ErrPermission)):
 		return fmt.Errorf("this kernel cannot load fentry/fexit programs (%w)", err)
+	case kind == LSM && (errors.Is(err, ebpf.ErrNotSupported) || errors.Is(err, os.ErrPermission)):
+		return fmt.Errorf("this kernel cannot load BPF LSM programs (%w)", err)
 	}
 	return err
 }

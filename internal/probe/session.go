@@ -17,10 +17,14 @@ import (
 // Session is a tool's BPF collection loaded and attached through one hook.
 // Its links are fd-based, so they go away with the process even on SIGKILL.
 type Session struct {
-	Coll       *ebpf.Collection
-	Hook       Hook
-	Tried      []Failure // hooks tried before Hook, with the reason each failed
-	Runtime    *Runtime  // shared with the other tools of the process
+	Coll  *ebpf.Collection
+	Hook  Hook
+	Tried []Failure // hooks tried before Hook, with the reason each failed
+	// Skipped lists the targets of per-target attachments (TracingEachAt,
+	// KprobesEachAt) that did not attach, with the reason: the hook works
+	// without them.
+	Skipped    []Failure
+	Runtime    *Runtime // shared with the other tools of the process
 	links      []link.Link
 	reader     *ringbuf.Reader
 	counterMap *ebpf.Map
@@ -154,7 +158,15 @@ func tryHook(spec *ebpf.CollectionSpec, h Hook, opts *Options, forced bool) (_ *
 		}
 	}
 	for _, a := range h.Attachments {
-		l, err := a.attach(coll.Programs[a.Program])
+		var l link.Link
+		var err error
+		if a.each != nil {
+			var skipped []Failure
+			l, skipped, err = a.each.attach(cs, coll, a.Program, opts.Runtime.BTF)
+			s.Skipped = append(s.Skipped, skipped...)
+		} else {
+			l, err = a.attach(coll.Programs[a.Program])
+		}
 		if err != nil {
 			if a.Optional {
 				continue

@@ -8,6 +8,8 @@ import (
 	"github.com/owlbpf/owl/internal/tools/eperm"
 	"github.com/owlbpf/owl/internal/tools/funccount"
 	"github.com/owlbpf/owl/internal/tools/funclatency"
+	"github.com/owlbpf/owl/internal/tools/modsnoop"
+	"github.com/owlbpf/owl/internal/tools/seccount"
 	"github.com/owlbpf/owl/internal/tools/setuids"
 	"github.com/owlbpf/owl/internal/tools/stackcount"
 	"github.com/owlbpf/owl/internal/tools/tcpaccept"
@@ -31,6 +33,8 @@ func All() []tool.Tool {
 		trace.Tool,
 		stackcount.Tool,
 		usdt.Tool,
+		seccount.Tool,
+		modsnoop.Tool,
 	}
 }
 

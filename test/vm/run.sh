@@ -157,6 +157,8 @@ mount -t sysfs sysfs /sys
 mount -t tracefs tracefs /sys/kernel/tracing
 mount -t debugfs debugfs /sys/kernel/debug
 mount -t bpf bpf /sys/fs/bpf
+# /sys/kernel/security/lsm says whether the bpf LSM is active (seccount --lsm).
+mount -t securityfs securityfs /sys/kernel/security
 
 # The tests connect to 127.0.0.1 and ::1.
 ip link set lo up
@@ -203,6 +205,30 @@ EOF
 	chmod 755 "$1"
 }
 
+# modsnoop's test loads small modules of the guest kernel (fs/nls, no
+# dependencies) with finit_module: copy them from the host's /lib/modules
+# for that kernel (linux-image installs them), decompressed, to the same
+# place in the guest. $kernel is main's.
+add_test_modules() {
+	local dir=$1 ver src m f
+	ver=${kernel##*/vmlinuz-}
+	src=/lib/modules/$ver/kernel/fs/nls
+	[[ -d $src ]] || { log "no $src: modsnoop's module test will fail"; return; }
+	mkdir -p "$dir/lib/modules/$ver/kernel/fs/nls"
+	for m in nls_iso8859-1 nls_cp437 nls_ascii; do
+		for f in "$src/$m.ko" "$src/$m.ko.xz" "$src/$m.ko.zst" "$src/$m.ko.gz"; do
+			[[ -f $f ]] || continue
+			case $f in
+			*.xz) xz -dc "$f" ;;
+			*.zst) zstd -dc "$f" ;;
+			*.gz) gzip -dc "$f" ;;
+			*) cat "$f" ;;
+			esac >"$dir/lib/modules/$ver/kernel/fs/nls/$m.ko"
+			break
+		done
+	done
+}
+
 pack() {
 	local dir="$out/initramfs" a
 	rm -rf "$dir"
@@ -214,6 +240,7 @@ pack() {
 	cp "$out/bin/owl" "$dir/bin/owl"
 	cp "$out"/bin/*.test "$out/bin/chroot" "$out/runs" "$out/kinds" "$dir/tests/"
 	write_init "$dir/init"
+	add_test_modules "$dir"
 	(cd "$dir" && find . | cpio -o -H newc --quiet) | gzip -1 >"$out/initramfs.gz"
 }
 
