@@ -6,6 +6,7 @@ import (
 	"github.com/owlbpf/owl/internal/tool"
 	"github.com/owlbpf/owl/internal/tools/capable"
 	"github.com/owlbpf/owl/internal/tools/eperm"
+	"github.com/owlbpf/owl/internal/tools/execsnoop"
 	"github.com/owlbpf/owl/internal/tools/funccount"
 	"github.com/owlbpf/owl/internal/tools/funclatency"
 	"github.com/owlbpf/owl/internal/tools/setuids"
@@ -25,6 +26,7 @@ func All() []tool.Tool {
 		capable.Tool,
 		funccount.Tool,
 		funclatency.Tool,
+		execsnoop.Tool,
 	}
 }
 
