@@ -9,6 +9,7 @@ import (
 	"github.com/owlbpf/owl/internal/tools/execsnoop"
 	"github.com/owlbpf/owl/internal/tools/funccount"
 	"github.com/owlbpf/owl/internal/tools/funclatency"
+	"github.com/owlbpf/owl/internal/tools/opensnoop"
 	"github.com/owlbpf/owl/internal/tools/setuids"
 	"github.com/owlbpf/owl/internal/tools/tcpaccept"
 	"github.com/owlbpf/owl/internal/tools/tcpconnect"
@@ -27,6 +28,7 @@ func All() []tool.Tool {
 		funccount.Tool,
 		funclatency.Tool,
 		execsnoop.Tool,
+		opensnoop.Tool,
 	}
 }
 

@@ -42,14 +42,18 @@ struct {
 	__type(value, struct buf);
 } bufs SEC(".maps");
 
-/* -x: the argv and file name pointers of execs in progress, by thread. */
+/* -x: the argv and file name pointers of execs in progress, by thread.
+ * Each is taken back by the exec's end (sched_process_exec or the syscall
+ * exit); only an exec that fails after the point of no return (the process
+ * is killed) leaves its entry, until its thread id is reused. A failed put
+ * is counted as a full table. */
 struct start {
 	__u64 filename;
 	__u64 argv;
 };
 
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 10240);
 	__type(key, __u32);
 	__type(value, struct start);

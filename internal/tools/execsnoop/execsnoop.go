@@ -139,7 +139,6 @@ children of one process (filtered in the kernel).`,
 	Default:   func() Config { return Config{} },
 	Hooks:     hooks,
 	Configure: configure,
-	Pending:   execsnoopMapStarts,
 	Decoder: func(cfg Config, s *probe.Session) (func([]byte, *Event) bool, error) {
 		return func(raw []byte, e *Event) bool { return decode(cfg, s, raw, e) }, nil
 	},
