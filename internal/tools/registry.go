@@ -6,10 +6,12 @@ import (
 	"github.com/owlbpf/owl/internal/tool"
 	"github.com/owlbpf/owl/internal/tools/capable"
 	"github.com/owlbpf/owl/internal/tools/eperm"
+	"github.com/owlbpf/owl/internal/tools/execsnoop"
 	"github.com/owlbpf/owl/internal/tools/funccount"
 	"github.com/owlbpf/owl/internal/tools/funclatency"
 	"github.com/owlbpf/owl/internal/tools/modsnoop"
 	"github.com/owlbpf/owl/internal/tools/seccount"
+	"github.com/owlbpf/owl/internal/tools/opensnoop"
 	"github.com/owlbpf/owl/internal/tools/setuids"
 	"github.com/owlbpf/owl/internal/tools/stackcount"
 	"github.com/owlbpf/owl/internal/tools/tcpaccept"
@@ -35,6 +37,8 @@ func All() []tool.Tool {
 		usdt.Tool,
 		seccount.Tool,
 		modsnoop.Tool,
+		execsnoop.Tool,
+		opensnoop.Tool,
 	}
 }
 

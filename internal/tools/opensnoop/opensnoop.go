@@ -1,0 +1,224 @@
+// Package opensnoop traces file opens (BCC's opensnoop): open(2),
+// openat(2) and openat2(2) with path, flags, mode and result.
+package opensnoop
+
+import (
+	"bytes"
+	"fmt"
+	"sort"
+	"strings"
+	"unsafe"
+
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+
+	"github.com/owlbpf/owl/internal/event"
+	"github.com/owlbpf/owl/internal/probe"
+	"github.com/owlbpf/owl/internal/sysnames"
+	"github.com/owlbpf/owl/internal/tool"
+)
+
+// Str is a string chosen by a process (a path): printed in text and JSON
+// with control, non-printable and invalid bytes and the backslash escaped
+// as \xNN (event.AppendEscaped), reversibly.
+type Str string
+
+// Append appends s escaped.
+func (s Str) Append(b []byte) []byte { return event.AppendEscaped(b, []byte(s)) }
+
+// MarshalText gives s escaped, so that JSON carries it as text shows it.
+func (s Str) MarshalText() ([]byte, error) { return s.Append(nil), nil }
+
+// Event is one open, with the task part taken when the call started.
+type Event struct {
+	event.Task
+	Syscall string `json:"syscall"` // open, openat or openat2
+	// FD is the new descriptor, -1 when the open failed; Errno is then
+	// its error (0 on success), ErrnoName its name (null on success).
+	FD        int64      `json:"fd"`
+	Errno     int        `json:"errno"`
+	ErrnoName event.Name `json:"errno_name"`
+	// Flags and Mode are the open flags (O_*) and creation mode as given;
+	// Dfd the directory fd of a relative path (-100 is AT_FDCWD, the
+	// current directory, and open(2)'s).
+	Flags int32  `json:"flags"`
+	Mode  uint32 `json:"mode"`
+	Dfd   int32  `json:"dfd"`
+	Path  Str    `json:"path"`
+	// PathAtExit: the path could not be read when the call started (its
+	// page was not in memory yet) and was read when it returned.
+	PathAtExit bool `json:"path_at_exit"`
+}
+
+// Config is opensnoop's own configuration; -p, -u, --cgroup and --mntns
+// are in tool.Options.
+type Config struct {
+	TID    int      // -t: this thread only (0: any)
+	Failed bool     // -x: failed opens only
+	Flags  []string // -f: opens with any of these flags (O_RDONLY, O_CREAT...)
+	Name   string   // -n: command names containing this
+}
+
+// openFlags are the names -f takes, with this architecture's values.
+// O_RDONLY, O_WRONLY and O_RDWR are access modes (flags & O_ACCMODE), not
+// bits: O_RDONLY is 0.
+var openFlags = map[string]int{
+	"O_RDONLY": unix.O_RDONLY, "O_WRONLY": unix.O_WRONLY, "O_RDWR": unix.O_RDWR,
+	"O_CREAT": unix.O_CREAT, "O_EXCL": unix.O_EXCL, "O_NOCTTY": unix.O_NOCTTY,
+	"O_TRUNC": unix.O_TRUNC, "O_APPEND": unix.O_APPEND, "O_NONBLOCK": unix.O_NONBLOCK,
+	"O_DSYNC": unix.O_DSYNC, "O_SYNC": unix.O_SYNC, "O_ASYNC": unix.O_ASYNC,
+	"O_DIRECT": unix.O_DIRECT, "O_LARGEFILE": unix.O_LARGEFILE, "O_DIRECTORY": unix.O_DIRECTORY,
+	"O_NOFOLLOW": unix.O_NOFOLLOW, "O_NOATIME": unix.O_NOATIME, "O_CLOEXEC": unix.O_CLOEXEC,
+	"O_PATH": unix.O_PATH, "O_TMPFILE": unix.O_TMPFILE,
+}
+
+// FlagNames lists the names -f takes.
+func FlagNames() []string {
+	names := make([]string, 0, len(openFlags))
+	for n := range openFlags {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// flagMasks turns -f names into the BPF filter: a bit per access mode
+// (1 << mode) and the other flags' bits.
+func flagMasks(names []string) (accmodes, flags uint32, err error) {
+	for _, n := range names {
+		v, ok := openFlags[n]
+		switch {
+		case !ok:
+			return 0, 0, fmt.Errorf("unknown flag %q: want one of %s", n, strings.Join(FlagNames(), ", "))
+		case n == "O_RDONLY" || n == "O_WRONLY" || n == "O_RDWR":
+			accmodes |= 1 << v
+		default:
+			flags |= uint32(v)
+		}
+	}
+	return accmodes, flags, nil
+}
+
+const hookName = "tracepoint syscalls:sys_{enter,exit}_{open,openat,openat2}"
+
+func hooks(Config) []probe.Hook {
+	return []probe.Hook{{
+		Kind: probe.Tracepoint,
+		Name: hookName,
+		Attachments: []probe.Attachment{
+			probe.TracepointAt(opensnoopProgTpEnterOpenat, "syscalls", "sys_enter_openat"),
+			probe.TracepointAt(opensnoopProgTpExit, "syscalls", "sys_exit_openat"),
+			// openat2 came in 5.6; open(2) is not on arm64.
+			probe.Optional(probe.TracepointAt(opensnoopProgTpEnterOpenat2, "syscalls", "sys_enter_openat2")),
+			probe.Optional(probe.TracepointAt(opensnoopProgTpExit, "syscalls", "sys_exit_openat2")),
+			probe.Optional(probe.TracepointAt(opensnoopProgTpEnterOpen, "syscalls", "sys_enter_open")),
+			probe.Optional(probe.TracepointAt(opensnoopProgTpExit, "syscalls", "sys_exit_open")),
+		},
+	}}
+}
+
+func configure(cfg Config, spec *ebpf.CollectionSpec) error {
+	var m opensnoopMapSpecs
+	var v opensnoopVariableSpecs
+	if err := spec.Assign(&m); err != nil {
+		return err
+	}
+	if err := spec.Assign(&v); err != nil {
+		return err
+	}
+	cpus, err := ebpf.PossibleCPU()
+	if err != nil {
+		return fmt.Errorf("possible CPUs: %w", err)
+	}
+	m.Bufs.MaxEntries = uint32(cpus)
+	accmodes, flags, err := flagMasks(cfg.Flags)
+	if err != nil {
+		return err
+	}
+	var failed uint8
+	if cfg.Failed {
+		failed = 1
+	}
+	for _, set := range []struct {
+		v   *ebpf.VariableSpec
+		val any
+	}{{v.TargTid, uint32(cfg.TID)}, {v.TargFailed, failed}, {v.TargAccmodes, accmodes}, {v.TargFlags, flags}} {
+		if err := set.v.Set(set.val); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+var spec = tool.Spec[Config, Event]{
+	Name:    "opensnoop",
+	Group:   "security",
+	Summary: "Trace file opens (open, openat, openat2)",
+	Long: `Trace open(2), openat(2) and openat2(2): who opened what, with the result
+(FD, or -1 and ERR, the errno) and, with -e, the flags (octal) and the
+creation mode ("n/a" when neither O_CREAT nor O_TMPFILE asks for one).
+
+The path is read when the call starts; when its page is not in memory yet
+(a string the program never touched), it is read again when the call
+returns, after the kernel has copied it (JSON "path_at_exit": true). Paths
+are printed as the process gave them (relative ones too), each control,
+non-printable or invalid byte and the backslash as \xNN.
+
+-t TID keeps one thread (the column is then TID), -x failed opens, -n
+command names containing NAME (a plain substring, as BCC's), -f FLAG opens
+with any of the given flags (repeat it: -f O_WRONLY -f O_RDWR; O_RDONLY,
+O_WRONLY and O_RDWR match the access mode, the others any set bit). All
+but -n are applied in the kernel.`,
+	Task: true,
+	// Opens come fast (a build makes tens of thousands a second); most
+	// records are ~100 bytes.
+	RingBytes: 8 << 20,
+	Load:      loadOpensnoop,
+	Default:   func() Config { return Config{} },
+	Hooks:     hooks,
+	Configure: configure,
+	Decoder: func(cfg Config, s *probe.Session) (func([]byte, *Event) bool, error) {
+		return func(raw []byte, e *Event) bool { return decode(cfg, s, raw, e) }, nil
+	},
+}
+
+// Tool is opensnoop's registry entry.
+var Tool = tool.Register(&spec, command)
+
+// Open loads and attaches opensnoop.
+func Open(cfg Config, opts tool.Options) (*tool.Source[Event], error) {
+	return tool.Open(&spec, cfg, opts)
+}
+
+const headerSize = int(unsafe.Sizeof(opensnoopEvent{}))
+
+var syscalls = [...]string{"open", "openat", "openat2"}
+
+func decode(cfg Config, s *probe.Session, raw []byte, e *Event) bool {
+	r, ok := probe.View[opensnoopEvent](raw)
+	if !ok || int(r.PathSize) > len(raw)-headerSize || int(r.Syscall) >= len(syscalls) {
+		return false
+	}
+	path, _, _ := bytes.Cut(raw[headerSize:headerSize+int(r.PathSize)], []byte{0})
+	*e = Event{
+		Task:       s.Task(raw),
+		Syscall:    syscalls[r.Syscall],
+		FD:         r.Ret,
+		Flags:      r.Flags,
+		Mode:       r.Mode,
+		Dfd:        r.Dfd,
+		Path:       Str(path),
+		PathAtExit: r.PathAtExit != 0,
+	}
+	if r.Ret < 0 {
+		e.FD, e.Errno = -1, int(-r.Ret)
+		e.ErrnoName = event.Name(sysnames.Errno(e.Errno))
+	}
+	return cfg.Name == "" || strings.Contains(e.Task.Comm.String(), cfg.Name)
+}
+
+// HasMode reports whether the call asked for a creation mode (O_CREAT or
+// O_TMPFILE): otherwise the kernel ignores it, and -e prints n/a.
+func (e *Event) HasMode() bool {
+	return e.Mode != 0 || e.Flags&unix.O_CREAT != 0 || e.Flags&unix.O_TMPFILE == unix.O_TMPFILE
+}
