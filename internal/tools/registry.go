@@ -8,6 +8,7 @@ import (
 	"github.com/owlbpf/owl/internal/tools/eperm"
 	"github.com/owlbpf/owl/internal/tools/funccount"
 	"github.com/owlbpf/owl/internal/tools/funclatency"
+	"github.com/owlbpf/owl/internal/tools/pamsnoop"
 	"github.com/owlbpf/owl/internal/tools/setuids"
 	"github.com/owlbpf/owl/internal/tools/tcpaccept"
 	"github.com/owlbpf/owl/internal/tools/tcpconnect"
@@ -25,6 +26,7 @@ func All() []tool.Tool {
 		capable.Tool,
 		funccount.Tool,
 		funclatency.Tool,
+		pamsnoop.Tool,
 	}
 }
 
