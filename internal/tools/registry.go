@@ -4,6 +4,7 @@ package tools
 
 import (
 	"github.com/owlbpf/owl/internal/tool"
+	"github.com/owlbpf/owl/internal/tools/bashreadline"
 	"github.com/owlbpf/owl/internal/tools/capable"
 	"github.com/owlbpf/owl/internal/tools/eperm"
 	"github.com/owlbpf/owl/internal/tools/funccount"
@@ -27,6 +28,7 @@ func All() []tool.Tool {
 		funccount.Tool,
 		funclatency.Tool,
 		pamsnoop.Tool,
+		bashreadline.Tool,
 	}
 }
 
