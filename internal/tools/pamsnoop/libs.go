@@ -22,6 +22,8 @@ func findLib(path string, pid int) (Lib, error) {
 	sp := uprobe.Spec{Target: path, Func: "pam_*"}
 	if path == "" {
 		sp.Target = "pam"
+	} else if _, err := os.Stat(path); err != nil {
+		return Lib{}, err // names the file
 	}
 	found, err := uprobe.Resolve(sp, uprobe.Options{PID: pid})
 	if errors.Is(err, uprobe.ErrNoMatch) {
