@@ -42,11 +42,13 @@ test: deps-test
 
 # bpftool lets the SIGKILL test cross-check `bpftool link list`; gcc builds
 # the C programs of the symbolization and capable -U tests; su (util-linux)
-# is the real PAM program of the setuids test.
+# is the real PAM program of the setuids test; pamsnoop's tests type passwords
+# with pamtester, bashreadline's type commands into tmux panes (and bc).
 deps-test:
 	@command -v bpftool >/dev/null && command -v gcc >/dev/null && command -v g++ >/dev/null && \
-	    command -v su >/dev/null && command -v bpftrace >/dev/null && [ -x /usr/sbin/funclatency ] || \
-		{ apt-get update -qq && $(APT_INSTALL) bpftool gcc g++ libc6-dev util-linux login bpftrace libbpf-tools; }
+	    command -v su >/dev/null && command -v bpftrace >/dev/null && [ -x /usr/sbin/funclatency ] && \
+	    command -v pamtester >/dev/null && command -v tmux >/dev/null && command -v bc >/dev/null || \
+		{ apt-get update -qq && $(APT_INSTALL) bpftool gcc g++ libc6-dev util-linux login bpftrace libbpf-tools pamtester tmux bc; }
 
 generate: deps-generate
 	$(GO) generate ./...

@@ -121,7 +121,7 @@ type Lib struct {
 	Offsets []uint64
 }
 
-const hookName = "uprobe + uretprobe libpam:pam_start,pam_start_confdir,pam_authenticate,pam_acct_mgmt,pam_open_session,pam_close_session (+ pam_set_item, pam_get_item, pam_end)"
+const hookName = "uprobe + uretprobe libpam:pam_start*,pam_authenticate,pam_acct_mgmt,pam_{open,close}_session,pam_{set,get}_item,pam_end"
 
 // hooks attaches, to each libpam, the entry program at every function and
 // the return program at those with results, cookies naming the function.
