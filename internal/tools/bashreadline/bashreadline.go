@@ -122,7 +122,12 @@ gdb and others use too, only tasks named bash are traced.`,
 		if t.Lib {
 			only = 1
 		}
-		return v.BashOnly.Set(only)
+		if err := v.BashOnly.Set(only); err != nil {
+			return err
+		}
+		// A uprobe-multi link needs only CAP_BPF and CAP_PERFMON; a
+		// perf-event uprobe may need more.
+		return probe.PrepareUprobes(cs, bashreadlineProgReadlineReturn)
 	},
 	Decoder: func(_ Config, s *probe.Session) (func([]byte, *Event) bool, error) {
 		return func(raw []byte, e *Event) bool {
