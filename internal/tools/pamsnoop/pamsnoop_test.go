@@ -87,22 +87,7 @@ func TestSu(t *testing.T) {
 func TestPassword(t *testing.T) {
 	e2e.Require(t)
 	pamtester := need(t, "pamtester")
-	need(t, "useradd")
-	user := fmt.Sprintf("owlpam%d", os.Getpid())
-	const password = "Owl-test-pw-7"
-	if out, err := exec.Command("useradd", "-M", "-s", "/usr/sbin/nologin", user).CombinedOutput(); err != nil {
-		t.Fatalf("useradd: %v: %s", err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("userdel", user).CombinedOutput(); err != nil {
-			t.Errorf("userdel %s: %v: %s", user, err, out)
-		}
-	})
-	chpasswd := exec.Command("chpasswd")
-	chpasswd.Stdin = strings.NewReader(user + ":" + password + "\n")
-	if out, err := chpasswd.CombinedOutput(); err != nil {
-		t.Fatalf("chpasswd: %v: %s", err, out)
-	}
+	user, password := newUser(t)
 	src, err := Open(Config{}, e2e.Options())
 	if err != nil {
 		t.Fatal(err)
@@ -154,6 +139,94 @@ func TestPassword(t *testing.T) {
 			return
 		}
 	}
+}
+
+// newUser makes a throwaway user with a known password, removed when the
+// test ends.
+func newUser(t *testing.T) (user, password string) {
+	t.Helper()
+	need(t, "useradd")
+	user = fmt.Sprintf("owlpam%d", os.Getpid())
+	password = "Owl-test-pw-7"
+	if out, err := exec.Command("useradd", "-M", "-s", "/usr/sbin/nologin", user).CombinedOutput(); err != nil {
+		t.Fatalf("useradd: %v: %s", err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("userdel", user).CombinedOutput(); err != nil {
+			t.Errorf("userdel %s: %v: %s", user, err, out)
+		}
+	})
+	chpasswd := exec.Command("chpasswd")
+	chpasswd.Stdin = strings.NewReader(user + ":" + password + "\n")
+	if out, err := chpasswd.CombinedOutput(); err != nil {
+		t.Fatalf("chpasswd: %v: %s", err, out)
+	}
+	return user, password
+}
+
+// A handle started before owl (-p of a pamtester waiting for its
+// password): pam_start and the pam_authenticate in progress are not
+// seen, but the items the modules read later (pam_get_item) fill the
+// handle's service, user and remote host in.
+func TestHandleStartedBefore(t *testing.T) {
+	e2e.Require(t)
+	pamtester := need(t, "pamtester")
+	user, password := newUser(t)
+	cmd := exec.Command(pamtester, "-I", "rhost=198.51.100.3", "login", user, "authenticate", "acct_mgmt", "open_session", "close_session")
+	stdin, _ := cmd.StdinPipe()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = w, w
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil { // the test failed before Wait
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+	})
+	out := bufio.NewReader(r)
+	if err := readUntil(out, "Password:"); err != nil {
+		t.Fatalf("pamtester never asked for the password: %v", err)
+	}
+	opts := e2e.Options()
+	opts.Task.PID = cmd.Process.Pid
+	src, err := Open(Config{}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	events := e2e.Collect(t, src)
+	fmt.Fprintln(stdin, password)
+	go io.Copy(io.Discard, out)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("pamtester: %v", err)
+	}
+	acct := waitFor(t, events, "pam_acct_mgmt", func(e Event) bool { return e.Event == "pam_acct_mgmt" })
+	if acct.Result != "PAM_SUCCESS" || acct.Handle == 0 {
+		t.Errorf("pam_acct_mgmt: %+v", acct)
+	}
+	e := waitFor(t, events, "pam_open_session", func(e Event) bool { return e.Event == "pam_open_session" })
+	if e.Service != "login" || e.User != Text(user) || e.RHost != "198.51.100.3" || e.Result != "PAM_SUCCESS" || e.Handle != acct.Handle {
+		t.Errorf("pam_open_session: %+v, want login, %s, 198.51.100.3, PAM_SUCCESS on handle %#x", e, user, acct.Handle)
+	}
+	waitFor(t, events, "pam_close_session", func(e Event) bool { return e.Event == "pam_close_session" })
+}
+
+// readUntil reads r until it has read s.
+func readUntil(r *bufio.Reader, s string) error {
+	var seen []byte
+	for !strings.HasSuffix(string(seen), s) {
+		b, err := r.ReadByte()
+		if err != nil {
+			return err
+		}
+		seen = append(seen, b)
+	}
+	return nil
 }
 
 // namespace starts a shell in a new mount namespace whose libpam is a
