@@ -92,7 +92,9 @@ var spec = tool.Spec[Config, Event]{
 	Long: `Print each line interactive bash shells read with readline(): the commands
 typed at their prompt, whatever their outcome, builtins and typos included,
 as BCC's bashreadline. Scripts and bash -c do not use readline and are not
-shown. Lines are kept up to 511 bytes (JSON "cut" marks longer ones).
+shown, nor is the line being edited when owl starts (its readline call
+began before the probe). Lines are kept up to 511 bytes (JSON "cut" marks
+longer ones).
 
 readline is probed in /bin/bash, where Debian and most distributions link
 it in, or in the libreadline bash loads otherwise; -s PATH names the bash or

@@ -172,7 +172,8 @@ is one pam_authenticate line with RESULT PAM_AUTH_ERR.
 Each line shows the service, user, remote host and tty of its PAM handle:
 owl keeps them per handle from pam_start, and from pam_set_item and
 pam_get_item (PAM_USER, PAM_RHOST, PAM_TTY), until pam_end. A handle
-started before owl shows "-" (null in JSON) until an item is seen.
+started before owl shows "-" (null in JSON) until an item is seen; a call
+already in progress when owl starts is not seen.
 
 libpam is found as the dynamic loader would (/etc/ld.so.cache), or given
 with -l PATH. Programs in other mount namespaces (containers) use their own
