@@ -43,13 +43,21 @@ test: deps-test
 	$(GO) test -run '^$$' -fuzz FuzzNotes -fuzztime 100000x ./internal/usdt
 	$(GO) test -run '^$$' -fuzz FuzzArgs -fuzztime 100000x ./internal/usdt
 
-# bpftool lets the SIGKILL test cross-check `bpftool link list`; gcc builds
-# the C programs of the symbolization and capable -U tests; su (util-linux)
-# is the real PAM program of the setuids test.
+# What the tests need, as FILE:PACKAGE pairs: a package is installed (with
+# one apt-get for all) when its file is missing. bpftool cross-checks
+# `bpftool link list`; gcc/g++ build the C and C++ target programs; su
+# (util-linux) and login are real PAM programs; bpftrace and libbpf-tools are
+# the side-by-side peers; sys/sdt.h builds the USDT test program; pamtester
+# types passwords, tmux types commands into bash (and bc links readline).
+TEST_DEPS = /usr/sbin/bpftool:bpftool /usr/bin/gcc:gcc /usr/bin/g++:g++ \
+	/usr/include/stdio.h:libc6-dev /usr/bin/su:util-linux /usr/bin/login:login \
+	/usr/bin/bpftrace:bpftrace /usr/sbin/funclatency:libbpf-tools \
+	/usr/bin/dtrace:systemtap-sdt-dev /usr/bin/pamtester:pamtester \
+	/usr/bin/tmux:tmux /usr/bin/bc:bc
+
 deps-test:
-	@command -v bpftool >/dev/null && command -v gcc >/dev/null && command -v g++ >/dev/null && \
-	    command -v su >/dev/null && command -v bpftrace >/dev/null && [ -x /usr/sbin/funclatency ] && [ -x /usr/bin/dtrace ] || \
-		{ apt-get update -qq && $(APT_INSTALL) bpftool gcc g++ libc6-dev util-linux login bpftrace libbpf-tools systemtap-sdt-dev; }
+	@missing=; for d in $(TEST_DEPS); do [ -e "$${d%%:*}" ] || missing="$$missing $${d#*:}"; done; \
+	if [ -n "$$missing" ]; then echo "installing$$missing"; apt-get update -qq && $(APT_INSTALL) $$missing; fi
 
 generate: deps-generate
 	$(GO) generate ./...

@@ -4,6 +4,7 @@ package tools
 
 import (
 	"github.com/owlbpf/owl/internal/tool"
+	"github.com/owlbpf/owl/internal/tools/bashreadline"
 	"github.com/owlbpf/owl/internal/tools/capable"
 	"github.com/owlbpf/owl/internal/tools/eperm"
 	"github.com/owlbpf/owl/internal/tools/execsnoop"
@@ -12,6 +13,7 @@ import (
 	"github.com/owlbpf/owl/internal/tools/modsnoop"
 	"github.com/owlbpf/owl/internal/tools/seccount"
 	"github.com/owlbpf/owl/internal/tools/opensnoop"
+	"github.com/owlbpf/owl/internal/tools/pamsnoop"
 	"github.com/owlbpf/owl/internal/tools/setuids"
 	"github.com/owlbpf/owl/internal/tools/stackcount"
 	"github.com/owlbpf/owl/internal/tools/tcpaccept"
@@ -39,6 +41,8 @@ func All() []tool.Tool {
 		modsnoop.Tool,
 		execsnoop.Tool,
 		opensnoop.Tool,
+		pamsnoop.Tool,
+		bashreadline.Tool,
 	}
 }
 
