@@ -4,6 +4,7 @@ package tools
 
 import (
 	"github.com/owlbpf/owl/internal/tool"
+	"github.com/owlbpf/owl/internal/tools/bashfunc"
 	"github.com/owlbpf/owl/internal/tools/capable"
 	"github.com/owlbpf/owl/internal/tools/eperm"
 	"github.com/owlbpf/owl/internal/tools/funccount"
@@ -31,6 +32,7 @@ func All() []tool.Tool {
 		trace.Tool,
 		stackcount.Tool,
 		usdt.Tool,
+		bashfunc.Tool, bashfunc.LatTool,
 	}
 }
 
