@@ -135,7 +135,7 @@ func newTarget(cfg Config, pid int) *target {
 	return &target{bash: b, pid: pid, err: err}
 }
 
-const hookName = "uprobe bash:find_function_def"
+const hookName = "uprobe bash:find_function_def (uprobe-multi where the kernel has it)"
 
 // callHook attaches the call probe (and, for bashfunclat, the return
 // probe); a bash that cannot be traced fails the hook's Check.
@@ -145,9 +145,9 @@ func callHook(t *target, name string, withReturn bool) []probe.Hook {
 		return []probe.Hook{h}
 	}
 	b := t.bash
-	h.Attachments = append(h.Attachments, probe.UprobeEachAt(bashfuncProgFuncCall, b.Path, []uint64{b.CallOffset}, nil, false, t.pid))
+	h.Attachments = append(h.Attachments, probe.UprobesAt(bashfuncProgFuncCall, b.Path, []uint64{b.CallOffset}, nil, false, t.pid))
 	if withReturn {
-		h.Attachments = append(h.Attachments, probe.UprobeEachAt(bashfuncProgFuncReturn, b.Path, []uint64{b.ReturnOffset}, nil, false, t.pid))
+		h.Attachments = append(h.Attachments, probe.UprobesAt(bashfuncProgFuncReturn, b.Path, []uint64{b.ReturnOffset}, nil, false, t.pid))
 	}
 	return []probe.Hook{h}
 }
@@ -167,10 +167,22 @@ func configure(t *target, cs *ebpf.CollectionSpec, events, times bool, unitNs ui
 	}
 	m.Hists.MaxEntries = uint32(max(hists, 1))
 	b := t.bash
-	return errors.Join(v.CallSym.Set(b.CallSym), v.ReturnSym.Set(b.ReturnSym),
+	err := errors.Join(v.CallSym.Set(b.CallSym), v.ReturnSym.Set(b.ReturnSym),
 		v.ThisFunctionSym.Set(b.ThisFunctionSym), v.FuncnestSym.Set(b.FuncnestSym),
 		v.SourcenestSym.Set(b.SourcenestSym), v.WantEvents.Set(events), v.WantTimes.Set(times),
 		v.UnitNs.Set(unitNs))
+	if err != nil {
+		return err
+	}
+	// uprobe-multi links where the kernel has them: they need CAP_BPF and
+	// CAP_PERFMON only, where a perf_uprobe event is refused without more.
+	var progs []string
+	for _, p := range []string{bashfuncProgFuncCall, bashfuncProgFuncReturn} {
+		if cs.Programs[p] != nil {
+			progs = append(progs, p)
+		}
+	}
+	return probe.PrepareUprobes(cs, progs...)
 }
 
 // specConfig carries the target through the Spec's functions, which

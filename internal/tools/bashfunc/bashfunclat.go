@@ -46,7 +46,7 @@ const DefaultFuncs = 4096
 // MaxFuncs bounds LatConfig.Funcs.
 const MaxFuncs = 1 << 20
 
-const latHookName = "uprobe bash:find_function_def + uprobe bash:restore_funcarray_state"
+const latHookName = "uprobe bash:find_function_def + uprobe bash:restore_funcarray_state (uprobe-multi where the kernel has it)"
 
 type latSpecConfig struct {
 	LatConfig
