@@ -97,6 +97,7 @@ let t = 0;
 console.log("running");
 (function loop() { for (let i = 0; i < 200; i++) t += owlHot(1000); setImmediate(loop); })();`
 	cmd := exec.Command(node, "--perf-basic-prof", "-e", js)
+	cmd.Dir = t.TempDir() // node may leave a v8 log in its directory
 	start(t, cmd, "running", 30*time.Second)
 	pid := cmd.Process.Pid
 	procs := syms.NewProcesses(nil, 4)
