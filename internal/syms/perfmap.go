@@ -10,6 +10,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
+	"time"
 )
 
 // PerfMap is the symbol map a JIT compiler writes to /tmp/perf-PID.map
@@ -48,25 +50,56 @@ func ParsePerfMap(r io.Reader) (*PerfMap, error) {
 // namespace names its map by its own pid and writes it to its own /tmp, so
 // that location is tried first.
 func LoadPerfMap(pid int) (*PerfMap, error) {
+	st, ok := statPerfMap(pid)
+	if !ok {
+		return nil, fmt.Errorf("perf map of pid %d: %w", pid, os.ErrNotExist)
+	}
+	return loadPerfMapFile(st.path)
+}
+
+func loadPerfMapFile(path string) (*PerfMap, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	m, err := ParsePerfMap(f)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	return m, nil
+}
+
+// perfStamp is one version of a perf map file: a JIT appends to it (node
+// --perf-basic-prof) or writes it anew (jcmd PID Compiler.perfmap).
+type perfStamp struct {
+	path  string
+	ino   uint64
+	size  int64
+	mtime time.Time
+}
+
+// statPerfMap finds the perf map of pid: /tmp/perf-NSPID.map in the
+// process's mount namespace (NSPID: its pid in its own pid namespace),
+// else /tmp/perf-PID.map in ours.
+func statPerfMap(pid int) (perfStamp, bool) {
 	var paths []string
 	if ns := nsPid(pid); ns != 0 {
 		paths = append(paths, fmt.Sprintf("/proc/%d/root/tmp/perf-%d.map", pid, ns))
 	}
 	paths = append(paths, fmt.Sprintf("/tmp/perf-%d.map", pid))
-	var err error
 	for _, path := range paths {
-		var f *os.File
-		if f, err = os.Open(path); err != nil {
+		fi, err := os.Stat(path)
+		if err != nil || !fi.Mode().IsRegular() {
 			continue
 		}
-		defer f.Close()
-		m, err := ParsePerfMap(f)
-		if err != nil {
-			return nil, fmt.Errorf("read %s: %w", path, err)
+		st := perfStamp{path: path, size: fi.Size(), mtime: fi.ModTime()}
+		if sys, ok := fi.Sys().(*syscall.Stat_t); ok {
+			st.ino = sys.Ino
 		}
-		return m, nil
+		return st, true
 	}
-	return nil, fmt.Errorf("perf map of pid %d: %w", pid, err)
+	return perfStamp{}, false
 }
 
 // nsPid returns pid as its own pid namespace numbers it (the last NSpid

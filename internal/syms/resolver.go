@@ -8,6 +8,7 @@ import (
 	"os"
 	"sort"
 	"sync"
+	"time"
 )
 
 // Cache keeps the symbol tables of ELF files so that a file mapped by many
@@ -140,15 +141,24 @@ type Resolver struct {
 	maps  []Mapping
 	files map[fileKey]*table // nil when the file has no usable symbols
 	errs  []error            // why files had none
-	perf  *PerfMap
-	// perfRead is set once the perf map was looked for, found or not.
-	perfRead bool
+	// The perf map, the version of its file it was read from, and when
+	// the file was last looked at (zero: not since Refresh).
+	perf        *PerfMap
+	perfStamp   perfStamp
+	perfChecked time.Time
+	perfEvery   time.Duration // perfRecheck; tests set 0
 }
+
+// perfRecheck bounds how often a Resolver looks at a perf map again: a
+// JIT appends to it (node) or rewrites it (jcmd Compiler.perfmap) as it
+// compiles, reusing the memory of code it freed, so names may be this old;
+// a changed file is read again whole, at most this often per process.
+const perfRecheck = time.Second
 
 // NewResolver reads the mappings of pid. Symbol tables are loaded on first
 // use and kept in cache, which may be shared by many Resolvers.
 func NewResolver(pid int, cache *Cache) (*Resolver, error) {
-	r := &Resolver{pid: pid, cache: cache}
+	r := &Resolver{pid: pid, cache: cache, perfEvery: perfRecheck}
 	if err := r.Refresh(); err != nil {
 		return nil, err
 	}
@@ -167,7 +177,7 @@ func (r *Resolver) Refresh() error {
 		return nil
 	}
 	r.maps, r.files, r.errs = maps, map[fileKey]*table{}, nil
-	r.perf, r.perfRead = nil, false
+	r.perf, r.perfStamp, r.perfChecked = nil, perfStamp{}, time.Time{}
 	return nil
 }
 
@@ -175,7 +185,8 @@ func (r *Resolver) Refresh() error {
 func (r *Resolver) Maps() []Mapping { return r.maps }
 
 // Resolve names addr in the process: from the symbols of the mapped file,
-// else from the perf map (JIT code lives in anonymous mappings), else as
+// else from the perf map (JIT code lives in anonymous mappings; the map
+// is read again when its file changed, looked at once a second), else as
 // "[unknown]" with the mapping's file as module.
 func (r *Resolver) Resolve(addr uint64) Frame {
 	f := Frame{Addr: addr, Symbol: Unknown}
@@ -188,16 +199,27 @@ func (r *Resolver) Resolve(addr uint64) Frame {
 			return f
 		}
 	}
-	if !r.perfRead {
-		r.perfRead = true
-		r.perf, _ = LoadPerfMap(r.pid)
-	}
-	if r.perf != nil {
-		if name, off, ok := r.perf.Lookup(addr); ok {
-			f.Symbol, f.Offset, f.Module = name, off, fmt.Sprintf("perf-%d.map", r.pid)
-		}
+	if name, off, ok := r.perfLookup(addr); ok {
+		f.Symbol, f.Offset, f.Module = name, off, fmt.Sprintf("perf-%d.map", r.pid)
 	}
 	return f
+}
+
+// perfLookup names addr from the perf map, read when first needed and
+// again when the file changed, looked at no more than once per perfEvery.
+func (r *Resolver) perfLookup(addr uint64) (string, uint64, bool) {
+	if now := time.Now(); r.perfChecked.IsZero() || now.Sub(r.perfChecked) >= r.perfEvery {
+		r.perfChecked = now
+		if st, ok := statPerfMap(r.pid); ok && st != r.perfStamp {
+			if m, err := loadPerfMapFile(st.path); err == nil {
+				r.perf, r.perfStamp = m, st
+			}
+		}
+	}
+	if r.perf == nil {
+		return "", 0, false
+	}
+	return r.perf.Lookup(addr)
 }
 
 // mapping returns the mapping that holds addr.

@@ -5,6 +5,7 @@ package tools
 import (
 	"github.com/owlbpf/owl/internal/tool"
 	"github.com/owlbpf/owl/internal/tools/bashreadline"
+	"github.com/owlbpf/owl/internal/tools/bashfunc"
 	"github.com/owlbpf/owl/internal/tools/capable"
 	"github.com/owlbpf/owl/internal/tools/eperm"
 	"github.com/owlbpf/owl/internal/tools/execsnoop"
@@ -43,6 +44,7 @@ func All() []tool.Tool {
 		opensnoop.Tool,
 		pamsnoop.Tool,
 		bashreadline.Tool,
+		bashfunc.Tool, bashfunc.LatTool,
 	}
 }
 

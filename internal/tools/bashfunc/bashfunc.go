@@ -1,0 +1,252 @@
+// Package bashfunc traces the functions bash scripts call: bashfunc
+// prints each call with the function's name, bashfunclat a log2
+// histogram of each function's durations. Both read bash's exported
+// (dynamic) symbols only, so a stripped bash, as distributions ship it,
+// is enough.
+package bashfunc
+
+import (
+	"bytes"
+	"debug/elf"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/owlbpf/owl/internal/event"
+	"github.com/owlbpf/owl/internal/probe"
+	"github.com/owlbpf/owl/internal/tool"
+)
+
+// DefaultBash is the bash traced unless told otherwise.
+const DefaultBash = "/bin/bash"
+
+// Event is one call of a shell function.
+type Event struct {
+	event.Task
+	// Depth is bash's function nesting (funcnest) inside the call: 1 for
+	// a function called outside any function.
+	Depth uint32 `json:"depth"`
+	// Func is the function's name, escaped as event.AppendEscaped does
+	// (at most 63 bytes of it: longer names are cut).
+	Func string `json:"func"`
+}
+
+// Config says which bash to trace; the task filters are in tool.Options.
+type Config struct {
+	// Bash is the bash executable: DefaultBash when empty, or with -p
+	// the process's own executable.
+	Bash string
+}
+
+// Bash is what the probes need of one bash executable: where the two
+// functions probed are in the file, and the symbol values of the
+// functions and globals the programs read.
+type Bash struct {
+	Path string
+	// File offsets of find_function_def (called once per function
+	// call) and restore_funcarray_state (once per return).
+	CallOffset, ReturnOffset uint64
+	// Symbol values (st_value), from which the programs find the globals
+	// at run time: the load bias is the probed address minus the
+	// function's symbol value.
+	CallSym, ReturnSym, ThisFunctionSym, FuncnestSym, SourcenestSym uint64
+}
+
+// The dynamic symbols used (bash 4.4 to 5.3 export them: they are
+// linked with -rdynamic for loadable builtins).
+var bashSymbols = []string{"find_function_def", "restore_funcarray_state", "this_shell_function", "funcnest", "sourcenest"}
+
+// BashError is the error for a file that is not a bash these tools can
+// trace (missing, not ELF, or without the symbols): the user's to fix.
+type BashError struct{ Err error }
+
+func (e *BashError) Error() string { return e.Err.Error() }
+func (e *BashError) Unwrap() error { return e.Err }
+
+// FindBash reads the symbols the tools need from the bash at path.
+func FindBash(path string) (*Bash, error) {
+	f, err := elf.Open(path)
+	if err != nil {
+		return nil, &BashError{Err: err}
+	}
+	defer f.Close()
+	dyn, err := f.DynamicSymbols()
+	if err != nil {
+		return nil, &BashError{Err: fmt.Errorf("%s: no dynamic symbols: %w", path, err)}
+	}
+	vals := map[string]uint64{}
+	for _, s := range dyn {
+		if s.Section != elf.SHN_UNDEF && s.Value != 0 {
+			vals[s.Name] = s.Value
+		}
+	}
+	for _, name := range bashSymbols {
+		if _, ok := vals[name]; !ok {
+			return nil, &BashError{Err: fmt.Errorf("%s: no dynamic symbol %s: not a bash these tools know (4.4 or later, built with arrays)", path, name)}
+		}
+	}
+	b := &Bash{Path: path,
+		CallSym: vals["find_function_def"], ReturnSym: vals["restore_funcarray_state"],
+		ThisFunctionSym: vals["this_shell_function"], FuncnestSym: vals["funcnest"], SourcenestSym: vals["sourcenest"]}
+	if b.CallOffset, err = fileOffset(f, b.CallSym); err != nil {
+		return nil, &BashError{Err: fmt.Errorf("%s: find_function_def: %w", path, err)}
+	}
+	if b.ReturnOffset, err = fileOffset(f, b.ReturnSym); err != nil {
+		return nil, &BashError{Err: fmt.Errorf("%s: restore_funcarray_state: %w", path, err)}
+	}
+	return b, nil
+}
+
+// fileOffset converts a code address of f to its offset in the file,
+// where uprobes are placed.
+func fileOffset(f *elf.File, vaddr uint64) (uint64, error) {
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_LOAD && p.Flags&elf.PF_X != 0 && p.Vaddr <= vaddr && vaddr-p.Vaddr < p.Filesz {
+			return vaddr - p.Vaddr + p.Off, nil
+		}
+	}
+	return 0, fmt.Errorf("address %#x in no executable segment", vaddr)
+}
+
+// bashPath is the bash a config traces: cfg.Bash, else with a pid the
+// process's own executable, else DefaultBash.
+func bashPath(cfg Config, pid int) string {
+	switch {
+	case cfg.Bash != "":
+		return cfg.Bash
+	case pid != 0:
+		return "/proc/" + strconv.Itoa(pid) + "/exe"
+	}
+	return DefaultBash
+}
+
+// target is what the hooks and Configure need, found once per Open (or
+// per Info, for the registry's default config).
+type target struct {
+	bash *Bash
+	pid  int
+	err  error
+}
+
+func newTarget(cfg Config, pid int) *target {
+	b, err := FindBash(bashPath(cfg, pid))
+	return &target{bash: b, pid: pid, err: err}
+}
+
+const hookName = "uprobe bash:find_function_def (uprobe-multi where the kernel has it)"
+
+// callHook attaches the call probe (and, for bashfunclat, the return
+// probe); a bash that cannot be traced fails the hook's Check.
+func callHook(t *target, name string, withReturn bool) []probe.Hook {
+	h := probe.Hook{Kind: probe.Uprobe, Name: name, Check: func() error { return t.err }}
+	if t.err != nil {
+		return []probe.Hook{h}
+	}
+	b := t.bash
+	h.Attachments = append(h.Attachments, probe.UprobesAt(bashfuncProgFuncCall, b.Path, []uint64{b.CallOffset}, nil, false, t.pid))
+	if withReturn {
+		h.Attachments = append(h.Attachments, probe.UprobesAt(bashfuncProgFuncReturn, b.Path, []uint64{b.ReturnOffset}, nil, false, t.pid))
+	}
+	return []probe.Hook{h}
+}
+
+// configure sets the symbol values and what the programs do.
+func configure(t *target, cs *ebpf.CollectionSpec, events, times bool, unitNs uint64, hists int) error {
+	if t.err != nil {
+		return t.err
+	}
+	var v bashfuncVariableSpecs
+	if err := cs.Assign(&v); err != nil {
+		return err
+	}
+	var m bashfuncMapSpecs
+	if err := cs.Assign(&m); err != nil {
+		return err
+	}
+	m.Hists.MaxEntries = uint32(max(hists, 1))
+	b := t.bash
+	err := errors.Join(v.CallSym.Set(b.CallSym), v.ReturnSym.Set(b.ReturnSym),
+		v.ThisFunctionSym.Set(b.ThisFunctionSym), v.FuncnestSym.Set(b.FuncnestSym),
+		v.SourcenestSym.Set(b.SourcenestSym), v.WantEvents.Set(events), v.WantTimes.Set(times),
+		v.UnitNs.Set(unitNs))
+	if err != nil {
+		return err
+	}
+	// uprobe-multi links where the kernel has them: they need CAP_BPF and
+	// CAP_PERFMON only, where a perf_uprobe event is refused without more.
+	var progs []string
+	for _, p := range []string{bashfuncProgFuncCall, bashfuncProgFuncReturn} {
+		if cs.Programs[p] != nil {
+			progs = append(progs, p)
+		}
+	}
+	return probe.PrepareUprobes(cs, progs...)
+}
+
+// specConfig carries the target through the Spec's functions, which
+// only see the config.
+type specConfig struct {
+	Config
+	t *target
+}
+
+var spec = tool.Spec[specConfig, Event]{
+	Name:    "bashfunc",
+	Group:   "language",
+	Summary: "Trace the shell functions bash calls, with their names",
+	Long: `Print each call of a shell function by bash: the time, the process, bash's
+function nesting depth (1 outside any function) and the function's name.
+
+It probes bash's exported functions only, so a stripped bash (Debian's
+/bin/bash) is enough: find_function_def, which bash calls once per
+function call with the function's name while this_shell_function names
+the function being called. Other calls of find_function_def (defining a
+function, declare -F) are told apart and ignored. The bash probed is
+/bin/bash, or with -p the process's own executable, or --bash PATH (bash
+4.4 or later). Names longer than 63 bytes are cut.`,
+	Task:      true,
+	RingBytes: 1 << 20,
+	Load:      loadBashfunc,
+	Default:   func() specConfig { return specConfig{t: newTarget(Config{}, 0)} },
+	Hooks:     func(c specConfig) []probe.Hook { return callHook(c.t, hookName, false) },
+	Configure: func(c specConfig, cs *ebpf.CollectionSpec) error {
+		return configure(c.t, cs, true, false, 1, 1)
+	},
+	Decoder: func(_ specConfig, s *probe.Session) (func([]byte, *Event) bool, error) {
+		return func(raw []byte, e *Event) bool { return decode(s, raw, e) }, nil
+	},
+}
+
+// Tool is bashfunc's registry entry.
+var Tool = tool.Register(&spec, command)
+
+// Open loads bashfunc and attaches it to the bash of cfg; with a pid in
+// opts, to that process only.
+func Open(cfg Config, opts tool.Options) (*tool.Source[Event], error) {
+	t := newTarget(cfg, opts.Task.PID)
+	if t.err != nil {
+		return nil, t.err
+	}
+	return tool.Open(&spec, specConfig{Config: cfg, t: t}, opts)
+}
+
+func decode(s *probe.Session, raw []byte, e *Event) bool {
+	r, ok := probe.View[bashfuncEvent](raw)
+	if !ok {
+		return false
+	}
+	e.Task = s.Task(raw)
+	e.Depth = r.Depth
+	e.Func = cName(r.Name[:])
+	return true
+}
+
+// cName is a NUL-terminated name, escaped.
+func cName(b []byte) string {
+	if i := bytes.IndexByte(b, 0); i >= 0 {
+		b = b[:i]
+	}
+	return string(event.AppendEscaped(nil, b))
+}
