@@ -14,6 +14,7 @@ import (
 	"github.com/owlbpf/owl/internal/tools/tcpconnect"
 	"github.com/owlbpf/owl/internal/tools/tcpreset"
 	"github.com/owlbpf/owl/internal/tools/trace"
+	"github.com/owlbpf/owl/internal/tools/ucalls"
 	"github.com/owlbpf/owl/internal/tools/usdt"
 )
 
@@ -31,6 +32,7 @@ func All() []tool.Tool {
 		trace.Tool,
 		stackcount.Tool,
 		usdt.Tool,
+		ucalls.Tool,
 	}
 }
 
