@@ -16,6 +16,7 @@ import (
 	"github.com/owlbpf/owl/internal/tools/trace"
 	"github.com/owlbpf/owl/internal/tools/ucalls"
 	"github.com/owlbpf/owl/internal/tools/ugc"
+	"github.com/owlbpf/owl/internal/tools/uthreads"
 	"github.com/owlbpf/owl/internal/tools/usdt"
 )
 
@@ -35,6 +36,7 @@ func All() []tool.Tool {
 		usdt.Tool,
 		ucalls.Tool,
 		ugc.Tool,
+		uthreads.Tool,
 	}
 }
 
