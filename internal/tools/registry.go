@@ -15,6 +15,7 @@ import (
 	"github.com/owlbpf/owl/internal/tools/tcpreset"
 	"github.com/owlbpf/owl/internal/tools/trace"
 	"github.com/owlbpf/owl/internal/tools/ucalls"
+	"github.com/owlbpf/owl/internal/tools/uflow"
 	"github.com/owlbpf/owl/internal/tools/ugc"
 	"github.com/owlbpf/owl/internal/tools/uthreads"
 	"github.com/owlbpf/owl/internal/tools/usdt"
@@ -35,6 +36,7 @@ func All() []tool.Tool {
 		stackcount.Tool,
 		usdt.Tool,
 		ucalls.Tool,
+		uflow.Tool,
 		ugc.Tool,
 		uthreads.Tool,
 	}
