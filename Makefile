@@ -50,6 +50,9 @@ deps-test:
 	@command -v bpftool >/dev/null && command -v gcc >/dev/null && command -v g++ >/dev/null && \
 	    command -v su >/dev/null && command -v bpftrace >/dev/null && [ -x /usr/sbin/funclatency ] && [ -x /usr/bin/dtrace ] || \
 		{ apt-get update -qq && $(APT_INSTALL) bpftool gcc g++ libc6-dev util-linux login bpftrace libbpf-tools systemtap-sdt-dev; }
+	@# Runtimes for ucalls, uflow, ugc and uthreads (their tests).
+	@command -v javac >/dev/null && command -v ruby >/dev/null && [ -x /usr/bin/python3.11 ] && command -v node >/dev/null || \
+		{ apt-get update -qq && $(APT_INSTALL) openjdk-17-jdk-headless ruby python3.11 nodejs; }
 
 generate: deps-generate
 	$(GO) generate ./...
