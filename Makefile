@@ -48,12 +48,15 @@ test: deps-test
 # `bpftool link list`; gcc/g++ build the C and C++ target programs; su
 # (util-linux) and login are real PAM programs; bpftrace and libbpf-tools are
 # the side-by-side peers; sys/sdt.h builds the USDT test program; pamtester
-# types passwords, tmux types commands into bash (and bc links readline).
+# types passwords, tmux types commands into bash (and bc links readline);
+# java, ruby, python3.11 and node are the runtimes of the language tools.
 TEST_DEPS = /usr/sbin/bpftool:bpftool /usr/bin/gcc:gcc /usr/bin/g++:g++ \
 	/usr/include/stdio.h:libc6-dev /usr/bin/su:util-linux /usr/bin/login:login \
 	/usr/bin/bpftrace:bpftrace /usr/sbin/funclatency:libbpf-tools \
 	/usr/bin/dtrace:systemtap-sdt-dev /usr/bin/pamtester:pamtester \
-	/usr/bin/tmux:tmux /usr/bin/bc:bc
+	/usr/bin/tmux:tmux /usr/bin/bc:bc \
+	/usr/bin/javac:openjdk-17-jdk-headless /usr/bin/ruby:ruby \
+	/usr/bin/python3.11:python3.11 /usr/bin/node:nodejs
 
 deps-test:
 	@missing=; for d in $(TEST_DEPS); do [ -e "$${d%%:*}" ] || missing="$$missing $${d#*:}"; done; \

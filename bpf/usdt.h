@@ -88,9 +88,15 @@ static __always_inline int usdt_arg(void *ctx, const struct usdt_spec *spec, __u
 	__u64 v = 0, r = 0, addr;
 	__u32 n, shift;
 
-	if (i >= USDT_MAX_ARGS || i >= spec->nargs)
+	/* i as one 64-bit register from here: clang may otherwise
+	 * bound-check a copy and index with the original, which the verifier
+	 * rejects. */
+	__u64 idx = i;
+
+	asm volatile("" : "+r"(idx));
+	if (idx >= USDT_MAX_ARGS || idx >= spec->nargs)
 		return -1;
-	a = &spec->args[i];
+	a = &spec->args[idx];
 	n = a->size;
 	if (n == 0 || n > 8)
 		return -1;
@@ -134,4 +140,32 @@ static __always_inline int usdt_arg(void *ctx, const struct usdt_spec *spec, __u
 	}
 	*res = v;
 	return 0;
+}
+
+/* Byte i of a location's cookie: internal/langs packs a role, a kind and
+ * argument numbers in it (langs.Cookie). */
+#define USDT_NONE 0xff
+static __always_inline __u8 usdt_cookie_byte(const struct usdt_spec *spec, int i)
+{
+	return spec->cookie >> (8 * i);
+}
+
+/* Reads into buf (size bytes, zeroed by the caller) the string argument
+ * ptr_arg points to: NUL-terminated when len_arg is USDT_NONE, else
+ * len_arg's value bytes (hotspot's pointer and length pairs), cut to
+ * size - 1. Returns 0, or a negative value when unreadable. */
+static __always_inline int usdt_str(void *ctx, const struct usdt_spec *spec, __u8 ptr_arg, __u8 len_arg,
+				    char *buf, __u32 size)
+{
+	__u64 p, n;
+
+	if (ptr_arg == USDT_NONE || usdt_arg(ctx, spec, ptr_arg, &p))
+		return -1;
+	if (len_arg == USDT_NONE)
+		return bpf_probe_read_user_str(buf, size, (void *)p) < 0 ? -1 : 0;
+	if (usdt_arg(ctx, spec, len_arg, &n))
+		return -1;
+	if (n > size - 1)
+		n = size - 1;
+	return bpf_probe_read_user(buf, n, (void *)p);
 }

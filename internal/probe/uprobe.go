@@ -68,8 +68,27 @@ func UprobesAt(prog, path string, offsets, cookies []uint64, ret bool, pid int) 
 	}
 	return Attachment{Program: prog, Target: target,
 		attach: func(p *ebpf.Program) (link.Link, error) {
-			return attachUprobes(p, path, offsets, cookies, ret, pid)
+			return attachUprobes(p, path, offsets, nil, cookies, ret, pid)
 		}}
+}
+
+// UprobeRefsAt is UprobesAt for USDT probes: refs[i], when not 0, is the
+// file offset of offsets[i]'s semaphore, which the kernel increments
+// while the uprobe is attached (and decrements when it goes, even if
+// owl is killed), so that probes guarded by *_ENABLED() fire. each
+// attaches one uprobe per offset even where uprobe-multi links exist.
+func UprobeRefsAt(prog, path string, offsets, refs, cookies []uint64, each bool, pid int) Attachment {
+	a := UprobesAt(prog, path, offsets, cookies, false, pid)
+	a.attach = func(p *ebpf.Program) (link.Link, error) {
+		if len(refs) != len(offsets) {
+			return nil, fmt.Errorf("%d semaphores for %d offsets", len(refs), len(offsets))
+		}
+		if each {
+			return attachEach(p, path, offsets, refs, cookies, false, pid)
+		}
+		return attachUprobes(p, path, offsets, refs, cookies, false, pid)
+	}
+	return a
 }
 
 // UprobeEachAt is UprobesAt with one uprobe per offset, never a
@@ -78,7 +97,7 @@ func UprobesAt(prog, path string, offsets, cookies []uint64, ret bool, pid int) 
 func UprobeEachAt(prog, path string, offsets, cookies []uint64, ret bool, pid int) Attachment {
 	a := UprobesAt(prog, path, offsets, cookies, ret, pid)
 	a.attach = func(p *ebpf.Program) (link.Link, error) {
-		return attachEach(p, path, offsets, cookies, ret, pid)
+		return attachEach(p, path, offsets, nil, cookies, ret, pid)
 	}
 	return a
 }
@@ -94,18 +113,18 @@ func checkOffsets(offsets, cookies []uint64) error {
 	return nil
 }
 
-func attachUprobes(p *ebpf.Program, path string, offsets, cookies []uint64, ret bool, pid int) (link.Link, error) {
+func attachUprobes(p *ebpf.Program, path string, offsets, refs, cookies []uint64, ret bool, pid int) (link.Link, error) {
 	if err := checkOffsets(offsets, cookies); err != nil {
 		return nil, err
 	}
 	if !HaveUprobeMulti() {
-		return attachEach(p, path, offsets, cookies, ret, pid)
+		return attachEach(p, path, offsets, refs, cookies, ret, pid)
 	}
 	ex, err := link.OpenExecutable(path)
 	if err != nil {
 		return nil, err
 	}
-	opts := &link.UprobeMultiOptions{Addresses: offsets, Cookies: cookies, PID: uint32(pid)}
+	opts := &link.UprobeMultiOptions{Addresses: offsets, RefCtrOffsets: refs, Cookies: cookies, PID: uint32(pid)}
 	attach := ex.UprobeMulti
 	if ret {
 		attach = ex.UretprobeMulti
@@ -116,15 +135,16 @@ func attachUprobes(p *ebpf.Program, path string, offsets, cookies []uint64, ret 
 	}
 	// Not prepared for uprobe-multi (EINVAL): one uprobe each. A program
 	// that was prepared fails that way too, and the first error says why.
-	l, err = attachEach(p, path, offsets, cookies, ret, pid)
+	l, err = attachEach(p, path, offsets, refs, cookies, ret, pid)
 	if err != nil {
 		return nil, fmt.Errorf("uprobe-multi: %w; one uprobe each: %w", multiErr, err)
 	}
 	return l, nil
 }
 
-// attachEach attaches one uprobe per offset.
-func attachEach(p *ebpf.Program, path string, offsets, cookies []uint64, ret bool, pid int) (link.Link, error) {
+// attachEach attaches one uprobe per offset; refs, when not nil, are
+// their semaphores' file offsets.
+func attachEach(p *ebpf.Program, path string, offsets, refs, cookies []uint64, ret bool, pid int) (link.Link, error) {
 	if err := checkOffsets(offsets, cookies); err != nil {
 		return nil, err
 	}
@@ -137,6 +157,9 @@ func attachEach(p *ebpf.Program, path string, offsets, cookies []uint64, ret boo
 		opts := &link.UprobeOptions{Address: off, PID: pid}
 		if cookies != nil {
 			opts.Cookie = cookies[i]
+		}
+		if refs != nil {
+			opts.RefCtrOffset = refs[i]
 		}
 		var l link.Link
 		if ret {

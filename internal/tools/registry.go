@@ -21,6 +21,10 @@ import (
 	"github.com/owlbpf/owl/internal/tools/tcpconnect"
 	"github.com/owlbpf/owl/internal/tools/tcpreset"
 	"github.com/owlbpf/owl/internal/tools/trace"
+	"github.com/owlbpf/owl/internal/tools/ucalls"
+	"github.com/owlbpf/owl/internal/tools/uflow"
+	"github.com/owlbpf/owl/internal/tools/ugc"
+	"github.com/owlbpf/owl/internal/tools/uthreads"
 	"github.com/owlbpf/owl/internal/tools/usdt"
 )
 
@@ -45,6 +49,10 @@ func All() []tool.Tool {
 		pamsnoop.Tool,
 		bashreadline.Tool,
 		bashfunc.Tool, bashfunc.LatTool,
+		ucalls.Tool,
+		uflow.Tool,
+		ugc.Tool,
+		uthreads.Tool,
 	}
 }
 

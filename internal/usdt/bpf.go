@@ -3,13 +3,11 @@ package usdt
 import (
 	"debug/elf"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"runtime"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
-	"github.com/cilium/ebpf/link"
 
 	"github.com/owlbpf/owl/internal/probe"
 )
@@ -154,28 +152,15 @@ func Native() elf.Machine {
 	return elf.EM_NONE
 }
 
-// Links are the uprobes of one Attach.
-type Links struct{ links []link.Link }
-
-// Close detaches every uprobe; the kernel then takes its count back off
-// each semaphore.
-func (l *Links) Close() error {
-	var errs []error
-	for _, x := range l.links {
-		errs = append(errs, x.Close())
-	}
-	l.links = nil
-	return errors.Join(errs...)
-}
-
-// Attach attaches prog at every location of probes, handing it the
-// location's index as attach cookie (its entry of the spec map written by
-// Configure) and registering the semaphore, so that the kernel
-// increments it while attached and *_ENABLED() guarded probes fire. One
-// uprobe-multi link per file where the kernel has them and prog was
-// loaded for them (probe.PrepareUprobes), else one uprobe per location.
+// Attachments returns the hook-chain attachments of the program named
+// prog at every location of probes: one per file, each location handed
+// its index as attach cookie (its entry of the spec map written by
+// Configure) and its semaphore registered, so that the kernel increments
+// it while attached and *_ENABLED()-guarded probes fire. One uprobe-multi
+// link per file where the kernel has them and prog was loaded for them
+// (probe.PrepareUprobes), else, or with each, one uprobe per location.
 // pid 0 traces every process, else that process only.
-func Attach(prog *ebpf.Program, probes []Probe, pid int) (*Links, error) {
+func Attachments(prog string, probes []Probe, pid int, each bool) ([]probe.Attachment, error) {
 	type file struct{ offsets, refs, cookies []uint64 }
 	var order []string
 	files := map[string]*file{}
@@ -193,46 +178,10 @@ func Attach(prog *ebpf.Program, probes []Probe, pid int) (*Links, error) {
 		f.refs = append(f.refs, p.RefCtrOffset)
 		f.cookies = append(f.cookies, uint64(i))
 	}
-	all := &Links{}
+	var as []probe.Attachment
 	for _, path := range order {
 		f := files[path]
-		ls, err := attachFile(prog, path, f.offsets, f.refs, f.cookies, pid)
-		if err != nil {
-			all.Close()
-			return nil, fmt.Errorf("attach USDT probes in %s: %w", path, err)
-		}
-		all.links = append(all.links, ls...)
+		as = append(as, probe.UprobeRefsAt(prog, path, f.offsets, f.refs, f.cookies, each, pid))
 	}
-	return all, nil
-}
-
-func attachFile(prog *ebpf.Program, path string, offsets, refs, cookies []uint64, pid int) ([]link.Link, error) {
-	ex, err := link.OpenExecutable(path)
-	if err != nil {
-		return nil, err
-	}
-	var multiErr error
-	if probe.HaveUprobeMulti() {
-		l, err := ex.UprobeMulti(nil, prog, &link.UprobeMultiOptions{
-			Addresses: offsets, RefCtrOffsets: refs, Cookies: cookies, PID: uint32(pid)})
-		if err == nil {
-			return []link.Link{l}, nil
-		}
-		multiErr = err // not loaded for uprobe-multi: one each
-	}
-	var ls []link.Link
-	for i, off := range offsets {
-		l, err := ex.Uprobe("", prog, &link.UprobeOptions{Address: off, RefCtrOffset: refs[i], Cookie: cookies[i], PID: pid})
-		if err != nil {
-			for _, x := range ls {
-				x.Close()
-			}
-			if multiErr != nil {
-				return nil, fmt.Errorf("uprobe-multi: %w; offset %#x: %w", multiErr, off, err)
-			}
-			return nil, fmt.Errorf("offset %#x: %w", off, err)
-		}
-		ls = append(ls, l)
-	}
-	return ls, nil
+	return as, nil
 }

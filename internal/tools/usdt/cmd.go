@@ -105,7 +105,7 @@ func run(cmd *cobra.Command, f *flags, opts tool.Options) error {
 	if len(cfg.Probes) == 1 {
 		what = "1 location of " + cmd.Flags().Arg(0)
 	}
-	return cli.Stream(cmd, &f.common, src.Source, table(), what)
+	return cli.Stream(cmd, &f.common, src, table(), what)
 }
 
 // table is BCC trace's columns, the probe in place of its function.

@@ -7,7 +7,6 @@ package usdt
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -57,6 +56,9 @@ type Config struct {
 	// each attaches one uprobe per location even where uprobe-multi
 	// links exist: the path of kernels before 6.6, for tests.
 	each bool
+	// pid is the -p process (Open sets it from the options): the uprobes
+	// fire in it only.
+	pid int
 }
 
 // MaxProbes bounds the locations one run attaches to (libjvm's 531 notes
@@ -65,12 +67,17 @@ const MaxProbes = 4096
 
 const hookName = "uprobe at each probe location (uprobe-multi where the kernel has it), semaphores counted by the kernel"
 
-// hooks has no attachments: the hook chain attaches through functions
-// that cannot register a semaphore (ref_ctr_offset), so Open attaches
-// with usdt.Attach once the collection is loaded, and Configure keeps
-// the program the chain would otherwise leave out.
-func hooks(Config) []probe.Hook {
-	return []probe.Hook{{Kind: probe.Uprobe, Name: hookName}}
+// hooks attaches usdt_hit at every probe location, semaphores
+// registered; a Config whose probes cannot be attached here (another
+// architecture's) has a hook whose Check says why.
+func hooks(cfg Config) []probe.Hook {
+	h := probe.Hook{Kind: probe.Uprobe, Name: hookName}
+	as, err := sdt.Attachments(usdtProgUsdtHit, cfg.Probes, cfg.pid, cfg.each)
+	if err != nil {
+		h.Check = func() error { return err }
+	}
+	h.Attachments = as
+	return []probe.Hook{h}
 }
 
 // ErrNoProbe is the error for a Config without probes.
@@ -121,15 +128,6 @@ var Tool = tool.Register(&spec, command)
 func configure(cfg Config, cs *ebpf.CollectionSpec) error {
 	if len(cfg.Probes) == 0 {
 		return ErrNoProbe
-	}
-	// The hook has no attachment naming the program (see hooks): put it
-	// back.
-	if cs.Programs[usdtProgUsdtHit] == nil {
-		full, err := loadUsdt()
-		if err != nil {
-			return err
-		}
-		cs.Programs[usdtProgUsdtHit] = full.Programs[usdtProgUsdtHit]
 	}
 	if err := sdt.Configure(cs, cfg.Probes, nil); err != nil {
 		return err
@@ -200,11 +198,8 @@ func decode(cfg Config, s *probe.Session, raw []byte, e *Event) bool {
 // output layer escapes Text fields.
 func appendEscaped(b, s []byte) []byte { return append(b, s...) }
 
-// Source is a running usdt: the session and the probes' uprobes.
-type Source struct {
-	*tool.Source[Event]
-	links *sdt.Links
-}
+// Source is a running usdt.
+type Source = tool.Source[Event]
 
 // Open loads usdt and attaches it at every location of cfg.Probes, in
 // opts' -p process only when it has one.
@@ -218,22 +213,8 @@ func Open(cfg Config, opts tool.Options) (*Source, error) {
 	if err := Check(cfg.Probes, cfg.Format); err != nil {
 		return nil, err
 	}
-	src, err := tool.Open(&spec, cfg, opts)
-	if err != nil {
-		return nil, err
-	}
-	links, err := sdt.Attach(src.Coll.Programs[usdtProgUsdtHit], cfg.Probes, opts.Task.PID)
-	if err != nil {
-		src.Close()
-		return nil, err
-	}
-	return &Source{Source: src, links: links}, nil
-}
-
-// Close detaches the probes (the kernel takes its counts back off their
-// semaphores) and closes the session.
-func (s *Source) Close() error {
-	return errors.Join(s.links.Close(), s.Source.Close())
+	cfg.pid = opts.Task.PID
+	return tool.Open(&spec, cfg, opts)
 }
 
 // Check rejects a format that uses arguments some probe lacks or cannot

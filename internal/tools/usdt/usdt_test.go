@@ -143,12 +143,18 @@ func TestArgs(t *testing.T) {
 	}
 	opts := e2e.Options()
 	opts.Task.PID = pid
+	// Cleanups run last registered first: this one after both sources
+	// are closed.
+	t.Cleanup(func() {
+		if ans := p.say(t, "go 3"); ans != "fired 3 guarded 0 sema 0" {
+			t.Errorf("after tracing: %q, want the semaphore back at 0", ans)
+		}
+	})
 	src1, err := Open(argsCfg, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ch1 := e2e.Collect(t, src1.Source)
-	t.Cleanup(func() { src1.links.Close() })
+	ch1 := e2e.Collect(t, src1)
 
 	probes, err := sdt.Find(sdt.Target{PID: pid}, "*", "guarded")
 	if err != nil {
@@ -165,8 +171,7 @@ func TestArgs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ch2 := e2e.Collect(t, src2.Source)
-	t.Cleanup(func() { src2.links.Close() })
+	ch2 := e2e.Collect(t, src2)
 
 	const n = 5
 	if ans := p.say(t, fmt.Sprintf("go %d", n)); ans != fmt.Sprintf("fired %d guarded %d sema 1", n, n) {
@@ -197,14 +202,6 @@ func TestArgs(t *testing.T) {
 	}
 	if guarded != n || calls != n {
 		t.Errorf("%d guarded and %d library events, want %d each", guarded, calls, n)
-	}
-	for _, src := range []*Source{src1, src2} {
-		if err := src.links.Close(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if ans := p.say(t, "go 3"); ans != "fired 3 guarded 0 sema 0" {
-		t.Errorf("after tracing: %q, want the semaphore back at 0", ans)
 	}
 }
 
@@ -240,8 +237,7 @@ for line in sys.stdin:
 	if err != nil {
 		t.Fatal(err)
 	}
-	ch := e2e.Collect(t, src.Source)
-	t.Cleanup(func() { src.links.Close() })
+	ch := e2e.Collect(t, src)
 	const n = 7
 	if ans := p.say(t, fmt.Sprint(n)); ans != "done" {
 		t.Fatalf("python said %q", ans)
@@ -408,8 +404,7 @@ func TestOneUprobeEach(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ch := e2e.Collect(t, src.Source)
-	t.Cleanup(func() { src.links.Close() })
+	ch := e2e.Collect(t, src)
 	if ans := p.say(t, "go 2"); ans != "fired 2 guarded 2 sema 1" {
 		t.Errorf("while tracing: %q", ans)
 	}
