@@ -535,7 +535,7 @@ func TestClosedPipeEndsQuietly(t *testing.T) {
 				stderr = o.rest() // until owl exits and closes it
 				exited <- o.cmd.Wait()
 			}()
-			deadline := time.After(15 * time.Second)
+			deadline := time.After(30 * time.Second)
 			for {
 				// Events for every tool: a connect and accept, a reset,
 				// a failed setuid, kill and chroot in a child.
@@ -560,7 +560,7 @@ func TestClosedPipeEndsQuietly(t *testing.T) {
 					}
 					return
 				case <-deadline:
-					t.Fatalf("owl %v still runs 15 s after its output closed", args)
+					t.Fatalf("owl %v still runs 30 s after its output closed", args)
 				case <-time.After(50 * time.Millisecond):
 				}
 			}
