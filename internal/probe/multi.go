@@ -79,6 +79,11 @@ func checkCookies(n int, cookies []uint64) error {
 	return nil
 }
 
+// notSupportedLimit is how many targets must fail as not supported
+// (ebpf.ErrNotSupported) before any attaches for the kernel, rather than
+// the targets, to be taken to lack the feature.
+const notSupportedLimit = 8
+
 // perTarget is an attachment of one program at many targets, one link
 // each.
 type perTarget struct {
@@ -102,6 +107,7 @@ func (pt *perTarget) attach(cs *ebpf.CollectionSpec, coll *ebpf.Collection, prog
 	}
 	all := &eachLinks{}
 	var skipped []Failure
+	unsupported := 0
 	for i, target := range pt.targets {
 		var l link.Link
 		var err error
@@ -119,10 +125,15 @@ func (pt *perTarget) attach(cs *ebpf.CollectionSpec, coll *ebpf.Collection, prog
 			}
 		}
 		if errors.Is(err, ebpf.ErrNotSupported) {
-			// Not this target's fault: the kernel lacks the feature
-			// (tracing links with cookies before 5.19, say).
-			all.Close()
-			return nil, nil, fmt.Errorf("%s: %w", target, err)
+			// Either this target's fault (6.1's x86 trampolines take
+			// at most 6 arguments: security_compute_sid has 8) or the
+			// kernel's (no trampolines at all): the first targets
+			// tell, so that a kernel without the feature is not
+			// asked once per target.
+			unsupported++
+			if all.Link == nil && unsupported == notSupportedLimit {
+				return nil, nil, fmt.Errorf("the first %d targets: %s: %w", unsupported, target, err)
+			}
 		}
 		if err != nil {
 			skipped = append(skipped, Failure{Hook: target, Err: err})
