@@ -1,8 +1,13 @@
 package probe
 
 import (
+	"errors"
 	"strings"
+	"sync"
 	"testing"
+	"time"
+
+	"github.com/cilium/ebpf/link"
 )
 
 func TestManyTargets(t *testing.T) {
@@ -27,5 +32,53 @@ func TestManyTargets(t *testing.T) {
 	}
 	if got := (Hook{Attachments: []Attachment{a}}).Programs(); len(got) != 1 || got[0] != "p" {
 		t.Errorf("programs: %v", got)
+	}
+}
+
+// closeCounter is a link whose Close records how many closes overlap.
+type closeCounter struct {
+	link.Link
+	mu        *sync.Mutex
+	now, most *int
+	closed    *int
+	err       error
+}
+
+func (c closeCounter) Close() error {
+	c.mu.Lock()
+	*c.now++
+	*c.most = max(*c.most, *c.now)
+	c.mu.Unlock()
+	time.Sleep(time.Millisecond)
+	c.mu.Lock()
+	*c.now--
+	*c.closed++
+	c.mu.Unlock()
+	return c.err
+}
+
+// The links of a per-target attachment close concurrently, closeAtOnce at
+// most at a time, each once, their errors joined.
+func TestEachLinksClose(t *testing.T) {
+	var mu sync.Mutex
+	var now, most, closed int
+	all := &eachLinks{}
+	const n = 3 * closeAtOnce
+	bad := errors.New("bad link")
+	for i := range n {
+		c := closeCounter{mu: &mu, now: &now, most: &most, closed: &closed}
+		if i == n-1 {
+			c.err = bad
+		}
+		all.add(c)
+	}
+	if err := all.Close(); !errors.Is(err, bad) {
+		t.Errorf("close: %v, want %v", err, bad)
+	}
+	if closed != n || most > closeAtOnce || most < 2 {
+		t.Errorf("closed %d of %d, %d at once (at most %d)", closed, n, most, closeAtOnce)
+	}
+	if err := all.Close(); err != nil || closed != n {
+		t.Errorf("second close: %v, %d closes", err, closed)
 	}
 }

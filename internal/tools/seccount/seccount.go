@@ -11,6 +11,7 @@ import (
 	"os"
 	"path"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 
 	"github.com/owlbpf/owl/internal/event"
 	"github.com/owlbpf/owl/internal/probe"
+	"github.com/owlbpf/owl/internal/syms"
 	"github.com/owlbpf/owl/internal/tool"
 )
 
@@ -43,6 +45,10 @@ type Config struct {
 	// each attaches one kprobe per function even where kprobe-multi links
 	// exist: the path kernels without them take, for tests.
 	each bool
+	// byIP attaches fentry programs that find their function by address
+	// even where fentry links take cookies: the path of kernels whose
+	// links take none, for tests.
+	byIP bool
 }
 
 // DefaultPattern is what seccount counts without a PATTERN.
@@ -53,10 +59,11 @@ const Prefix = "security_"
 
 // Hook names, for README and --help.
 const (
-	fentryName = "fentry security_* (one program each)"
-	multiName  = "kprobe-multi security_*"
-	eachName   = "kprobe security_* (one each)"
-	lsmName    = "lsm (BPF LSM hook of each security_*, with --lsm)"
+	fentryName   = "fentry security_* (one program each)"
+	fentryIPName = "fentry security_* (one program each, found by address)"
+	multiName    = "kprobe-multi security_*"
+	eachName     = "kprobe security_* (one each)"
+	lsmName      = "lsm (BPF LSM hook of each security_*, with --lsm)"
 )
 
 func hooks(cfg Config) []probe.Hook {
@@ -70,14 +77,21 @@ func hooks(cfg Config) []probe.Hook {
 	}
 	fentry := probe.Hook{Kind: probe.Fentry, Name: fentryName,
 		Attachments: []probe.Attachment{probe.TracingEachAt(seccountProgCountFentry, cfg.Funcs, cookies)}}
+	// Where fentry links take no cookie (probe.ErrTracingCookie), the
+	// address of the function (func_index) tells which one it is.
+	fentryIP := probe.Hook{Kind: probe.Fentry, Name: fentryIPName,
+		Attachments: []probe.Attachment{probe.TracingEachAt(seccountProgCountFentryIp, cfg.Funcs, nil)}}
 	multi := probe.Hook{Kind: probe.Kprobe, Name: multiName,
 		Attachments: []probe.Attachment{probe.KprobeMultiAt(seccountProgCountKprobeMulti, cfg.Funcs, cookies)}}
 	each := probe.Hook{Kind: probe.Kprobe, Name: eachName,
 		Attachments: []probe.Attachment{probe.KprobesEachAt(seccountProgCountKprobe, cfg.Funcs, cookies)}}
-	if cfg.each {
+	switch {
+	case cfg.each:
 		return []probe.Hook{each}
+	case cfg.byIP:
+		return []probe.Hook{fentryIP}
 	}
-	return []probe.Hook{fentry, multi, each}
+	return []probe.Hook{fentry, fentryIP, multi, each}
 }
 
 // lsmFile lists the active LSMs (securityfs).
@@ -117,7 +131,9 @@ are left out, and so are, at attach, any the kernel refuses: both are named
 on stderr.
 
 Where the kernel has fentry, each function gets its own copy of one small
-program (fentry programs are bound to one function when loaded); else one
+program (fentry programs are bound to one function when loaded), told its
+function by the link's cookie or, where fentry links take none (Debian's
+6.1), by the function's address (from /proc/kallsyms); else one
 kprobe-multi link takes them all; else one kprobe each. A kernel with none
 of these is named with what each lacks, and owl exits with status 2.
 
@@ -138,6 +154,15 @@ with fentry.`,
 			return err
 		}
 		m.Counts.MaxEntries = uint32(max(1, len(cfg.Funcs)))
+		if cs.Programs[seccountProgCountFentryIp] == nil {
+			return nil
+		}
+		index, err := funcIndex(cfg.Funcs)
+		if err != nil {
+			return err
+		}
+		m.FuncIndex.MaxEntries = uint32(len(index))
+		m.FuncIndex.Contents = index
 		return nil
 	},
 	Stream: func(Config) bool { return false },
@@ -339,6 +364,57 @@ func KernelFunctions() ([]string, error) {
 		}
 		return fields[2]
 	})
+}
+
+// funcIndex maps the kallsyms address of each function of funcs to its
+// index, for count_fentry_ip: the address is what bpf_get_func_ip gives
+// a fentry program. A name listed at several addresses (static functions
+// of different files) gets each: the kernel attaches to one of them.
+func funcIndex(funcs []string) ([]ebpf.MapKV, error) {
+	want := make(map[string]uint32, len(funcs))
+	for i, fn := range funcs {
+		want[fn] = uint32(i)
+	}
+	f, err := os.Open(kallsyms)
+	if err != nil {
+		return nil, fmt.Errorf("function addresses: %w", err)
+	}
+	defer f.Close()
+	var index []ebpf.MapKV
+	hidden := false
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		// "address type name [module]"
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 3 || (fields[1] != "t" && fields[1] != "T") {
+			continue
+		}
+		i, ok := want[fields[2]]
+		if !ok {
+			continue
+		}
+		addr, err := strconv.ParseUint(fields[0], 16, 64)
+		if err != nil {
+			return nil, fmt.Errorf("function addresses: %s: %q: %w", kallsyms, sc.Text(), err)
+		}
+		if addr == 0 {
+			hidden = true
+			continue
+		}
+		index = append(index, ebpf.MapKV{Key: addr, Value: i})
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("function addresses: %s: %w", kallsyms, err)
+	}
+	if hidden {
+		return nil, fmt.Errorf("function addresses: %w", syms.ErrKptrRestrict)
+	}
+	// A function kallsyms does not list cannot be attached to either:
+	// the kernel finds fentry targets there. So only none is an error.
+	if len(index) == 0 {
+		return nil, fmt.Errorf("function addresses: none of %d functions is in %s", len(funcs), kallsyms)
+	}
+	return index, nil
 }
 
 // readNames keeps the security_* names that name picks from each line.

@@ -18,8 +18,10 @@ import (
 const (
 	seccountMapCounts            = "counts"
 	seccountMapEvents            = "events"
+	seccountMapFuncIndex         = "func_index"
 	seccountMapOwlCounters       = "owl_counters"
 	seccountProgCountFentry      = "count_fentry"
+	seccountProgCountFentryIp    = "count_fentry_ip"
 	seccountProgCountKprobe      = "count_kprobe"
 	seccountProgCountKprobeMulti = "count_kprobe_multi"
 	seccountProgCountLsm         = "count_lsm"
@@ -76,6 +78,7 @@ type seccountSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type seccountProgramSpecs struct {
 	CountFentry      *ebpf.ProgramSpec `ebpf:"count_fentry"`
+	CountFentryIp    *ebpf.ProgramSpec `ebpf:"count_fentry_ip"`
 	CountKprobe      *ebpf.ProgramSpec `ebpf:"count_kprobe"`
 	CountKprobeMulti *ebpf.ProgramSpec `ebpf:"count_kprobe_multi"`
 	CountLsm         *ebpf.ProgramSpec `ebpf:"count_lsm"`
@@ -87,6 +90,7 @@ type seccountProgramSpecs struct {
 type seccountMapSpecs struct {
 	Counts      *ebpf.MapSpec `ebpf:"counts"`
 	Events      *ebpf.MapSpec `ebpf:"events"`
+	FuncIndex   *ebpf.MapSpec `ebpf:"func_index"`
 	OwlCounters *ebpf.MapSpec `ebpf:"owl_counters"`
 }
 
@@ -126,6 +130,7 @@ func (o *seccountObjects) Close() error {
 type seccountMaps struct {
 	Counts      *ebpf.Map `ebpf:"counts"`
 	Events      *ebpf.Map `ebpf:"events"`
+	FuncIndex   *ebpf.Map `ebpf:"func_index"`
 	OwlCounters *ebpf.Map `ebpf:"owl_counters"`
 }
 
@@ -133,6 +138,7 @@ func (m *seccountMaps) Close() error {
 	return _SeccountClose(
 		m.Counts,
 		m.Events,
+		m.FuncIndex,
 		m.OwlCounters,
 	)
 }
@@ -156,6 +162,7 @@ type seccountVariables struct {
 // It can be passed to loadSeccountObjects or ebpf.CollectionSpec.LoadAndAssign.
 type seccountPrograms struct {
 	CountFentry      *ebpf.Program `ebpf:"count_fentry"`
+	CountFentryIp    *ebpf.Program `ebpf:"count_fentry_ip"`
 	CountKprobe      *ebpf.Program `ebpf:"count_kprobe"`
 	CountKprobeMulti *ebpf.Program `ebpf:"count_kprobe_multi"`
 	CountLsm         *ebpf.Program `ebpf:"count_lsm"`
@@ -164,6 +171,7 @@ type seccountPrograms struct {
 func (p *seccountPrograms) Close() error {
 	return _SeccountClose(
 		p.CountFentry,
+		p.CountFentryIp,
 		p.CountKprobe,
 		p.CountKprobeMulti,
 		p.CountLsm,

@@ -14,10 +14,12 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/features"
+	"golang.org/x/sys/unix"
 
 	"github.com/owlbpf/owl/internal/cli"
 	"github.com/owlbpf/owl/internal/e2e"
 	"github.com/owlbpf/owl/internal/probe"
+	"github.com/owlbpf/owl/internal/syms"
 )
 
 // The child opens its own executable N times once it reads a line.
@@ -117,6 +119,7 @@ func countOpens(t *testing.T, cfg Config, n int) (map[string]uint64, *Source) {
 	defer stdin.Close()
 	opts := e2e.Options()
 	opts.Task.PID = child.Process.Pid
+	cost := runCost(t)
 	start := time.Now()
 	src, err := Open(cfg, opts)
 	if err != nil {
@@ -137,6 +140,7 @@ func countOpens(t *testing.T, cfg Config, n int) (map[string]uint64, *Source) {
 	if err := child.Wait(); err != nil {
 		t.Fatalf("child: %v", err)
 	}
+	cost()
 	counts, err := src.Counts(time.Now())
 	if err != nil {
 		t.Fatal(err)
@@ -146,6 +150,45 @@ func countOpens(t *testing.T, cfg Config, n int) (map[string]uint64, *Source) {
 		got[c.Func] = c.Count
 	}
 	return got, src
+}
+
+// runCost turns on the kernel's BPF run-time statistics; the function it
+// returns logs how long seccount's programs loaded since took per run on
+// average (what each counted call costs, the trampoline or kprobe aside),
+// and turns them off.
+func runCost(t *testing.T) func() {
+	t.Helper()
+	stats, err := ebpf.EnableStats(unix.BPF_STATS_RUN_TIME)
+	if err != nil {
+		t.Logf("no BPF run-time statistics: %v", err)
+		return func() {}
+	}
+	var before ebpf.ProgramID
+	for id, err := ebpf.ProgramGetNextID(0); err == nil; id, err = ebpf.ProgramGetNextID(id) {
+		before = id
+	}
+	return func() {
+		defer stats.Close()
+		var runs uint64
+		var spent time.Duration
+		for id, err := ebpf.ProgramGetNextID(before); err == nil; id, err = ebpf.ProgramGetNextID(id) {
+			p, err := ebpf.NewProgramFromID(id)
+			if err != nil {
+				continue
+			}
+			info, ierr := p.Info()
+			st, serr := p.Stats()
+			p.Close()
+			if ierr != nil || serr != nil || !strings.HasPrefix(info.Name, "count_") {
+				continue
+			}
+			runs += st.RunCount
+			spent += st.Runtime
+		}
+		if runs > 0 {
+			t.Logf("programs ran %d times, %d ns each on average", runs, spent.Nanoseconds()/int64(runs))
+		}
+	}
 }
 
 func resolveT(t *testing.T, pattern string, lsm bool) Config {
@@ -176,7 +219,7 @@ func TestCountsFileOpens(t *testing.T) {
 			if !errors.As(err, &nh) || cli.ExitCode(err) != 2 {
 				t.Fatalf("got %v, want a no-hook error", err)
 			}
-			for _, h := range []string{fentryName, multiName, eachName} {
+			for _, h := range []string{fentryName, fentryIPName, multiName, eachName} {
 				if !strings.Contains(err.Error(), h+": ") {
 					t.Errorf("the error does not name %q: %v", h, err)
 				}
@@ -203,6 +246,26 @@ func TestCountsFileOpens(t *testing.T) {
 			t.Errorf("security_file_open: %d, want at least %d", got["security_file_open"], n)
 		}
 	})
+	// The fentry path of kernels whose links take no cookie (Debian's
+	// 6.1), forced where they do.
+	t.Run("fentry-ip", func(t *testing.T) {
+		cfg := resolveT(t, "security_file_*", false)
+		cfg.byIP = true
+		if features.HaveProgramType(ebpf.Tracing) != nil {
+			_, err := Open(cfg, e2e.Options())
+			if cli.ExitCode(err) != 2 || !strings.Contains(fmt.Sprint(err), fentryIPName+": ") {
+				t.Fatalf("got %v, want a no-hook error naming %q", err, fentryIPName)
+			}
+			return
+		}
+		got, src := countOpens(t, cfg, n)
+		if src.Session.Hook.Name != fentryIPName {
+			t.Errorf("hook %s, want %s", src.Session.Hook.Name, fentryIPName)
+		}
+		if got["security_file_open"] < n {
+			t.Errorf("security_file_open: %d, want at least %d", got["security_file_open"], n)
+		}
+	})
 	t.Run("lsm", func(t *testing.T) {
 		cfg := resolveT(t, "security_file_*", true)
 		if err := bpfLSMActive(); err != nil {
@@ -220,6 +283,33 @@ func TestCountsFileOpens(t *testing.T) {
 			t.Errorf("security_file_open: %d, want at least %d", got["security_file_open"], n)
 		}
 	})
+}
+
+// funcIndex finds each function's kallsyms address, at its index, and
+// leaves out names the kernel does not have.
+func TestFuncIndex(t *testing.T) {
+	k, err := syms.LoadKallsyms()
+	if errors.Is(err, syms.ErrKptrRestrict) {
+		t.Skip(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	funcs := []string{"security_no_such_function", "security_file_open"}
+	index, err := funcIndex(funcs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, ok := k.Address("security_file_open")
+	if !ok {
+		t.Skip("no security_file_open in kallsyms")
+	}
+	if len(index) != 1 || index[0].Key != want || index[0].Value != uint32(1) {
+		t.Errorf("got %+v, want {%#x 1}", index, want)
+	}
+	if _, err := funcIndex(funcs[:1]); err == nil {
+		t.Error("no function found: no error")
+	}
 }
 
 // With -p, another process's opens are not counted: the child opens n
