@@ -543,8 +543,15 @@ func TestAgreesWithBpftrace(t *testing.T) {
 	defer src.Close()
 	start(t, bin).run(t)
 	owl := counted(t, src)
-	bt.Process.Signal(os.Interrupt)
-	rest, _ := io.ReadAll(r)
+	var rest []byte
+	read := make(chan struct{})
+	go func() {
+		defer close(read)
+		rest, _ = io.ReadAll(r)
+	}()
+	if !e2e.Interrupt(bt.Process, read, 30*time.Second) {
+		t.Fatal("bpftrace did not end on SIGINT")
+	}
 	bt.Wait()
 	theirs := map[string]uint64{}
 	for _, line := range strings.Split(string(rest), "\n") {
