@@ -100,3 +100,14 @@ func Java(t *testing.T, flags ...string) *Program {
 	}
 	return Start(t, nil, append(append([]string{java}, flags...), "-cp", dir, "Work")...)
 }
+
+// C compiles testdata/NAME.c with cc -pthread and starts it.
+func C(t *testing.T, name string) *Program {
+	t.Helper()
+	cc := Need(t, "cc")
+	bin := filepath.Join(t.TempDir(), name)
+	if out, err := exec.Command(cc, "-O1", "-pthread", "-o", bin, filepath.Join(Testdata(), name+".c")).CombinedOutput(); err != nil {
+		t.Fatalf("cc: %v: %s", err, out)
+	}
+	return Start(t, nil, bin)
+}
