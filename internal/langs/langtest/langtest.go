@@ -45,7 +45,14 @@ func Need(t *testing.T, bin string) string {
 // Start starts argv and waits for its "ready" line.
 func Start(t *testing.T, env []string, argv ...string) *Program {
 	t.Helper()
+	return StartIn(t, "", env, argv...)
+}
+
+// StartIn is Start in folder dir.
+func StartIn(t *testing.T, dir string, env []string, argv ...string) *Program {
+	t.Helper()
 	p := &Program{Cmd: exec.Command(argv[0], argv[1:]...)}
+	p.Cmd.Dir = dir
 	p.Cmd.Env = append(os.Environ(), env...)
 	p.Cmd.Stderr = os.Stderr
 	var err error

@@ -124,7 +124,8 @@ func TestPython(t *testing.T) {
 }
 
 // TestRuby: Integer#pow (a C method) always counts; Work#step (defined
-// in Ruby) counts while the program has a TracePoint enabled.
+// in Ruby) counts while the program has a TracePoint enabled, started
+// as ucalls --help shows.
 func TestRuby(t *testing.T) {
 	e2e.Require(t)
 	ruby := langtest.Need(t, "ruby")
@@ -140,7 +141,20 @@ func TestRuby(t *testing.T) {
 	if n := notes(langs.Ruby, false, values(m)); len(n) != 1 {
 		t.Errorf("notes: %q, want the TracePoint note", n)
 	}
-	p2 := langtest.Start(t, []string{"TRACEPOINT=1"}, ruby, script)
+	// As --help says to start it: a TracePoint enabled before the program
+	// is loaded, which stays on through a GC.
+	dir := t.TempDir()
+	src, err := os.ReadFile(script)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "app.rb"), src, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p2 := langtest.StartIn(t, dir, nil, ruby, "-e", "TracePoint.new(:call, :return) {}.enable", "-e", `load "./app.rb"`)
+	if ans := p2.Say(t, "gc"); ans != "gc done" {
+		t.Fatalf("gc: %q", ans)
+	}
 	m = count(t, langs.Ruby, p2, true, "calls 300", "called 300")
 	for _, name := range []string{"Work.step", "Integer.pow"} {
 		if c := m[name]; c.Calls != 300 || c.Timed != 300 {
