@@ -37,7 +37,7 @@ func TestJavaNesting(t *testing.T) {
 		t.Fatalf("program said %q", ans)
 	}
 	var got []Event
-	for timeout := time.After(3 * time.Second); len(got) < 12; {
+	for timeout := time.After(10 * time.Second); len(got) < 12; {
 		select {
 		case e := <-ch:
 			got = append(got, e)

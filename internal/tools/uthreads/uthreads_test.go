@@ -35,7 +35,7 @@ func TestJavaThread(t *testing.T) {
 		t.Fatalf("program said %q", ans)
 	}
 	var types []string
-	for timeout := time.After(2 * time.Second); len(types) < 2; {
+	for timeout := time.After(10 * time.Second); len(types) < 2; {
 		select {
 		case e := <-ch:
 			if e.Name != "owl-worker-7" {
