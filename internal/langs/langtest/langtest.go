@@ -45,7 +45,14 @@ func Need(t *testing.T, bin string) string {
 // Start starts argv and waits for its "ready" line.
 func Start(t *testing.T, env []string, argv ...string) *Program {
 	t.Helper()
+	return StartIn(t, "", env, argv...)
+}
+
+// StartIn is Start in folder dir.
+func StartIn(t *testing.T, dir string, env []string, argv ...string) *Program {
+	t.Helper()
 	p := &Program{Cmd: exec.Command(argv[0], argv[1:]...)}
+	p.Cmd.Dir = dir
 	p.Cmd.Env = append(os.Environ(), env...)
 	p.Cmd.Stderr = os.Stderr
 	var err error
@@ -99,4 +106,15 @@ func Java(t *testing.T, flags ...string) *Program {
 		t.Fatalf("javac: %v: %s", err, out)
 	}
 	return Start(t, nil, append(append([]string{java}, flags...), "-cp", dir, "Work")...)
+}
+
+// C compiles testdata/NAME.c with cc -pthread and starts it.
+func C(t *testing.T, name string) *Program {
+	t.Helper()
+	cc := Need(t, "cc")
+	bin := filepath.Join(t.TempDir(), name)
+	if out, err := exec.Command(cc, "-O1", "-pthread", "-o", bin, filepath.Join(Testdata(), name+".c")).CombinedOutput(); err != nil {
+		t.Fatalf("cc: %v: %s", err, out)
+	}
+	return Start(t, nil, bin)
 }

@@ -1,9 +1,9 @@
 # Test program of the runtime tools: "calls N" calls Work#step N times
 # (a method defined in Ruby) and Integer#pow N times (a C method); "gc"
-# runs GC.start. With TRACEPOINT=1 a TracePoint for :call and :return is
-# enabled, which makes ruby fire method__entry/return.
+# runs GC.start. ucalls_test.go starts it as ucalls --help says, with a
+# TracePoint for :call and :return, which makes ruby fire
+# method__entry/return.
 $stdout.sync = true
-TracePoint.new(:call, :return) {}.enable if ENV["TRACEPOINT"] == "1"
 
 class Work
   def step(i)

@@ -131,9 +131,12 @@ always counted. Ruby 3.1 fires method__entry/return for methods defined in
 Ruby only from instructions it switches on while a TracePoint for :call
 and :return is enabled (its stock build has no other per-call hook owl can
 reach: the VM's call functions are static and stripped), so Ruby-defined
-methods are counted while the program has one, e.g. with
-  ruby -e 'TracePoint.new(:call, :return) {}.enable' -e 'load "app.rb"'
-owl says so when it saw C methods but no Ruby-defined one.
+methods are counted while the program has one, e.g. when started, in
+app.rb's folder, as
+  ruby -e 'TracePoint.new(:call, :return) {}.enable' -e 'load "./app.rb"'
+(an enabled TracePoint stays on, garbage collections or not, until the
+program disables it). owl says so when it saw C methods but no
+Ruby-defined one.
 
 -T N prints the N most called (most time with -L) methods only; -m prints
 times in milliseconds. With -o json each report is one object per method.`,

@@ -37,6 +37,9 @@ func run(cmd *cobra.Command, f *flags, opts tool.Options) error {
 	if pid == 0 {
 		return cli.Usagef("uflow needs a process: -p PID")
 	}
+	if len(f.class) > MaxPrefix || len(f.method) > MaxPrefix {
+		return cli.Usagef("-C/-M: %v", ErrPrefix)
+	}
 	lang, err := ucalls.Language(f.lang, pid)
 	if err != nil {
 		return err

@@ -5,7 +5,9 @@
  * time since it. Entries are kept on a per-thread stack of method name
  * pointers (as ucalls'): a return pops its entry, and a return whose
  * entry was not seen (Python 3.11 fires entries only for generators)
- * leaves the depth alone. */
+ * leaves the depth alone. -C and -M (class and method prefixes) are
+ * matched here, after the stack is kept: a filtered call still counts in
+ * the depth, and takes no ring space. */
 #include "owl.h"
 #include "usdt.h"
 
@@ -52,6 +54,23 @@ struct {
 } empty SEC(".maps");
 
 const struct event *unused_event __attribute__((unused));
+
+/* Prefixes of the classes and methods to print (-C, -M); length 0: all. */
+const volatile char class_prefix[NAME_LEN] = {};
+const volatile __u32 class_prefix_len = 0;
+const volatile char method_prefix[NAME_LEN] = {};
+const volatile __u32 method_prefix_len = 0;
+
+static __always_inline bool has_prefix(const char *s, const volatile char *p, __u32 n)
+{
+	for (__u32 i = 0; i < NAME_LEN; i++) {
+		if (i >= n)
+			return true;
+		if (s[i] != p[i])
+			return false;
+	}
+	return true;
+}
 
 static __always_inline struct ustack *stack(void)
 {
@@ -121,6 +140,11 @@ int uflow_hit(struct pt_regs *ctx)
 	owl_task_fill(&e->task);
 	usdt_str(ctx, spec, usdt_cookie_byte(spec, 4), usdt_cookie_byte(spec, 5), e->cls, NAME_LEN);
 	usdt_str(ctx, spec, usdt_cookie_byte(spec, 6), usdt_cookie_byte(spec, 7), e->method, NAME_LEN);
+	if (!has_prefix(e->cls, class_prefix, class_prefix_len) ||
+	    !has_prefix(e->method, method_prefix, method_prefix_len)) {
+		bpf_ringbuf_discard(e, 0);
+		return 0;
+	}
 	bpf_ringbuf_submit(e, 0);
 	return 0;
 }

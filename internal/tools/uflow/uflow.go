@@ -4,7 +4,6 @@ package uflow
 
 import (
 	"fmt"
-	"strings"
 
 	"github.com/cilium/ebpf"
 
@@ -96,8 +95,11 @@ var spec = tool.Spec[Config, Event]{
 or Ruby program, indented by its depth on its thread, from its runtime's
 USDT probes, as BCC's uflow: CPU is left out, TIME(us) is the microseconds
 since tracing began; a return whose entry was seen adds the call's time
-in brackets. -C and -M print only the methods whose class (Python: file)
-or name starts with a prefix (matched in owl, after the kernel).
+in brackets. -C and -M print only the methods whose class (Python: file;
+Java: as the JVM names it, java/lang/String) or name starts with a prefix,
+of at most 79 bytes. They are matched in the kernel, so filtered calls
+take no ring space, but every call still fires its probe (the runtime has
+one probe for all methods) and counts in the depth.
 
 Every call makes an event: tracing a busy program loses events when the
 ring fills (counted and reported), and slows it down.
@@ -121,6 +123,9 @@ method__entry/return for Ruby-defined methods only while a TracePoint for
 		if err := usdt.Configure(cs, cfg.Probes, cfg.Cookies); err != nil {
 			return err
 		}
+		if err := setPrefixes(cs, cfg.ClassPrefix, cfg.MethodPrefix); err != nil {
+			return err
+		}
 		if cfg.each {
 			return nil
 		}
@@ -133,15 +138,44 @@ method__entry/return for Ruby-defined methods only while a TracePoint for
 				return false
 			}
 			cls, method := langs.Int8String(r.Cls[:]), langs.Int8String(r.Method[:])
-			if !strings.HasPrefix(cls, cfg.ClassPrefix) || !strings.HasPrefix(method, cfg.MethodPrefix) {
-				return false
-			}
 			*e = Event{Task: s.Task(raw), Return: r.Role == roleReturn, Depth: r.Depth,
 				Class: langs.Text(cls), Method: langs.Text(method), ElapsedNs: r.ElapsedNs,
 				Unpaired: r.Role == roleReturn && r.Paired == 0}
 			return true
 		}, nil
 	},
+}
+
+// MaxPrefix is the longest -C or -M prefix: names are kept in 80 bytes,
+// NUL included.
+const MaxPrefix = 79
+
+// ErrPrefix is wrapped by Open for a prefix longer than MaxPrefix.
+var ErrPrefix = fmt.Errorf("prefix longer than %d bytes (names are cut there)", MaxPrefix)
+
+// setPrefixes sets the kernel's -C and -M filters.
+func setPrefixes(cs *ebpf.CollectionSpec, class, method string) error {
+	var v uflowVariableSpecs
+	if err := cs.Assign(&v); err != nil {
+		return err
+	}
+	for _, p := range []struct {
+		s        string
+		buf, len *ebpf.VariableSpec
+	}{{class, v.ClassPrefix, v.ClassPrefixLen}, {method, v.MethodPrefix, v.MethodPrefixLen}} {
+		if len(p.s) > MaxPrefix {
+			return fmt.Errorf("%q: %w", p.s, ErrPrefix)
+		}
+		var b [MaxPrefix + 1]byte
+		copy(b[:], p.s)
+		if err := p.buf.Set(b); err != nil {
+			return err
+		}
+		if err := p.len.Set(uint32(len(p.s))); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Tool is uflow's registry entry.
@@ -152,6 +186,9 @@ var Tool = tool.Register(&spec, command)
 func Open(cfg Config, opts tool.Options) (*tool.Source[Event], error) {
 	if len(cfg.Probes) == 0 {
 		return nil, ErrNoProcess
+	}
+	if len(cfg.ClassPrefix) > MaxPrefix || len(cfg.MethodPrefix) > MaxPrefix {
+		return nil, fmt.Errorf("uflow: -C %q -M %q: %w", cfg.ClassPrefix, cfg.MethodPrefix, ErrPrefix)
 	}
 	cfg.pid = opts.Task.PID
 	return tool.Open(&spec, cfg, opts)

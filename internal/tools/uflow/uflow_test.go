@@ -1,6 +1,8 @@
 package uflow
 
 import (
+	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -17,6 +19,8 @@ func TestMain(m *testing.M) { e2e.Main(m, nil) }
 func TestJavaNesting(t *testing.T) {
 	e2e.Require(t)
 	p := langtest.Java(t, "-XX:+ExtendedDTraceProbes")
+	// On the same JVM (its start is slow), once this test is done.
+	defer t.Run("method-prefix", func(t *testing.T) { methodPrefix(t, p) })
 	cfg, err := Resolve(langs.Java, p.PID())
 	if err != nil {
 		t.Fatal(err)
@@ -33,7 +37,7 @@ func TestJavaNesting(t *testing.T) {
 		t.Fatalf("program said %q", ans)
 	}
 	var got []Event
-	for timeout := time.After(3 * time.Second); len(got) < 12; {
+	for timeout := time.After(10 * time.Second); len(got) < 12; {
 		select {
 		case e := <-ch:
 			got = append(got, e)
@@ -52,5 +56,50 @@ func TestJavaNesting(t *testing.T) {
 		if !ok {
 			t.Errorf("call %d: %+v, want step > inner nesting, timed", i, s)
 		}
+	}
+}
+
+// methodPrefix: -C Wo -M inn keep Work.inner's entries and returns, and
+// nothing else reaches the ring (the kernel filters: Decoder does not).
+func methodPrefix(t *testing.T, p *langtest.Program) {
+	cfg, err := Resolve(langs.Java, p.PID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.ClassPrefix, cfg.MethodPrefix = "Wo", "inn"
+	opts := e2e.Options()
+	opts.Task.PID = p.PID()
+	src, err := Open(cfg, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch := e2e.Collect(t, src)
+	if ans := p.Say(t, "calls 4"); ans != "called 4" {
+		t.Fatalf("program said %q", ans)
+	}
+	var got []Event
+	for timeout := time.After(2 * time.Second); ; {
+		select {
+		case e := <-ch:
+			got = append(got, e)
+			continue
+		case <-timeout:
+		}
+		break
+	}
+	var inner int
+	for _, e := range got {
+		if e.Class != "Work" || e.Method != "inner" {
+			t.Errorf("-C Wo -M inn let %s.%s through", e.Class, e.Method)
+			continue
+		}
+		inner++
+	}
+	if inner != 8 {
+		t.Errorf("%d events of Work.inner, want 4 entries and 4 returns", inner)
+	}
+	cfg.MethodPrefix = strings.Repeat("x", MaxPrefix+1)
+	if _, err := Open(cfg, opts); !errors.Is(err, ErrPrefix) {
+		t.Errorf("a %d-byte prefix: %v, want ErrPrefix", MaxPrefix+1, err)
 	}
 }

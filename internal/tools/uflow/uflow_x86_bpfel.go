@@ -67,21 +67,25 @@ type uflowUstack struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	uflowMapEmpty          = "empty"
-	uflowMapEvents         = "events"
-	uflowMapOwlCounters    = "owl_counters"
-	uflowMapStacks         = "stacks"
-	uflowMapUsdtSpecs      = "usdt_specs"
-	uflowProgUflowHit      = "uflow_hit"
-	uflowVarOwlOffMntNs    = "owl_off_mnt_ns"
-	uflowVarOwlOffNsInum   = "owl_off_ns_inum"
-	uflowVarOwlOffNsproxy  = "owl_off_nsproxy"
-	uflowVarOwlOffTiStatus = "owl_off_ti_status"
-	uflowVarOwlTargCgroup  = "owl_targ_cgroup"
-	uflowVarOwlTargMntns   = "owl_targ_mntns"
-	uflowVarOwlTargTgid    = "owl_targ_tgid"
-	uflowVarOwlTargUid     = "owl_targ_uid"
-	uflowVarUnusedEvent    = "unused_event"
+	uflowMapEmpty           = "empty"
+	uflowMapEvents          = "events"
+	uflowMapOwlCounters     = "owl_counters"
+	uflowMapStacks          = "stacks"
+	uflowMapUsdtSpecs       = "usdt_specs"
+	uflowProgUflowHit       = "uflow_hit"
+	uflowVarClassPrefix     = "class_prefix"
+	uflowVarClassPrefixLen  = "class_prefix_len"
+	uflowVarMethodPrefix    = "method_prefix"
+	uflowVarMethodPrefixLen = "method_prefix_len"
+	uflowVarOwlOffMntNs     = "owl_off_mnt_ns"
+	uflowVarOwlOffNsInum    = "owl_off_ns_inum"
+	uflowVarOwlOffNsproxy   = "owl_off_nsproxy"
+	uflowVarOwlOffTiStatus  = "owl_off_ti_status"
+	uflowVarOwlTargCgroup   = "owl_targ_cgroup"
+	uflowVarOwlTargMntns    = "owl_targ_mntns"
+	uflowVarOwlTargTgid     = "owl_targ_tgid"
+	uflowVarOwlTargUid      = "owl_targ_uid"
+	uflowVarUnusedEvent     = "unused_event"
 )
 
 // loadUflow returns the embedded CollectionSpec for uflow.
@@ -144,15 +148,19 @@ type uflowMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type uflowVariableSpecs struct {
-	OwlOffMntNs    *ebpf.VariableSpec `ebpf:"owl_off_mnt_ns"`
-	OwlOffNsInum   *ebpf.VariableSpec `ebpf:"owl_off_ns_inum"`
-	OwlOffNsproxy  *ebpf.VariableSpec `ebpf:"owl_off_nsproxy"`
-	OwlOffTiStatus *ebpf.VariableSpec `ebpf:"owl_off_ti_status"`
-	OwlTargCgroup  *ebpf.VariableSpec `ebpf:"owl_targ_cgroup"`
-	OwlTargMntns   *ebpf.VariableSpec `ebpf:"owl_targ_mntns"`
-	OwlTargTgid    *ebpf.VariableSpec `ebpf:"owl_targ_tgid"`
-	OwlTargUid     *ebpf.VariableSpec `ebpf:"owl_targ_uid"`
-	UnusedEvent    *ebpf.VariableSpec `ebpf:"unused_event"`
+	ClassPrefix     *ebpf.VariableSpec `ebpf:"class_prefix"`
+	ClassPrefixLen  *ebpf.VariableSpec `ebpf:"class_prefix_len"`
+	MethodPrefix    *ebpf.VariableSpec `ebpf:"method_prefix"`
+	MethodPrefixLen *ebpf.VariableSpec `ebpf:"method_prefix_len"`
+	OwlOffMntNs     *ebpf.VariableSpec `ebpf:"owl_off_mnt_ns"`
+	OwlOffNsInum    *ebpf.VariableSpec `ebpf:"owl_off_ns_inum"`
+	OwlOffNsproxy   *ebpf.VariableSpec `ebpf:"owl_off_nsproxy"`
+	OwlOffTiStatus  *ebpf.VariableSpec `ebpf:"owl_off_ti_status"`
+	OwlTargCgroup   *ebpf.VariableSpec `ebpf:"owl_targ_cgroup"`
+	OwlTargMntns    *ebpf.VariableSpec `ebpf:"owl_targ_mntns"`
+	OwlTargTgid     *ebpf.VariableSpec `ebpf:"owl_targ_tgid"`
+	OwlTargUid      *ebpf.VariableSpec `ebpf:"owl_targ_uid"`
+	UnusedEvent     *ebpf.VariableSpec `ebpf:"unused_event"`
 }
 
 // uflowObjects contains all objects after they have been loaded into the kernel.
@@ -196,15 +204,19 @@ func (m *uflowMaps) Close() error {
 //
 // It can be passed to loadUflowObjects or ebpf.CollectionSpec.LoadAndAssign.
 type uflowVariables struct {
-	OwlOffMntNs    *ebpf.Variable `ebpf:"owl_off_mnt_ns"`
-	OwlOffNsInum   *ebpf.Variable `ebpf:"owl_off_ns_inum"`
-	OwlOffNsproxy  *ebpf.Variable `ebpf:"owl_off_nsproxy"`
-	OwlOffTiStatus *ebpf.Variable `ebpf:"owl_off_ti_status"`
-	OwlTargCgroup  *ebpf.Variable `ebpf:"owl_targ_cgroup"`
-	OwlTargMntns   *ebpf.Variable `ebpf:"owl_targ_mntns"`
-	OwlTargTgid    *ebpf.Variable `ebpf:"owl_targ_tgid"`
-	OwlTargUid     *ebpf.Variable `ebpf:"owl_targ_uid"`
-	UnusedEvent    *ebpf.Variable `ebpf:"unused_event"`
+	ClassPrefix     *ebpf.Variable `ebpf:"class_prefix"`
+	ClassPrefixLen  *ebpf.Variable `ebpf:"class_prefix_len"`
+	MethodPrefix    *ebpf.Variable `ebpf:"method_prefix"`
+	MethodPrefixLen *ebpf.Variable `ebpf:"method_prefix_len"`
+	OwlOffMntNs     *ebpf.Variable `ebpf:"owl_off_mnt_ns"`
+	OwlOffNsInum    *ebpf.Variable `ebpf:"owl_off_ns_inum"`
+	OwlOffNsproxy   *ebpf.Variable `ebpf:"owl_off_nsproxy"`
+	OwlOffTiStatus  *ebpf.Variable `ebpf:"owl_off_ti_status"`
+	OwlTargCgroup   *ebpf.Variable `ebpf:"owl_targ_cgroup"`
+	OwlTargMntns    *ebpf.Variable `ebpf:"owl_targ_mntns"`
+	OwlTargTgid     *ebpf.Variable `ebpf:"owl_targ_tgid"`
+	OwlTargUid      *ebpf.Variable `ebpf:"owl_targ_uid"`
+	UnusedEvent     *ebpf.Variable `ebpf:"unused_event"`
 }
 
 // uflowPrograms contains all programs after they have been loaded into the kernel.

@@ -3,6 +3,7 @@ package ugc
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -10,7 +11,6 @@ import (
 	"github.com/owlbpf/owl/internal/output"
 	"github.com/owlbpf/owl/internal/tool"
 	"github.com/owlbpf/owl/internal/tools/ucalls"
-	"time"
 )
 
 type flags struct {
@@ -87,4 +87,3 @@ func table(millis bool, start time.Time) output.Table[Event] {
 		{Name: "DESCRIPTION", Append: func(b []byte, e *Event) []byte { return e.Description.Append(b) }},
 	}
 }
-

@@ -72,10 +72,10 @@ var kinds = map[langs.Lang][]gcKind{
 	},
 	langs.Ruby: {
 		{name: "mark", begin: "gc__mark__begin", end: "gc__mark__end", beginVals: none, endVals: none,
-			names: [2]langs.Str{langs.NoStr, langs.NoStr},
+			names:    [2]langs.Str{langs.NoStr, langs.NoStr},
 			describe: func(_, _ [2]uint64, _ [2]string) string { return "GC mark stage" }},
 		{name: "sweep", begin: "gc__sweep__begin", end: "gc__sweep__end", beginVals: none, endVals: none,
-			names: [2]langs.Str{langs.NoStr, langs.NoStr},
+			names:    [2]langs.Str{langs.NoStr, langs.NoStr},
 			describe: func(_, _ [2]uint64, _ [2]string) string { return "GC sweep stage" }},
 	},
 }

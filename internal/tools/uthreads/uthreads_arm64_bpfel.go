@@ -53,19 +53,24 @@ type uthreadsUsdtSpec struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	uthreadsMapEvents         = "events"
-	uthreadsMapOwlCounters    = "owl_counters"
-	uthreadsMapUsdtSpecs      = "usdt_specs"
-	uthreadsProgUthreadsHit   = "uthreads_hit"
-	uthreadsVarOwlOffMntNs    = "owl_off_mnt_ns"
-	uthreadsVarOwlOffNsInum   = "owl_off_ns_inum"
-	uthreadsVarOwlOffNsproxy  = "owl_off_nsproxy"
-	uthreadsVarOwlOffTiStatus = "owl_off_ti_status"
-	uthreadsVarOwlTargCgroup  = "owl_targ_cgroup"
-	uthreadsVarOwlTargMntns   = "owl_targ_mntns"
-	uthreadsVarOwlTargTgid    = "owl_targ_tgid"
-	uthreadsVarOwlTargUid     = "owl_targ_uid"
-	uthreadsVarUnusedEvent    = "unused_event"
+	uthreadsMapCreating         = "creating"
+	uthreadsMapEvents           = "events"
+	uthreadsMapOwlCounters      = "owl_counters"
+	uthreadsMapRoutines         = "routines"
+	uthreadsMapUsdtSpecs        = "usdt_specs"
+	uthreadsProgUthreadsExit    = "uthreads_exit"
+	uthreadsProgUthreadsHit     = "uthreads_hit"
+	uthreadsProgUthreadsNewtask = "uthreads_newtask"
+	uthreadsProgUthreadsPthread = "uthreads_pthread"
+	uthreadsVarOwlOffMntNs      = "owl_off_mnt_ns"
+	uthreadsVarOwlOffNsInum     = "owl_off_ns_inum"
+	uthreadsVarOwlOffNsproxy    = "owl_off_nsproxy"
+	uthreadsVarOwlOffTiStatus   = "owl_off_ti_status"
+	uthreadsVarOwlTargCgroup    = "owl_targ_cgroup"
+	uthreadsVarOwlTargMntns     = "owl_targ_mntns"
+	uthreadsVarOwlTargTgid      = "owl_targ_tgid"
+	uthreadsVarOwlTargUid       = "owl_targ_uid"
+	uthreadsVarUnusedEvent      = "unused_event"
 )
 
 // loadUthreads returns the embedded CollectionSpec for uthreads.
@@ -110,15 +115,20 @@ type uthreadsSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type uthreadsProgramSpecs struct {
-	UthreadsHit *ebpf.ProgramSpec `ebpf:"uthreads_hit"`
+	UthreadsExit    *ebpf.ProgramSpec `ebpf:"uthreads_exit"`
+	UthreadsHit     *ebpf.ProgramSpec `ebpf:"uthreads_hit"`
+	UthreadsNewtask *ebpf.ProgramSpec `ebpf:"uthreads_newtask"`
+	UthreadsPthread *ebpf.ProgramSpec `ebpf:"uthreads_pthread"`
 }
 
 // uthreadsMapSpecs contains maps before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type uthreadsMapSpecs struct {
+	Creating    *ebpf.MapSpec `ebpf:"creating"`
 	Events      *ebpf.MapSpec `ebpf:"events"`
 	OwlCounters *ebpf.MapSpec `ebpf:"owl_counters"`
+	Routines    *ebpf.MapSpec `ebpf:"routines"`
 	UsdtSpecs   *ebpf.MapSpec `ebpf:"usdt_specs"`
 }
 
@@ -157,15 +167,19 @@ func (o *uthreadsObjects) Close() error {
 //
 // It can be passed to loadUthreadsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type uthreadsMaps struct {
+	Creating    *ebpf.Map `ebpf:"creating"`
 	Events      *ebpf.Map `ebpf:"events"`
 	OwlCounters *ebpf.Map `ebpf:"owl_counters"`
+	Routines    *ebpf.Map `ebpf:"routines"`
 	UsdtSpecs   *ebpf.Map `ebpf:"usdt_specs"`
 }
 
 func (m *uthreadsMaps) Close() error {
 	return _UthreadsClose(
+		m.Creating,
 		m.Events,
 		m.OwlCounters,
+		m.Routines,
 		m.UsdtSpecs,
 	)
 }
@@ -189,12 +203,18 @@ type uthreadsVariables struct {
 //
 // It can be passed to loadUthreadsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type uthreadsPrograms struct {
-	UthreadsHit *ebpf.Program `ebpf:"uthreads_hit"`
+	UthreadsExit    *ebpf.Program `ebpf:"uthreads_exit"`
+	UthreadsHit     *ebpf.Program `ebpf:"uthreads_hit"`
+	UthreadsNewtask *ebpf.Program `ebpf:"uthreads_newtask"`
+	UthreadsPthread *ebpf.Program `ebpf:"uthreads_pthread"`
 }
 
 func (p *uthreadsPrograms) Close() error {
 	return _UthreadsClose(
+		p.UthreadsExit,
 		p.UthreadsHit,
+		p.UthreadsNewtask,
+		p.UthreadsPthread,
 	)
 }
 
