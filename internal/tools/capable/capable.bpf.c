@@ -150,7 +150,7 @@ int tp_cap_capable(struct cap_capable_args *ctx)
 	/* The tracepoint has no opts: whether the check audits is unknown. */
 	e->audit = UNKNOWN;
 	e->insetid = UNKNOWN;
-	bpf_ringbuf_submit(e, 0);
+	owl_submit(e, sizeof(*e));
 	return 0;
 }
 
@@ -205,7 +205,7 @@ int BPF_PROG(fexit_cap_capable, const struct cred *cred, struct user_namespace *
 	e->ret = (int)ret;
 	e->audit = !(opts & CAP_OPT_NOAUDIT);
 	e->insetid = !!(opts & CAP_OPT_INSETID);
-	bpf_ringbuf_submit(e, 0);
+	owl_submit(e, sizeof(*e));
 	return 0;
 }
 
@@ -235,7 +235,7 @@ int tp_exec(struct exec_args *ctx)
 	owl_task_fill(&e->task);
 	e->kind = KIND_EXEC;
 	bpf_probe_read_kernel_str(e->filename, sizeof(e->filename), (void *)ctx + (ctx->filename & 0xffff));
-	bpf_ringbuf_submit(e, 0);
+	owl_submit(e, sizeof(*e));
 	return 0;
 }
 

@@ -85,6 +85,7 @@ const (
 	capableVarOwlTargMntns     = "owl_targ_mntns"
 	capableVarOwlTargTgid      = "owl_targ_tgid"
 	capableVarOwlTargUid       = "owl_targ_uid"
+	capableVarOwlWakeupBytes   = "owl_wakeup_bytes"
 	capableVarUnusedEvent      = "unused_event"
 	capableVarUnusedExecEvent  = "unused_exec_event"
 	capableVarVerbose          = "verbose"
@@ -167,6 +168,7 @@ type capableVariableSpecs struct {
 	OwlTargMntns    *ebpf.VariableSpec `ebpf:"owl_targ_mntns"`
 	OwlTargTgid     *ebpf.VariableSpec `ebpf:"owl_targ_tgid"`
 	OwlTargUid      *ebpf.VariableSpec `ebpf:"owl_targ_uid"`
+	OwlWakeupBytes  *ebpf.VariableSpec `ebpf:"owl_wakeup_bytes"`
 	UnusedEvent     *ebpf.VariableSpec `ebpf:"unused_event"`
 	UnusedExecEvent *ebpf.VariableSpec `ebpf:"unused_exec_event"`
 	Verbose         *ebpf.VariableSpec `ebpf:"verbose"`
@@ -226,6 +228,7 @@ type capableVariables struct {
 	OwlTargMntns    *ebpf.Variable `ebpf:"owl_targ_mntns"`
 	OwlTargTgid     *ebpf.Variable `ebpf:"owl_targ_tgid"`
 	OwlTargUid      *ebpf.Variable `ebpf:"owl_targ_uid"`
+	OwlWakeupBytes  *ebpf.Variable `ebpf:"owl_wakeup_bytes"`
 	UnusedEvent     *ebpf.Variable `ebpf:"unused_event"`
 	UnusedExecEvent *ebpf.Variable `ebpf:"unused_exec_event"`
 	Verbose         *ebpf.Variable `ebpf:"verbose"`

@@ -48,6 +48,7 @@ const (
 	funclatencyVarOwlTargMntns   = "owl_targ_mntns"
 	funclatencyVarOwlTargTgid    = "owl_targ_tgid"
 	funclatencyVarOwlTargUid     = "owl_targ_uid"
+	funclatencyVarOwlWakeupBytes = "owl_wakeup_bytes"
 	funclatencyVarUnitNs         = "unit_ns"
 )
 
@@ -122,6 +123,7 @@ type funclatencyVariableSpecs struct {
 	OwlTargMntns   *ebpf.VariableSpec `ebpf:"owl_targ_mntns"`
 	OwlTargTgid    *ebpf.VariableSpec `ebpf:"owl_targ_tgid"`
 	OwlTargUid     *ebpf.VariableSpec `ebpf:"owl_targ_uid"`
+	OwlWakeupBytes *ebpf.VariableSpec `ebpf:"owl_wakeup_bytes"`
 	UnitNs         *ebpf.VariableSpec `ebpf:"unit_ns"`
 }
 
@@ -173,6 +175,7 @@ type funclatencyVariables struct {
 	OwlTargMntns   *ebpf.Variable `ebpf:"owl_targ_mntns"`
 	OwlTargTgid    *ebpf.Variable `ebpf:"owl_targ_tgid"`
 	OwlTargUid     *ebpf.Variable `ebpf:"owl_targ_uid"`
+	OwlWakeupBytes *ebpf.Variable `ebpf:"owl_wakeup_bytes"`
 	UnitNs         *ebpf.Variable `ebpf:"unit_ns"`
 }
 

@@ -62,6 +62,7 @@ const (
 	opensnoopVarOwlTargMntns    = "owl_targ_mntns"
 	opensnoopVarOwlTargTgid     = "owl_targ_tgid"
 	opensnoopVarOwlTargUid      = "owl_targ_uid"
+	opensnoopVarOwlWakeupBytes  = "owl_wakeup_bytes"
 	opensnoopVarTargAccmodes    = "targ_accmodes"
 	opensnoopVarTargFailed      = "targ_failed"
 	opensnoopVarTargFlags       = "targ_flags"
@@ -139,6 +140,7 @@ type opensnoopVariableSpecs struct {
 	OwlTargMntns   *ebpf.VariableSpec `ebpf:"owl_targ_mntns"`
 	OwlTargTgid    *ebpf.VariableSpec `ebpf:"owl_targ_tgid"`
 	OwlTargUid     *ebpf.VariableSpec `ebpf:"owl_targ_uid"`
+	OwlWakeupBytes *ebpf.VariableSpec `ebpf:"owl_wakeup_bytes"`
 	TargAccmodes   *ebpf.VariableSpec `ebpf:"targ_accmodes"`
 	TargFailed     *ebpf.VariableSpec `ebpf:"targ_failed"`
 	TargFlags      *ebpf.VariableSpec `ebpf:"targ_flags"`
@@ -193,6 +195,7 @@ type opensnoopVariables struct {
 	OwlTargMntns   *ebpf.Variable `ebpf:"owl_targ_mntns"`
 	OwlTargTgid    *ebpf.Variable `ebpf:"owl_targ_tgid"`
 	OwlTargUid     *ebpf.Variable `ebpf:"owl_targ_uid"`
+	OwlWakeupBytes *ebpf.Variable `ebpf:"owl_wakeup_bytes"`
 	TargAccmodes   *ebpf.Variable `ebpf:"targ_accmodes"`
 	TargFailed     *ebpf.Variable `ebpf:"targ_failed"`
 	TargFlags      *ebpf.Variable `ebpf:"targ_flags"`

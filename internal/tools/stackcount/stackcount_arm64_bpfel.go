@@ -45,6 +45,7 @@ const (
 	stackcountVarOwlTargMntns     = "owl_targ_mntns"
 	stackcountVarOwlTargTgid      = "owl_targ_tgid"
 	stackcountVarOwlTargUid       = "owl_targ_uid"
+	stackcountVarOwlWakeupBytes   = "owl_wakeup_bytes"
 	stackcountVarUnusedStackKey   = "unused_stack_key"
 	stackcountVarWantKstack       = "want_kstack"
 	stackcountVarWantUstack       = "want_ustack"
@@ -121,6 +122,7 @@ type stackcountVariableSpecs struct {
 	OwlTargMntns   *ebpf.VariableSpec `ebpf:"owl_targ_mntns"`
 	OwlTargTgid    *ebpf.VariableSpec `ebpf:"owl_targ_tgid"`
 	OwlTargUid     *ebpf.VariableSpec `ebpf:"owl_targ_uid"`
+	OwlWakeupBytes *ebpf.VariableSpec `ebpf:"owl_wakeup_bytes"`
 	UnusedStackKey *ebpf.VariableSpec `ebpf:"unused_stack_key"`
 	WantKstack     *ebpf.VariableSpec `ebpf:"want_kstack"`
 	WantUstack     *ebpf.VariableSpec `ebpf:"want_ustack"`
@@ -177,6 +179,7 @@ type stackcountVariables struct {
 	OwlTargMntns   *ebpf.Variable `ebpf:"owl_targ_mntns"`
 	OwlTargTgid    *ebpf.Variable `ebpf:"owl_targ_tgid"`
 	OwlTargUid     *ebpf.Variable `ebpf:"owl_targ_uid"`
+	OwlWakeupBytes *ebpf.Variable `ebpf:"owl_wakeup_bytes"`
 	UnusedStackKey *ebpf.Variable `ebpf:"unused_stack_key"`
 	WantKstack     *ebpf.Variable `ebpf:"want_kstack"`
 	WantUstack     *ebpf.Variable `ebpf:"want_ustack"`

@@ -74,6 +74,7 @@ const (
 	tcpconnectVarOwlTargMntns    = "owl_targ_mntns"
 	tcpconnectVarOwlTargTgid     = "owl_targ_tgid"
 	tcpconnectVarOwlTargUid      = "owl_targ_uid"
+	tcpconnectVarOwlWakeupBytes  = "owl_wakeup_bytes"
 	tcpconnectVarUnusedEvent     = "unused_event"
 	tcpconnectVarWantLport       = "want_lport"
 	tcpconnectVarWantOutcome     = "want_outcome"
@@ -157,6 +158,7 @@ type tcpconnectVariableSpecs struct {
 	OwlTargMntns   *ebpf.VariableSpec `ebpf:"owl_targ_mntns"`
 	OwlTargTgid    *ebpf.VariableSpec `ebpf:"owl_targ_tgid"`
 	OwlTargUid     *ebpf.VariableSpec `ebpf:"owl_targ_uid"`
+	OwlWakeupBytes *ebpf.VariableSpec `ebpf:"owl_wakeup_bytes"`
 	UnusedEvent    *ebpf.VariableSpec `ebpf:"unused_event"`
 	WantLport      *ebpf.VariableSpec `ebpf:"want_lport"`
 	WantOutcome    *ebpf.VariableSpec `ebpf:"want_outcome"`
@@ -216,6 +218,7 @@ type tcpconnectVariables struct {
 	OwlTargMntns   *ebpf.Variable `ebpf:"owl_targ_mntns"`
 	OwlTargTgid    *ebpf.Variable `ebpf:"owl_targ_tgid"`
 	OwlTargUid     *ebpf.Variable `ebpf:"owl_targ_uid"`
+	OwlWakeupBytes *ebpf.Variable `ebpf:"owl_wakeup_bytes"`
 	UnusedEvent    *ebpf.Variable `ebpf:"unused_event"`
 	WantLport      *ebpf.Variable `ebpf:"want_lport"`
 	WantOutcome    *ebpf.Variable `ebpf:"want_outcome"`

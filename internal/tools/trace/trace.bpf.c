@@ -263,7 +263,7 @@ static __always_inline void emit(void *ctx, struct func_desc *d, __u32 fid, stru
 			owl_count(OWL_DROP_STACK);
 		e->ustack = id;
 	}
-	bpf_ringbuf_submit(e, 0);
+	owl_submit(e, sizeof(*e));
 }
 
 static __always_inline void c_key(struct entry_key *k, struct uregs *r, __u64 sp_adjust, __u32 fid)

@@ -92,6 +92,7 @@ const (
 	traceVarOwlTargMntns   = "owl_targ_mntns"
 	traceVarOwlTargTgid    = "owl_targ_tgid"
 	traceVarOwlTargUid     = "owl_targ_uid"
+	traceVarOwlWakeupBytes = "owl_wakeup_bytes"
 	traceVarUnusedEvent    = "unused_event"
 	traceVarUnusedFuncDesc = "unused_func_desc"
 )
@@ -169,6 +170,7 @@ type traceVariableSpecs struct {
 	OwlTargMntns   *ebpf.VariableSpec `ebpf:"owl_targ_mntns"`
 	OwlTargTgid    *ebpf.VariableSpec `ebpf:"owl_targ_tgid"`
 	OwlTargUid     *ebpf.VariableSpec `ebpf:"owl_targ_uid"`
+	OwlWakeupBytes *ebpf.VariableSpec `ebpf:"owl_wakeup_bytes"`
 	UnusedEvent    *ebpf.VariableSpec `ebpf:"unused_event"`
 	UnusedFuncDesc *ebpf.VariableSpec `ebpf:"unused_func_desc"`
 }
@@ -225,6 +227,7 @@ type traceVariables struct {
 	OwlTargMntns   *ebpf.Variable `ebpf:"owl_targ_mntns"`
 	OwlTargTgid    *ebpf.Variable `ebpf:"owl_targ_tgid"`
 	OwlTargUid     *ebpf.Variable `ebpf:"owl_targ_uid"`
+	OwlWakeupBytes *ebpf.Variable `ebpf:"owl_wakeup_bytes"`
 	UnusedEvent    *ebpf.Variable `ebpf:"unused_event"`
 	UnusedFuncDesc *ebpf.Variable `ebpf:"unused_func_desc"`
 }
