@@ -259,12 +259,15 @@ type Info struct {
 	Hooks   []string // hook names with the default config, in order of preference
 	Fields  []string // JSON fields of an event
 	Outputs []OutputInfo
+	// Event is the event type E (for tests that encode every tool's events).
+	Event reflect.Type
 }
 
 // OutputInfo documents one other typed output.
 type OutputInfo struct {
 	Flag   string
 	Fields []string
+	Type   reflect.Type
 }
 
 // Info describes the tool.
@@ -273,10 +276,11 @@ func (sp *Spec[C, E]) Info() Info {
 	for _, h := range sp.Hooks(sp.Default()) {
 		i.Hooks = append(i.Hooks, h.Name)
 	}
-	var e E
-	i.Fields = JSONFields(reflect.TypeOf(e))
+	i.Event = reflect.TypeFor[E]()
+	i.Fields = JSONFields(i.Event)
 	for _, o := range sp.Outputs {
-		i.Outputs = append(i.Outputs, OutputInfo{Flag: o.Flag, Fields: JSONFields(reflect.TypeOf(o.Value))})
+		t := reflect.TypeOf(o.Value)
+		i.Outputs = append(i.Outputs, OutputInfo{Flag: o.Flag, Fields: JSONFields(t), Type: t})
 	}
 	return i
 }
