@@ -31,6 +31,7 @@ test: deps-test
 	$(GO) vet ./...
 	GOARCH=arm64 CGO_ENABLED=0 $(GO) build -o /dev/null ./cmd/owl
 	$(GO) test -count=1 ./...
+	$(GO) run ./bench -smoke # every bench section once, tiny: counts checked, no time asserted
 	$(GO) test -run '^$$' -fuzz FuzzPerfMap -fuzztime 200000x ./internal/syms
 	$(GO) test -run '^$$' -fuzz FuzzKallsyms -fuzztime 200000x ./internal/syms
 	$(GO) test -run '^$$' -fuzz FuzzStartTime -fuzztime 200000x ./internal/syms
@@ -74,9 +75,15 @@ deps-generate:
 		apt-get update -qq && $(APT_INSTALL) clang-14 llvm libbpf-dev bpftool; \
 	fi
 
+# owl against bpftrace and libbpf-tools, alternated run by run; rewrites
+# the tables of docs/PERFORMANCE.md (about 10 minutes on a quiet 2-CPU VM).
+BENCH_DEPS = /usr/bin/bpftrace:bpftrace /usr/sbin/opensnoop:libbpf-tools /usr/bin/gcc:gcc \
+	/usr/include/stdio.h:libc6-dev /usr/bin/stdbuf:coreutils
+
 bench:
-	$(GO) run ./bench/startup
-	$(GO) run ./bench/uprobes -n 1000000
+	@missing=; for d in $(BENCH_DEPS); do [ -e "$${d%%:*}" ] || missing="$$missing $${d#*:}"; done; \
+	if [ -n "$$missing" ]; then echo "installing$$missing"; apt-get update -qq && $(APT_INSTALL) $$missing; fi
+	$(GO) run ./bench -out docs/PERFORMANCE.md
 
 # End-to-end tests inside Debian's 6.1 kernel under qemu (kprobe paths);
 # installs qemu, the kernel and busybox with apt when missing. See test/vm/run.sh.
