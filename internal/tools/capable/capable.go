@@ -3,8 +3,11 @@
 package capable
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
+	"os"
+	"strings"
 
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
@@ -219,12 +222,14 @@ type decoder struct {
 	arch     string
 	kstacks  *ebpf.Map
 	ustacks  *ebpf.Map
-	kallsyms *syms.Kallsyms
+	kallsyms *syms.Kallsyms // nil until a first kernel stack (kernelNames)
 	procs    *syms.Processes
 	ips      [127]uint64
 	frames   [127]buildIDFrame
 	seen     map[uniqueKey]struct{}
 	seenMax  int
+	// lazyKallsyms: -K; kallsymsRead: kallsyms was read (or failed to be).
+	lazyKallsyms, kallsymsRead bool
 }
 
 // uniqueKey is a kind of check for --unique: pid, capability and verdict,
@@ -251,10 +256,13 @@ func newDecoder(cfg Config, s *probe.Session) (*decoder, error) {
 		d.kstacks, d.ustacks = m.Kstacks, m.Ustacks
 	}
 	if cfg.KStack {
-		var err error
-		if d.kallsyms, err = syms.LoadKallsyms(); err != nil {
+		// Only checked here; read when a first kernel stack needs names
+		// (kernelNames): parsing 120k-200k symbols took ~60 ms and ~25 MB
+		// at every start of `capable -K`.
+		if err := checkKallsyms(); err != nil {
 			return nil, fmt.Errorf("kernel stacks: %w", err)
 		}
+		d.lazyKallsyms = true
 	}
 	if cfg.UStack {
 		d.procs = syms.NewProcesses(syms.NewCache(), maxProcesses)
@@ -310,9 +318,13 @@ func (d *decoder) decode(raw []byte, e *Event) bool {
 	}
 	// Fresh slices each time: a consumer that copies the event keeps its
 	// stacks (symbolizing allocates anyway).
-	if d.kallsyms != nil {
+	if d.lazyKallsyms {
 		for _, ip := range d.kernelStack(r.Kstack) {
-			e.KStack = append(e.KStack, d.kallsyms.Resolve(ip))
+			if k := d.kernelNames(); k != nil {
+				e.KStack = append(e.KStack, k.Resolve(ip))
+			} else {
+				e.KStack = append(e.KStack, syms.Frame{Addr: ip, Symbol: syms.Unknown})
+			}
 		}
 	}
 	if d.procs != nil {
@@ -325,6 +337,43 @@ func (d *decoder) decode(raw []byte, e *Event) bool {
 		}
 	}
 	return true
+}
+
+// kernelNames reads /proc/kallsyms the first time a kernel stack needs
+// names; nil if that failed (checkKallsyms passed at start, so only a
+// kernel that changed its mind since).
+func (d *decoder) kernelNames() *syms.Kallsyms {
+	if !d.kallsymsRead {
+		d.kallsymsRead = true
+		d.kallsyms, _ = syms.LoadKallsyms()
+	}
+	return d.kallsyms
+}
+
+// checkKallsyms fails at start as LoadKallsyms would, cheaply: the file
+// opens and its first text symbol has an address (kernel.kptr_restrict
+// hides them all as zeros).
+func checkKallsyms() error {
+	f, err := os.Open(syms.KallsymsPath)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", syms.KallsymsPath, err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		addr, rest, _ := strings.Cut(sc.Text(), " ")
+		if typ, _, _ := strings.Cut(rest, " "); typ != "T" && typ != "t" {
+			continue
+		}
+		if strings.Trim(addr, "0") == "" {
+			return syms.ErrKptrRestrict
+		}
+		return nil
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("read %s: %w", syms.KallsymsPath, err)
+	}
+	return fmt.Errorf("%s: no text symbols", syms.KallsymsPath)
 }
 
 // first reports whether r is the first check of its kind, and remembers
