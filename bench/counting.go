@@ -22,6 +22,7 @@ func counting(e *env) error {
 		tracers = append(tracers, tracer{name: "bpftrace count()", readyOn: "stdout", ready: "Attaching",
 			argv: []string{e.bpftrace, "-e", "tracepoint:" + tp + " /pid == {PID}/ { @n = count(); }"}})
 	}
+	tracers = withBase(e, tracers)
 	kinds := []string{"untraced", "floor"}
 	for _, t := range tracers {
 		kinds = append(kinds, t.name)

@@ -80,13 +80,16 @@ func startup(e *env) error {
 		if len(f) == 0 {
 			continue
 		}
-		r := &startRow{t: owlTracer(e, f[0], args[f[0]]...)}
-		if strings.Contains(line, "unavailable:") {
-			r.unavailable = "no usable hook on this kernel (`owl tools`)"
-		}
-		rows = append(rows, r)
+		ts := []tracer{owlTracer(e, f[0], args[f[0]]...)}
 		if f[0] == "capable" {
-			rows = append(rows, &startRow{t: owlTracer(e, "capable", "-K")})
+			ts = append(ts, owlTracer(e, "capable", "-K"))
+		}
+		for _, t := range withBase(e, ts) {
+			r := &startRow{t: t}
+			if strings.Contains(line, "unavailable:") {
+				r.unavailable = "no usable hook on this kernel (`owl tools`)"
+			}
+			rows = append(rows, r)
 		}
 	}
 	if e.bpftrace != "" {
@@ -137,7 +140,7 @@ func startup(e *env) error {
 			}
 		default:
 			goal := ""
-			if strings.HasPrefix(r.t.name, "owl ") {
+			if strings.HasPrefix(r.t.name, "owl") {
 				goal = "met"
 				if r.ready.med() > 10 || r.rss.med() > 12 {
 					goal = "**missed**"
@@ -151,7 +154,7 @@ func startup(e *env) error {
 
 func cmdline(t tracer) string {
 	s := t.name
-	if strings.HasPrefix(s, "owl ") && len(t.argv) > 2 {
+	if strings.HasPrefix(s, "owl") && len(t.argv) > 2 {
 		s += " " + strings.Join(t.argv[2:], " ")
 	}
 	return "`" + s + "`"

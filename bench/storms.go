@@ -69,6 +69,9 @@ func stormList(e *env) []storm {
 	if exists("/usr/sbin/execsnoop") {
 		execs.tracers = append(execs.tracers, buffered(libbpfTracer("execsnoop")))
 	}
+	for _, s := range []*storm{&setuid, &openat, &execs} {
+		s.tracers = withBase(e, s.tracers)
+	}
 	return []storm{setuid, openat, execs}
 }
 

@@ -20,45 +20,60 @@ func throughput(e *env) error {
 		"row; owl writes JSON lines to /dev/null. *lost* is what owl reported on stderr (every drop is\n"+
 		"counted by cause). Goal: ≥ 1,000,000 events/s with zero loss on 2 cores — bounded here by how\n"+
 		"fast one thread can make setuid calls in this VM (the *achieved* column).\n\n"+
-		"| target events/s | achieved events/s | events | lost | owl CPU µs/event |\n|---|---|---|---|---|\n", secs)
+		"| owl | target events/s | achieved events/s | events | lost | owl CPU µs/event |\n|---|---|---|---|---|---|\n", secs)
+	bins := [][2]string{{"owl", e.owl}}
+	if e.base != "" {
+		bins = append(bins, [2]string{"owl@base", e.base})
+	}
 	for _, rate := range rates {
-		w, err := startWorkload(e.storm, "setuid")
-		if err != nil {
-			return err
-		}
-		t := owlTracer(e, "setuids", "-p", "{PID}", "-o", "json")
-		t.stdout = os.DevNull
-		p, err := startTracer(t, w.pid(), nil, 30*time.Second)
-		if err != nil {
-			w.close()
-			return err
-		}
-		k := int(float64(rate) * secs)
-		if rate == 0 {
-			k = int(secs * 300000) // about 10 s at this VM's speed
-			if e.smoke {
-				k = 2000
+		for _, bin := range bins {
+			if err := throughputRun(e, bin[0], bin[1], rate, secs); err != nil {
+				return err
 			}
 		}
-		cpu0 := cpuTime(p.cmd.Process.Pid)
-		d, err := w.run(k, rate)
-		time.Sleep(100 * time.Millisecond) // the last poll of the ring
-		cpu1 := cpuTime(p.cmd.Process.Pid)
-		p.stop(nil)
+	}
+	return nil
+}
+
+func throughputRun(e *env, name, bin string, rate int, secs float64) error {
+
+	w, err := startWorkload(e.storm, "setuid")
+	if err != nil {
+		return err
+	}
+	t := owlTracer(e, "setuids", "-p", "{PID}", "-o", "json")
+	t.argv[0] = bin
+	t.stdout = os.DevNull
+	p, err := startTracer(t, w.pid(), nil, 30*time.Second)
+	if err != nil {
 		w.close()
-		if err != nil {
-			return err
+		return err
+	}
+	k := int(float64(rate) * secs)
+	if rate == 0 {
+		k = int(secs * 300000) // about 10 s at this VM's speed
+		if e.smoke {
+			k = 2000
 		}
-		achieved := float64(k) / d.Seconds()
-		target := fmt.Sprint(rate)
-		if rate == 0 {
-			target = "max"
-		}
-		fmt.Fprintf(e.out, "| %s | %.0f | %d | %d | %.2f |\n", target, achieved, k, p.lost, float64((cpu1-cpu0).Microseconds())/float64(k))
-		fmt.Fprintf(os.Stderr, "throughput %s: %.0f/s, %d events, lost %d\n", target, achieved, k, p.lost)
-		if e.smoke && p.lost != 0 {
-			e.problem("throughput %s: %d lost", target, p.lost)
-		}
+	}
+	cpu0 := cpuTime(p.cmd.Process.Pid)
+	d, err := w.run(k, rate)
+	time.Sleep(100 * time.Millisecond) // the last poll of the ring
+	cpu1 := cpuTime(p.cmd.Process.Pid)
+	p.stop(nil)
+	w.close()
+	if err != nil {
+		return err
+	}
+	achieved := float64(k) / d.Seconds()
+	target := fmt.Sprint(rate)
+	if rate == 0 {
+		target = "max"
+	}
+	fmt.Fprintf(e.out, "| %s | %s | %.0f | %d | %d | %.2f |\n", name, target, achieved, k, p.lost, float64((cpu1-cpu0).Microseconds())/float64(k))
+	fmt.Fprintf(os.Stderr, "throughput %s: %.0f/s, %d events, lost %d\n", target, achieved, k, p.lost)
+	if e.smoke && p.lost != 0 {
+		e.problem("throughput %s: %d lost", target, p.lost)
 	}
 	return nil
 }
