@@ -10,6 +10,7 @@ import (
 	"reflect"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/spf13/cobra"
@@ -80,6 +81,9 @@ type Options struct {
 	RingBytes uint32
 	// NoReader attaches without reading anything, for `owl tools`.
 	NoReader bool
+	// Latency bounds how long an event waits in the ring (probe.Options);
+	// 0 is probe.DefaultLatency.
+	Latency time.Duration
 }
 
 // DefaultOptions trace every task and endpoint.
@@ -115,6 +119,7 @@ func Open[C, E any](sp *Spec[C, E], cfg C, opts Options) (*Source[E], error) {
 		RingBytes: ring,
 		NoReader:  opts.NoReader || (sp.Stream != nil && !sp.Stream(cfg)),
 		Pending:   sp.Pending,
+		Latency:   opts.Latency,
 	}
 	if popts.NoReader {
 		popts.RingBytes = 0 // one page: nothing reads it
