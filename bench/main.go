@@ -53,6 +53,7 @@ type env struct {
 	bpftrace             string // "" when not installed
 	runs                 int
 	smoke                bool
+	noLibbpf             bool // -peers=false
 	out                  io.Writer // the report (markdown)
 	problems             []string
 }
@@ -64,16 +65,17 @@ func main() {
 		runs    = flag.Int("runs", 5, "runs of each measurement, alternating the tracers")
 		smoke   = flag.Bool("smoke", false, "every section once with tiny sizes; fail on wrong counts")
 		only    = flag.String("only", "", "comma-separated sections: startup,storms,counting,throughput,scale")
+		peers   = flag.Bool("peers", true, "measure bpftrace and libbpf-tools too")
 		base    = flag.String("base", "", "also measure this owl binary, as rows \"owl@base\" alternated with the others (before/after)")
 	)
 	flag.Parse()
-	if err := run(*owlPath, *base, *outPath, *runs, *smoke, *only); err != nil {
+	if err := run(*owlPath, *base, *outPath, *runs, *smoke, *peers, *only); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(owlPath, base, outPath string, runs int, smoke bool, only string) error {
+func run(owlPath, base, outPath string, runs int, smoke, peers bool, only string) error {
 	if os.Geteuid() != 0 {
 		return errors.New("needs root (BPF)")
 	}
@@ -93,14 +95,14 @@ func run(owlPath, base, outPath string, runs int, smoke bool, only string) error
 	} else {
 		rev = harness.Revision(owlPath)
 	}
-	e := &env{owl: owlPath, base: base, runs: runs, smoke: smoke}
+	e := &env{owl: owlPath, base: base, runs: runs, smoke: smoke, noLibbpf: !peers}
 	if smoke {
 		e.runs, outPath = 1, ""
 	}
 	if e.storm, e.trueCopy, err = buildWorkload(dir); err != nil {
 		return err
 	}
-	if p, err := exec.LookPath("bpftrace"); err == nil {
+	if p, err := exec.LookPath("bpftrace"); err == nil && peers {
 		e.bpftrace = p
 	}
 	var report bytes.Buffer

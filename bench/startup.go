@@ -99,7 +99,7 @@ func startup(e *env) error {
 	}
 	for _, t := range []tracer{libbpfTracer("execsnoop"), libbpfTracer("opensnoop"), libbpfTracer("funclatency", libc()+":malloc"),
 		libbpfTracer("bashreadline"), libbpfTracer("capable"), libbpfTracer("tcpconnect")} {
-		if exists(t.argv[2]) {
+		if exists(t.argv[2]) && !e.noLibbpf {
 			rows = append(rows, &startRow{t: t})
 		}
 	}

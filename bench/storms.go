@@ -63,10 +63,10 @@ func stormList(e *env) []storm {
 		openat.tracers = append(openat.tracers, bpftraceTracer(e, "opensnoop.bt", "/usr/sbin/opensnoop.bt"))
 		execs.tracers = append(execs.tracers, bpftraceTracer(e, "execsnoop.bt", "/usr/sbin/execsnoop.bt"))
 	}
-	if exists("/usr/sbin/opensnoop") {
+	if exists("/usr/sbin/opensnoop") && !e.noLibbpf {
 		openat.tracers = append(openat.tracers, buffered(libbpfTracer("opensnoop", "-p", "{PID}")))
 	}
-	if exists("/usr/sbin/execsnoop") {
+	if exists("/usr/sbin/execsnoop") && !e.noLibbpf {
 		execs.tracers = append(execs.tracers, buffered(libbpfTracer("execsnoop")))
 	}
 	for _, s := range []*storm{&setuid, &openat, &execs} {
