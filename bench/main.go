@@ -53,7 +53,7 @@ type env struct {
 	bpftrace             string // "" when not installed
 	runs                 int
 	smoke                bool
-	noLibbpf             bool // -peers=false
+	noLibbpf             bool      // -peers=false
 	out                  io.Writer // the report (markdown)
 	problems             []string
 }
