@@ -49,6 +49,7 @@ var stormSource []byte
 
 type env struct {
 	owl, storm, trueCopy string
+	marker               string // in the names the storms open and exec: unique per harness run
 	base                 string // another owl binary measured alongside ("owl@base" rows), or ""
 	bpftrace             string // "" when not installed
 	runs                 int
@@ -99,7 +100,10 @@ func run(owlPath, base, outPath string, runs int, smoke, peers bool, only string
 	if smoke {
 		e.runs, outPath = 1, ""
 	}
-	if e.storm, e.trueCopy, err = buildWorkload(dir); err != nil {
+	// Tracers without a pid filter see every process: names unique to this
+	// run keep another harness's storms out of the counts.
+	e.marker = fmt.Sprintf("owlb%d", os.Getpid()%100000000)
+	if e.storm, e.trueCopy, err = buildWorkload(dir, e.marker); err != nil {
 		return err
 	}
 	if p, err := exec.LookPath("bpftrace"); err == nil && peers {
@@ -164,8 +168,9 @@ func (e *env) problem(format string, args ...any) {
 }
 
 // buildWorkload compiles storm.c, and copies /bin/true under a name that
-// no other process execs, so that exec lines can be told apart.
-func buildWorkload(dir string) (storm, trueCopy string, err error) {
+// no other process execs (marker: at most 15 bytes, a comm), so that exec
+// lines can be told apart.
+func buildWorkload(dir, marker string) (storm, trueCopy string, err error) {
 	src := filepath.Join(dir, "storm.c")
 	if err := os.WriteFile(src, stormSource, 0o644); err != nil {
 		return "", "", err
@@ -178,7 +183,7 @@ func buildWorkload(dir string) (storm, trueCopy string, err error) {
 	if err != nil {
 		return "", "", err
 	}
-	trueCopy = filepath.Join(dir, "owl-bench-true")
+	trueCopy = filepath.Join(dir, marker)
 	return storm, trueCopy, os.WriteFile(trueCopy, b, 0o755)
 }
 

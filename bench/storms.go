@@ -41,11 +41,11 @@ func stormList(e *env) []storm {
 		poke: func() { unix.RawSyscall(unix.SYS_SETUID, 0, 0, 0) },
 	}
 	openat := storm{
-		name: "failing openat", args: []string{"openat"}, n: 300000, smoke: 2000,
+		name: "failing openat", args: []string{"openat", "/nonexistent-" + e.marker + "/x"}, n: 300000, smoke: 2000,
 		floor:   []string{"syscalls:sys_enter_openat", "syscalls:sys_exit_openat"},
 		tracers: []tracer{owlTracer(e, "opensnoop", "-p", "{PID}")},
 		match: func(int) func(string) bool {
-			return func(l string) bool { return strings.Contains(l, "nonexistent-owl-bench") }
+			return func(l string) bool { return strings.Contains(l, "nonexistent-"+e.marker) }
 		},
 		poke: func() { unix.Open("/nonexistent-owl-poke", unix.O_RDONLY, 0) },
 	}
@@ -54,7 +54,7 @@ func stormList(e *env) []storm {
 		floor:   []string{"syscalls:sys_enter_execve", "sched:sched_process_exec"},
 		tracers: []tracer{owlTracer(e, "execsnoop")},
 		match: func(int) func(string) bool {
-			return func(l string) bool { return strings.Contains(l, "owl-bench-true") }
+			return func(l string) bool { return strings.Contains(l, e.marker) }
 		},
 		poke: func() { exec.Command("/bin/true").Run() },
 	}

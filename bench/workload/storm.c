@@ -2,7 +2,7 @@
  * makes K system calls of one kind (RATE per second, 0 = as fast as it can)
  * and prints how long the loop took in ns. One process per run, one thread.
  *   storm setuid          setuid(0) (root: succeeds, changes nothing)
- *   storm openat          openat of a path that does not exist (fails)
+ *   storm openat PATH     openat of PATH, which does not exist (fails)
  *   storm exec PATH       fork, execve(PATH), wait
  *   storm funcs           the call fn_000() (for uprobes; fn_000..fn_999 exist)
  */
@@ -28,7 +28,7 @@ static long long now_ns(void)
 #define F100(p) F10(p##0) F10(p##1) F10(p##2) F10(p##3) F10(p##4) F10(p##5) F10(p##6) F10(p##7) F10(p##8) F10(p##9)
 F100(0) F100(1) F100(2) F100(3) F100(4) F100(5) F100(6) F100(7) F100(8) F100(9)
 
-static const char *exec_path;
+static const char *arg; /* exec: the program; openat: the path */
 
 static void once(const char *mode)
 {
@@ -37,7 +37,7 @@ static void once(const char *mode)
 		syscall(SYS_setuid, 0);
 		break;
 	case 'o':
-		syscall(SYS_openat, AT_FDCWD, "/nonexistent-owl-bench/x", O_RDONLY);
+		syscall(SYS_openat, AT_FDCWD, arg, O_RDONLY);
 		break;
 	case 'e': {
 		pid_t pid = fork();
@@ -46,9 +46,10 @@ static void once(const char *mode)
 			 * tracers that read argv at sys_enter_execve see it, as they
 			 * would a shell's (a page not yet faulted in reads as
 			 * nothing, and bpftrace's execsnoop.bt then prints no line). */
-			char arg0[] = "owl-bench-true";
+			char arg0[256];
 			char *argv[] = {arg0, NULL};
-			execv(exec_path, argv);
+			snprintf(arg0, sizeof(arg0), "%s", arg);
+			execv(arg, argv);
 			_exit(127);
 		}
 		waitpid(pid, NULL, 0);
@@ -65,9 +66,9 @@ int main(int argc, char **argv)
 	long long k, rate;
 	if (argc < 2)
 		return 2;
-	if (argv[1][0] == 'e' && argc < 3)
+	if ((argv[1][0] == 'e' || argv[1][0] == 'o') && argc < 3)
 		return 2;
-	exec_path = argc > 2 ? argv[2] : NULL;
+	arg = argc > 2 ? argv[2] : NULL;
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	while (scanf("%lld %lld", &k, &rate) == 2) {
 		long long start = now_ns();
