@@ -88,7 +88,7 @@ func countRun(e *env, tp, kind string, tracers []tracer, n int, r *kindResult) e
 		}
 	}
 	time.Sleep(100 * time.Millisecond)
-	d, err := w.run(n, 0)
+	d, cpu, err := w.run(n, 0)
 	if err != nil {
 		if p != nil {
 			p.stop(nil)
@@ -96,6 +96,7 @@ func countRun(e *env, tp, kind string, tracers []tracer, n int, r *kindResult) e
 		return err
 	}
 	r.nsPerCall = append(r.nsPerCall, float64(d.Nanoseconds())/float64(n))
+	r.cpuPerCall = append(r.cpuPerCall, float64(cpu.Nanoseconds())/float64(n))
 	r.iwiPerEvent = append(r.iwiPerEvent, 0)
 	if p == nil {
 		fmt.Fprintf(os.Stderr, "counting %-24s %8.0f ns/call\n", kind, float64(d.Nanoseconds())/float64(n))

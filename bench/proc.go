@@ -220,16 +220,19 @@ func startWorkload(storm string, args ...string) (*workload, error) {
 func (w *workload) pid() int { return w.cmd.Process.Pid }
 
 // run makes k calls at rate per second (0: as fast as it can) and returns
-// the loop's time.
-func (w *workload) run(k, rate int) (time.Duration, error) {
+// the loop's wall time and the workload thread's CPU time.
+func (w *workload) run(k, rate int) (wall, cpu time.Duration, err error) {
 	if _, err := fmt.Fprintf(w.in, "%d %d\n", k, rate); err != nil {
-		return 0, fmt.Errorf("workload: %w", err)
+		return 0, 0, fmt.Errorf("workload: %w", err)
 	}
 	if !w.out.Scan() {
-		return 0, fmt.Errorf("workload ended: %v", w.out.Err())
+		return 0, 0, fmt.Errorf("workload ended: %v", w.out.Err())
 	}
-	ns, err := strconv.ParseInt(strings.TrimSpace(w.out.Text()), 10, 64)
-	return time.Duration(ns), err
+	var wallNs, cpuNs int64
+	if _, err := fmt.Sscan(w.out.Text(), &wallNs, &cpuNs); err != nil {
+		return 0, 0, fmt.Errorf("workload said %q: %w", w.out.Text(), err)
+	}
+	return time.Duration(wallNs), time.Duration(cpuNs), nil
 }
 
 func (w *workload) close() {

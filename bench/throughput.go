@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"os"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -57,7 +59,7 @@ func throughputRun(e *env, name, bin string, rate int, secs float64) error {
 		}
 	}
 	cpu0 := cpuTime(p.cmd.Process.Pid)
-	d, err := w.run(k, rate)
+	d, _, err := w.run(k, rate)
 	time.Sleep(100 * time.Millisecond) // the last poll of the ring
 	cpu1 := cpuTime(p.cmd.Process.Pid)
 	p.stop(nil)
@@ -78,21 +80,19 @@ func throughputRun(e *env, name, bin string, rate int, secs float64) error {
 	return nil
 }
 
-// cpuTime is utime+stime of a process (10 ms ticks).
+// cpuTime is utime+stime of a process (10 ms ticks), fields 14 and 15
+// of /proc/PID/stat, counted after the command name's closing parenthesis.
 func cpuTime(pid int) time.Duration {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0
 	}
 	s := string(b)
-	for i := len(s) - 1; i >= 0; i-- {
-		if s[i] == ')' {
-			s = s[i+2:]
-			break
-		}
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:]) // f[0] is field 3
+	if len(f) < 13 {
+		return 0
 	}
-	var f [15]uint64
-	var state string
-	fmt.Sscan(s, &state, &f[0], &f[1], &f[2], &f[3], &f[4], &f[5], &f[6], &f[7], &f[8], &f[9], &f[10], &f[11])
-	return time.Duration(f[10]+f[11]) * 10 * time.Millisecond
+	utime, _ := strconv.ParseUint(f[11], 10, 64)
+	stime, _ := strconv.ParseUint(f[12], 10, 64)
+	return time.Duration(utime+stime) * 10 * time.Millisecond
 }
