@@ -10,6 +10,7 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
 	"unsafe"
@@ -102,11 +103,11 @@ func compileJSONType(t reflect.Type, seen map[reflect.Type]*jsonFunc) jsonFunc {
 	switch t {
 	case timeType:
 		return func(s *jsonState, p unsafe.Pointer) error {
-			b, err := (*event.Time)(p).AppendText(append(s.b, '"'))
-			if err != nil {
+			var ok bool
+			s.b, ok = appendJSONTime(s.b, (*event.Time)(p).Time)
+			if !ok {
 				return errJSONFallback
 			}
-			s.b = append(b, '"')
 			return nil
 		}
 	case nameType:
@@ -224,6 +225,46 @@ func compileJSONType(t reflect.Type, seen map[reflect.Type]*jsonFunc) jsonFunc {
 		}
 	}
 	return jsonReflect(t)
+}
+
+// appendJSONTime writes t quoted as event.Time's MarshalJSON does (UTC,
+// event.TimeLayout), without parsing the layout for every event; false
+// for a year outside [0,9999], which MarshalJSON refuses.
+func appendJSONTime(b []byte, t time.Time) ([]byte, bool) {
+	u := t.UTC()
+	year, month, day := u.Date()
+	if year < 0 || year > 9999 {
+		return b, false
+	}
+	hour, min, sec := u.Clock()
+	b = append(b, '"')
+	b = appendDigits(b, year, 4)
+	b = append(b, '-')
+	b = appendDigits(b, int(month), 2)
+	b = append(b, '-')
+	b = appendDigits(b, day, 2)
+	b = append(b, 'T')
+	b = appendDigits(b, hour, 2)
+	b = append(b, ':')
+	b = appendDigits(b, min, 2)
+	b = append(b, ':')
+	b = appendDigits(b, sec, 2)
+	b = append(b, '.')
+	b = appendDigits(b, u.Nanosecond(), 9)
+	return append(b, 'Z', '"'), true
+}
+
+// appendDigits appends v (≥ 0) zero-padded to n digits.
+func appendDigits(b []byte, v, n int) []byte {
+	start := len(b)
+	for range n {
+		b = append(b, 0)
+	}
+	for i := len(b) - 1; i >= start; i-- {
+		b[i] = byte('0' + v%10)
+		v /= 10
+	}
+	return b
 }
 
 // jsonReflect hands a value of t to encoding/json (maps, interfaces...).

@@ -271,3 +271,26 @@ func BenchmarkJSON(b *testing.B) {
 type discard struct{}
 
 func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+// Times in every range MarshalJSON takes, and outside it, print the same.
+func TestJSONTime(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	for i := range 20000 {
+		var ns int64
+		switch i % 3 {
+		case 0:
+			ns = int64(r.Uint64())
+		case 1:
+			ns = r.Int64N(1 << 62)
+		default:
+			ns = 1_790_000_000_000_000_000 + r.Int64N(1e15)
+		}
+		v := struct {
+			T event.Time `json:"t"`
+		}{event.Time{Time: time.Unix(0, ns)}}
+		if i%7 == 0 {
+			v.T = event.Time{Time: time.Date(r.IntN(12000)-1000, time.Month(1+r.IntN(12)), 1+r.IntN(28), r.IntN(24), r.IntN(60), r.IntN(60), r.IntN(1e9), time.FixedZone("x", r.IntN(50000)-25000))}
+		}
+		checkSame(t, reflect.ValueOf(&v))
+	}
+}
