@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"time"
 )
@@ -86,8 +87,11 @@ func startup(e *env) error {
 		}
 		for _, t := range withBase(e, ts) {
 			r := &startRow{t: t}
-			if strings.Contains(line, "unavailable:") {
+			switch {
+			case strings.Contains(line, "unavailable:"):
 				r.unavailable = "no usable hook on this kernel (`owl tools`)"
+			case slices.Contains(t.argv, "-p") && pyPID == "0":
+				r.unavailable = "needs /usr/bin/python3.11 (Debian's, with USDT probes)"
 			}
 			rows = append(rows, r)
 		}
