@@ -39,7 +39,7 @@ type Unit int
 
 const (
 	Nsecs Unit = iota // default
-	Usecs             // --microseconds
+	Usecs             // -u
 	Msecs             // -m
 )
 
@@ -140,9 +140,9 @@ var spec = tool.Spec[Config, Hist]{
 print the durations as a power-of-two histogram (as BCC's funclatency), with
 their count, average and total. The histograms are kept in the kernel: owl
 reads them on exit and, with -i, every interval (each report covers its own
-interval). Durations are in nanoseconds, or in microseconds (--microseconds:
-BCC's -u is owl's --uid) or milliseconds (-m); -F prints one histogram per
-function.
+interval). Durations are in nanoseconds, or in microseconds (-u, as BCC's;
+the uid filter is --uid here) or milliseconds (-m); -F prints one histogram
+per function.
 
 PATTERN is [PATH_OR_LIB:]FUNC_GLOB: a program or library path, or a library
 name (c, ssl) found as the dynamic loader would, or, with -p, the process's

@@ -29,110 +29,7 @@ import (
 
 func TestMain(m *testing.M) { e2e.Main(m, nil) }
 
-// cProgram sleeps, works and recurses as its arguments say, so that each
-// test knows how many calls of which length it made:
-//
-//	sleep MS...   sleep_ms(MS) for each MS
-//	rec CHAINS    CHAINS times rec(4): each level sleeps 2 ms then recurses,
-//	              so level n lasts 2(n+1) ms
-//	work N        work(i) for i in 0..N-1
-//	wait ...      the above once a line is read from stdin
-//
-// It runs as a real-time task (SCHED_FIFO, as root) so that sleeps mostly
-// end on time, and it measures every sleep_ms and rec call itself around
-// the call (CLOCK_MONOTONIC, the kernel's ktime): its second output line
-// has those durations in ns, which checkSlots holds the histograms to.
-const cProgram = `#include <sched.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <time.h>
-
-static long long durs[4096];
-static int ndurs;
-
-static long long now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
-static void took(long long t0)
-{
-	long long d = now() - t0;
-	if (ndurs < 4096)
-		durs[ndurs++] = d;
-}
-
-void sleep_ms(int ms)
-{
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-	while (nanosleep(&ts, &ts))
-		;
-}
-
-int rec(int n)
-{
-	long long t0;
-	int r;
-
-	sleep_ms(2);
-	if (!n)
-		return 0;
-	t0 = now();
-	r = rec(n - 1);
-	took(t0);
-	return r + 1;
-}
-
-long work(long i)
-{
-	return i * 2 + 1;
-}
-
-int main(int argc, char **argv)
-{
-	struct sched_param sp = { .sched_priority = 10 };
-	long sum = 0;
-
-	if (argc < 2)
-		return 2;
-	if (sched_setscheduler(0, SCHED_FIFO, &sp))
-		perror("sched_setscheduler");
-	if (!strcmp(argv[1], "wait")) {
-		int c;
-		while ((c = getchar()) != EOF && c != '\n')
-			;
-		argv++;
-		argc--;
-	}
-	if (!strcmp(argv[1], "sleep")) {
-		for (int i = 2; i < argc; i++) {
-			long long t0 = now();
-			sleep_ms(atoi(argv[i]));
-			took(t0);
-		}
-	} else if (!strcmp(argv[1], "rec")) {
-		for (int i = 0; i < atoi(argv[2]); i++) {
-			long long t0 = now();
-			sum += rec(4);
-			took(t0);
-		}
-	} else if (!strcmp(argv[1], "work")) {
-		for (long i = 0; i < atol(argv[2]); i++)
-			sum += work(i);
-	}
-	printf("%ld\n", sum);
-	for (int i = 0; i < ndurs; i++)
-		printf("%s%lld", i ? " " : "", durs[i]);
-	printf("\n");
-	return 0;
-}
-`
-
-// skipWithout skips t when a build tool is missing: the qemu guest has
-// only busybox and the test binaries, whatever OWL_E2E says.
+// skipWithout skips t when a build tool is missing.
 func skipWithout(t *testing.T, tool string) string {
 	t.Helper()
 	p, err := exec.LookPath(tool)
@@ -142,20 +39,19 @@ func skipWithout(t *testing.T, tool string) string {
 	return p
 }
 
-// buildC builds cProgram as the issue asks: frame pointers, no inlining.
+// buildC builds testdata/target.c (what its arguments do is said there)
+// as the issue asks: frame pointers, no inlining. The qemu guest has it
+// prebuilt, static, by test/vm/run.sh (e2e.Program).
 func buildC(t *testing.T) string {
 	t.Helper()
-	gcc := skipWithout(t, "gcc")
-	dir := t.TempDir()
-	src := filepath.Join(dir, "target.c")
-	if err := os.WriteFile(src, []byte(cProgram), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(dir, "target")
-	if out, err := exec.Command(gcc, "-O1", "-fno-omit-frame-pointer", "-fno-inline", "-o", bin, src).CombinedOutput(); err != nil {
-		t.Fatalf("gcc: %v\n%s", err, out)
-	}
-	return bin
+	return e2e.Program(t, "funclatency/target", func() string {
+		gcc := skipWithout(t, "gcc")
+		bin := filepath.Join(t.TempDir(), "target")
+		if out, err := exec.Command(gcc, "-O1", "-fno-omit-frame-pointer", "-fno-inline", "-o", bin, "testdata/target.c").CombinedOutput(); err != nil {
+			t.Fatalf("gcc: %v\n%s", err, out)
+		}
+		return bin
+	})
 }
 
 // runTarget runs bin with args to its end and returns its output.
@@ -408,72 +304,7 @@ func TestPidFilter(t *testing.T) {
 	}
 }
 
-// goProgram runs its functions from several goroutines at once, each
-// yielding and sleeping, so that goroutines move between threads and
-// share them mid-call: entry and return can only be paired by goroutine.
-// deep recurses with large frames, which makes the runtime copy the
-// goroutine's stack (and re-enter the function after morestack).
-const goProgram = `package main
-
-import (
-	"fmt"
-	"os"
-	"runtime"
-	"sync"
-	"time"
-)
-
-//go:noinline
-func sleepMs(ms int) {
-	time.Sleep(time.Duration(ms) * time.Millisecond)
-}
-
-//go:noinline
-func work(i int) int {
-	if i%7 == 0 {
-		runtime.Gosched()
-	}
-	return i*2 + 1
-}
-
-//go:noinline
-func deep(n int) int {
-	var pad [512]byte
-	pad[n%512] = byte(n)
-	if n == 0 {
-		return int(pad[0])
-	}
-	return deep(n-1) + int(pad[n%512]&1)
-}
-
-func main() {
-	const goroutines = 4
-	var wg sync.WaitGroup
-	sums := make([]int, goroutines)
-	for g := range goroutines {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range 5 {
-				sleepMs(5)
-				sums[g] += deep(100)
-				for j := range 250 {
-					sums[g] += work(i*250 + j)
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	total := 0
-	for _, s := range sums {
-		total += s
-	}
-	fmt.Println(total)
-	os.Exit(0)
-}
-`
-
-// Calls goProgram makes, and what it prints.
+// Calls testdata/goapp makes, and what it prints.
 const (
 	goSleeps = 4 * 5
 	goWorks  = 4 * 5 * 250
@@ -493,32 +324,28 @@ var goWant = func() string {
 	return strconv.Itoa(total) + "\n"
 }()
 
-// buildGo builds goProgram twice: with its symbol table and DWARF, and
-// stripped (-ldflags=-s), where only the pclntab names functions and the
-// goid offset comes from the Go version.
+// buildGo builds testdata/goapp twice: with its symbol table and DWARF,
+// and stripped (-ldflags=-s), where only the pclntab names functions and
+// the goid offset comes from the Go version. The qemu guest has both
+// prebuilt by test/vm/run.sh (e2e.Program).
 func buildGo(t *testing.T) map[string]string {
 	t.Helper()
-	goTool := filepath.Join(runtime.GOROOT(), "bin", "go")
-	if _, err := os.Stat(goTool); err != nil {
-		goTool = skipWithout(t, "go")
-	}
-	dir := t.TempDir()
-	files := map[string]string{"main.go": goProgram, "go.mod": "module target\n\ngo 1.22\n"}
-	for name, text := range files {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
 	bins := map[string]string{}
 	for name, ldflags := range map[string]string{"full": "", "stripped": "-s"} {
-		bin := filepath.Join(dir, name)
-		cmd := exec.Command(goTool, "build", "-ldflags="+ldflags, "-o", bin, ".")
-		cmd.Dir = dir
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=-buildvcs=false")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("go build %s: %v\n%s", name, err, out)
-		}
-		bins[name] = bin
+		bins[name] = e2e.Program(t, "funclatency/go-"+name, func() string {
+			goTool := filepath.Join(runtime.GOROOT(), "bin", "go")
+			if _, err := os.Stat(goTool); err != nil {
+				goTool = skipWithout(t, "go")
+			}
+			bin := filepath.Join(t.TempDir(), name)
+			cmd := exec.Command(goTool, "build", "-ldflags="+ldflags, "-o", bin, ".")
+			cmd.Dir = "testdata/goapp"
+			cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=-buildvcs=false")
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("go build %s: %v\n%s", name, err, out)
+			}
+			return bin
+		})
 	}
 	return bins
 }
