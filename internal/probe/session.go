@@ -252,6 +252,15 @@ func (s *Session) Stats() (Stats, error) {
 		return Stats{}, err
 	}
 	st := Stats{RingFull: c[ctrRingFull], MapFull: c[ctrMapFull], StackUnavailable: c[ctrStack]}
+	if m := s.Coll.Maps[UnpairedMap]; m != nil {
+		var perCPU []uint64
+		if err := m.Lookup(uint32(0), &perCPU); err != nil {
+			return st, fmt.Errorf("read %s: %w", UnpairedMap, err)
+		}
+		for _, n := range perCPU {
+			st.UnpairedReturn += n
+		}
+	}
 	if s.pending != nil {
 		held, err := count(s.pending)
 		if err != nil {

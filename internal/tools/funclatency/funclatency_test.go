@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -543,24 +544,34 @@ func parseHist(t *testing.T, text string) []output.Bucket {
 	return rows
 }
 
-// The command, in-process: text as BCC's funclatency prints it, and JSON;
-// the buckets as the target's own clock says.
+// The command, in-process: text as BCC's funclatency prints it, and JSON,
+// in milliseconds (-m) and microseconds (-u, as BCC's); the buckets as the
+// target's own clock says.
 func TestCommand(t *testing.T) {
 	e2e.Require(t)
 	bin := buildC(t)
-	for _, format := range []string{"text", "json"} {
-		t.Run(format, func(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		args []string
+		unit Unit
+	}{
+		{"text", []string{"-m"}, Msecs},
+		{"json", []string{"-m", "-o", "json"}, Msecs},
+		{"text -u", []string{"-u"}, Usecs},
+	} {
+		t.Run(c.name, func(t *testing.T) {
 			var durs []uint64
-			stdout := runCommand(t, []string{"-m", "-o", format, bin + ":sleep_ms"}, func() {
+			stdout := runCommand(t, append(c.args, bin+":sleep_ms"), func() {
 				durs = durations(t, runTarget(t, bin, "sleep", "4", "4", "4", "4", "0"))
 			})
-			if format == "text" {
-				head := "\n     msecs               : count    distribution\n" +
+			label := c.unit.Label()
+			if !slices.Contains(c.args, "json") {
+				head := fmt.Sprintf("\n%10s               : count    distribution\n", label) +
 					"         0 -> 1          : "
-				if !strings.HasPrefix(stdout, head) || !regexp.MustCompile(`\navg = \d+ msecs, total: \d+ msecs, count: 5\n\n$`).MatchString(stdout) {
+				if !strings.HasPrefix(stdout, head) || !regexp.MustCompile(`\navg = \d+ `+label+`, total: \d+ `+label+`, count: 5\n\n$`).MatchString(stdout) {
 					t.Errorf("output:\n%s\nwant it to start with\n%s", stdout, head)
 				}
-				checkSlots(t, slotsOf(t, parseHist(t, stdout)), durs, Msecs)
+				checkSlots(t, slotsOf(t, parseHist(t, stdout)), durs, c.unit)
 				return
 			}
 			lines := strings.Split(strings.TrimSpace(stdout), "\n")
@@ -578,15 +589,128 @@ func TestCommand(t *testing.T) {
 			if err := json.Unmarshal([]byte(lines[0]), &h); err != nil {
 				t.Fatal(err)
 			}
-			if h.Func != bin+":sleep_ms" || h.Unit != "msecs" || h.Count != 5 || h.Avg > h.Total/5 || h.Avg+1 < h.Total/5 || h.Total < 15 {
+			if h.Func != bin+":sleep_ms" || h.Unit != label || h.Count != 5 || h.Avg > h.Total/5 || h.Avg+1 < h.Total/5 || h.Total < 15 {
 				t.Errorf("JSON %s", lines[0])
 			}
-			checkSlots(t, slotsOf(t, h.Buckets), durs, Msecs)
+			checkSlots(t, slotsOf(t, h.Buckets), durs, c.unit)
 			if !strings.HasPrefix(lines[1], `{"lost":0`) {
 				t.Errorf("last line %s", lines[1])
 			}
 		})
 	}
+}
+
+// -u is BCC's microseconds, not the uid filter of other tools, which
+// stays --uid; -u with -m is bad input.
+func TestUnitFlags(t *testing.T) {
+	cmd := command()
+	if f := cmd.Flags().ShorthandLookup("u"); f == nil || f.Name != "microseconds" {
+		t.Errorf("-u is %+v, want --microseconds", f)
+	}
+	if f := cmd.Flags().Lookup("uid"); f == nil || f.Shorthand != "" {
+		t.Errorf("--uid is %+v, want it without a shorthand", f)
+	}
+	e2e.Require(t) // the command checks privileges before its flags
+	for _, args := range [][]string{{"-u", "-m", "c:malloc"}, {"--uid", "-1", "c:malloc"}} {
+		cmd := command()
+		cmd.SetArgs(args)
+		cmd.SetOut(io.Discard)
+		cmd.SetErr(io.Discard)
+		if err := cmd.Execute(); cli.ExitCode(err) != 2 {
+			t.Errorf("funclatency %v: %v, exit status %d; want 2", args, err, cli.ExitCode(err))
+		}
+	}
+}
+
+// More calls in flight than the table of starts holds: the LRU evicts
+// starts, and every return that finds none is counted (unpaired_return),
+// so each call is either timed or counted as lost, exactly.
+func TestEvictedStartsAreCounted(t *testing.T) {
+	e2e.Require(t)
+	bin := buildC(t)
+	const threads, rounds, table = 64, 4, 8
+	for _, mode := range attachModes {
+		t.Run(mode.name, func(t *testing.T) {
+			src := openOrFatal(t, Config{Pattern: bin + ":hold", each: mode.each, starts: table})
+			runTarget(t, bin, "threads", strconv.Itoa(threads), strconv.Itoa(rounds))
+			timed := totals(t, src)[0].Count
+			st, err := src.Stats()
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("%d calls: %d timed, %d unpaired returns", threads*rounds, timed, st.UnpairedReturn)
+			// All threads of a round are in hold() at once; the table
+			// keeps at most its size of their starts.
+			if timed+st.UnpairedReturn != threads*rounds || st.UnpairedReturn < rounds*(threads-table) || st.Lost() != st.UnpairedReturn {
+				t.Errorf("%d timed + %d unpaired, stats %+v: want %d calls in all, at least %d unpaired", timed, st.UnpairedReturn, st, threads*rounds, rounds*(threads-table))
+			}
+			if msg := st.Message(); !strings.Contains(msg, fmt.Sprintf("%d returns without a start", st.UnpairedReturn)) {
+				t.Errorf("lost message %q", msg)
+			}
+		})
+	}
+}
+
+//go:noinline
+func waitFor(ch chan int) int { return <-ch }
+
+// A Go call begun before tracing reaches a RET uprobe without a start:
+// counted, not timed. A C call begun before tracing is neither: its
+// uretprobe is set at entry, so its return is never seen.
+func TestCallBegunBeforeTracing(t *testing.T) {
+	e2e.Require(t)
+	t.Run("Go", func(t *testing.T) {
+		self, err := os.Executable()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ch, done := make(chan int), make(chan int)
+		go func() { done <- waitFor(ch) }()
+		// Let the goroutine block in waitFor before attaching.
+		time.Sleep(50 * time.Millisecond)
+		src, err := Open(Config{Pattern: self + ":*/funclatency.waitFor"}, e2e.Own())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer src.Close()
+		ch <- 1
+		<-done
+		buffered := make(chan int, 2)
+		buffered <- 1
+		buffered <- 2
+		waitFor(buffered)
+		waitFor(buffered)
+		st, err := src.Stats()
+		if h := totals(t, src)[0]; h.Count != 2 || st.UnpairedReturn != 1 || err != nil {
+			t.Errorf("%d calls timed, stats %+v (%v): want 2 timed and 1 unpaired return", h.Count, st, err)
+		}
+	})
+	t.Run("C", func(t *testing.T) {
+		bin := buildC(t)
+		child := exec.Command(bin, "sleep", "300", "1", "1")
+		var out bytes.Buffer
+		child.Stdout = &out
+		if err := child.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer child.Process.Kill()
+		// Attach while the first sleep_ms(300) is under way.
+		time.Sleep(50 * time.Millisecond)
+		opts := e2e.Options()
+		opts.Task.PID = child.Process.Pid
+		src, err := Open(Config{Pattern: bin + ":sleep_ms"}, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer src.Close()
+		if err := child.Wait(); err != nil {
+			t.Fatalf("child: %v", err)
+		}
+		st, err := src.Stats()
+		if h := totals(t, src)[0]; h.Count != 2 || st.Lost() != 0 || err != nil {
+			t.Errorf("%d calls timed, stats %+v (%v): want the 2 begun after attaching timed, nothing lost", h.Count, st, err)
+		}
+	})
 }
 
 // slotsOf turns printed buckets back into log2 slots, checking that they

@@ -6,6 +6,8 @@
  *	rec CHAINS    CHAINS times rec(4): each level sleeps 2 ms then recurses,
  *	              so level n lasts 2(n+1) ms
  *	work N        work(i) for i in 0..N-1
+ *	threads T R   R rounds of T threads that each call hold() once, all
+ *	              inside it at once (it waits on a barrier of T)
  *	wait ...      the above once a line is read from stdin
  *
  * It runs as a real-time task (SCHED_FIFO, as root) so that sleeps mostly
@@ -13,6 +15,7 @@
  * the call (CLOCK_MONOTONIC, the kernel's ktime): its second output line
  * has those durations in ns, which checkSlots holds the histograms to.
  * Built with -O1 -fno-omit-frame-pointer -fno-inline. */
+#include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,6 +65,42 @@ long work(long i)
 	return i * 2 + 1;
 }
 
+static pthread_barrier_t barrier;
+
+long hold(long i)
+{
+	pthread_barrier_wait(&barrier);
+	return i;
+}
+
+static void *holder(void *arg)
+{
+	return (void *)hold((long)arg);
+}
+
+/* R rounds of T threads in hold() at once. */
+static long threads(int t, int r)
+{
+	pthread_t tids[1024];
+	long sum = 0;
+
+	if (t > 1024)
+		t = 1024;
+	for (int round = 0; round < r; round++) {
+		pthread_barrier_init(&barrier, NULL, t);
+		for (long i = 0; i < t; i++)
+			if (pthread_create(&tids[i], NULL, holder, (void *)i))
+				exit(3);
+		for (int i = 0; i < t; i++) {
+			void *ret;
+			pthread_join(tids[i], &ret);
+			sum += (long)ret;
+		}
+		pthread_barrier_destroy(&barrier);
+	}
+	return sum;
+}
+
 int main(int argc, char **argv)
 {
 	struct sched_param sp = { .sched_priority = 10 };
@@ -90,6 +129,8 @@ int main(int argc, char **argv)
 			sum += rec(4);
 			took(t0);
 		}
+	} else if (!strcmp(argv[1], "threads")) {
+		sum = threads(atoi(argv[2]), atoi(argv[3]));
 	} else if (!strcmp(argv[1], "work")) {
 		for (long i = 0; i < atol(argv[2]); i++)
 			sum += work(i);
