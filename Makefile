@@ -40,13 +40,14 @@ test: deps-test
 	$(GO) test -run '^$$' -fuzz FuzzFuncs -fuzztime 50000x ./internal/syms
 	$(GO) test -run '^$$' -fuzz FuzzDwarfGoid -fuzztime 20000x -fuzzminimizetime 100x ./internal/tools/funclatency
 
-# bpftool lets the SIGKILL test cross-check `bpftool link list`; gcc builds
-# the C programs of the symbolization and capable -U tests; su (util-linux)
-# is the real PAM program of the setuids test.
+# bpftool lets the SIGKILL test cross-check `bpftool link list`; gcc, g++
+# and rustc build the C, C++ and Rust programs the tests trace; su
+# (util-linux) is the real PAM program of the setuids test.
 deps-test:
 	@command -v bpftool >/dev/null && command -v gcc >/dev/null && command -v g++ >/dev/null && \
+	    command -v rustc >/dev/null && \
 	    command -v su >/dev/null && command -v bpftrace >/dev/null && [ -x /usr/sbin/funclatency ] || \
-		{ apt-get update -qq && $(APT_INSTALL) bpftool gcc g++ libc6-dev util-linux login bpftrace libbpf-tools; }
+		{ apt-get update -qq && $(APT_INSTALL) bpftool gcc g++ libc6-dev rustc util-linux login bpftrace libbpf-tools; }
 
 generate: deps-generate
 	$(GO) generate ./...
@@ -63,8 +64,9 @@ deps-generate:
 bench:
 	$(GO) run ./bench/startup
 
-# End-to-end tests inside Debian's 6.1 kernel under qemu (kprobe paths);
-# installs qemu, the kernel and busybox with apt when missing. See test/vm/run.sh.
+# End-to-end tests inside Debian's 6.1 and 6.12 kernels under qemu (kprobe
+# and fentry paths); installs qemu, the kernels, busybox and compilers with
+# apt when missing. See test/vm/run.sh.
 .PHONY: vmtest
 vmtest:
 	bash test/vm/run.sh

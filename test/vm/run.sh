@@ -9,7 +9,9 @@
 #   VMTEST_KERNELS=/boot/vmlinuz-6.12.117+deb12-amd64 make vmtest  # one kernel
 #
 # Also: VMTEST_TIMEOUT (seconds for one guest's whole run),
-# VMTEST_TEST_TIMEOUT (-test.timeout of each test binary).
+# VMTEST_TEST_TIMEOUT (-test.timeout of each test binary), VMTEST_PARALLEL
+# (1: boot the guests at once, each on a host CPU of its own; the default
+# where the host has two CPUs per guest, else 0: one after the other).
 #
 # Steps: install qemu, the kernels, busybox and compilers with apt when
 # missing; build the static test binaries, owl and the programs the tests
@@ -476,19 +478,29 @@ verdict() {
 }
 
 main() {
-	local kernels=() kernel kver logs=() rc=0 list
+	local kernels=() kernel kver logs=() rc=0 list pid
 	mkdir -p "$out"
 	install_deps
 	list=$(find_kernels)
 	mapfile -t kernels <<<"$list"
 	build
 	pack
+	local parallel=${VMTEST_PARALLEL:-$(($(nproc) >= 2 * ${#kernels[@]}))} pids=()
 	for kernel in "${kernels[@]}"; do
 		kver=$(kernel_release "$kernel")
 		mkdir -p "$out/$kver"
 		pack_kernel "$kver"
-		boot "$kernel"
 		logs+=("$out/$kver/console.log")
+		if ((parallel)); then
+			# The consoles would interleave: each goes to its log only.
+			boot "$kernel" >/dev/null &
+			pids+=($!)
+		else
+			boot "$kernel"
+		fi
+	done
+	for pid in "${pids[@]}"; do
+		wait "$pid"
 	done
 	report "${logs[@]}"
 	for kernel in "${kernels[@]}"; do
