@@ -1,10 +1,9 @@
 // The Rust program of funccount's tests: after a line on stdin it makes a
 // Shape (Shape::new once), calls Shape::area 300 times, Shape::scale 200
 // times and geometry::perimeter 7 times, then prints a checksum. Built by
-// the tests with rustc -C opt-level=1; #[inline(never)] and black_box
-// keep every call a call.
-use std::hint::black_box;
-use std::io::BufRead;
+// the tests with rustc -C opt-level=1; #[inline(never)] and opaque keep
+// every call a call. Plain Rust 1.63 (Debian 12's rustc): no
+// std::hint::black_box.
 
 struct Shape {
     w: f64,
@@ -14,7 +13,7 @@ struct Shape {
 impl Shape {
     #[inline(never)]
     fn new(w: f64, h: f64) -> Shape {
-        Shape { w, h }
+        Shape { w: w, h: h }
     }
 
     #[inline(never)]
@@ -36,21 +35,28 @@ mod geometry {
     }
 }
 
+// opaque returns x through a volatile read, so the optimizer cannot see
+// its value: a call made with it cannot be folded or hoisted.
+fn opaque<T: Copy>(x: T) -> T {
+    unsafe { std::ptr::read_volatile(&x) }
+}
+
 fn main() {
     let mut line = String::new();
-    if std::io::stdin().lock().read_line(&mut line).is_err() {
+    if std::io::stdin().read_line(&mut line).is_err() {
         std::process::exit(1);
     }
-    let mut s = Shape::new(black_box(1.0), black_box(2.0));
+    let mut s = Shape::new(opaque(1.0), opaque(2.0));
     let mut sum = 0.0;
     for _ in 0..300 {
-        sum += black_box(&s).area();
+        sum += opaque(&s).area();
     }
     for i in 0..200 {
-        black_box(&mut s).scale(if i % 2 == 1 { 2.0 } else { 0.5 });
+        let k = if i % 2 == 1 { 2.0 } else { 0.5 };
+        s.scale(opaque(k));
     }
     for _ in 0..7 {
-        sum += geometry::perimeter(black_box(s.w), black_box(s.h));
+        sum += geometry::perimeter(opaque(s.w), opaque(s.h));
     }
     println!("{}", sum);
 }
