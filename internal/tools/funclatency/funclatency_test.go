@@ -85,8 +85,9 @@ func durations(t *testing.T, out string) []uint64 {
 
 // slack bounds how much longer a call is from its caller's clock than
 // between its two uprobes: the traps of both, and scheduling between a
-// trap and the BPF program's clock read.
-const slack = 500 * time.Microsecond
+// trap and the BPF program's clock read. Tens of µs here; 0.75 ms on
+// average in the qemu guest (TCG).
+const slack = time.Millisecond
 
 // checkSlots holds log2 slots counted in the kernel to the durations the
 // target measured (ns). A call whose caller-side length minus slack falls
@@ -182,7 +183,9 @@ func TestSleepMsInFourToSevenMs(t *testing.T) {
 			for _, d := range durs {
 				sum += d
 			}
-			if h[0].Count != 20 || h[0].Total > sum/1e6 || h[0].Total < (sum-20*uint64(slack))/1e6 || h[0].Avg != h[0].totalNs/20/1e6 || h[0].Avg < 5 {
+			// Between the probes: no more than the caller measured, and
+			// at least the 5 ms nanosleep guarantees, per call.
+			if h[0].Count != 20 || h[0].Total > sum/1e6 || h[0].Total < 20*5 || h[0].Avg != h[0].totalNs/20/1e6 || h[0].Avg < 5 {
 				t.Errorf("count %d avg %d total %d msecs: the target measured %d ns in all", h[0].Count, h[0].Avg, h[0].Total, sum)
 			}
 			text := string(appendReport(nil, Msecs, h, false, false, time.Time{}))
