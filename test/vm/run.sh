@@ -10,8 +10,9 @@
 #
 # Also: VMTEST_TIMEOUT (seconds for one guest's whole run),
 # VMTEST_TEST_TIMEOUT (-test.timeout of each test binary), VMTEST_PARALLEL
-# (1: boot the guests at once, each on a host CPU of its own; the default
-# where the host has two CPUs per guest, else 0: one after the other).
+# (1: boot the guests at once, each on a host CPU of its own, as TCG with
+# thread=single uses one; the default where the host has a CPU per guest,
+# else 0: one after the other).
 #
 # Steps: install qemu, the kernels, busybox and compilers with apt when
 # missing; build the static test binaries, owl and the programs the tests
@@ -485,7 +486,7 @@ main() {
 	mapfile -t kernels <<<"$list"
 	build
 	pack
-	local parallel=${VMTEST_PARALLEL:-$(($(nproc) >= 2 * ${#kernels[@]}))} pids=()
+	local parallel=${VMTEST_PARALLEL:-$(($(nproc) >= ${#kernels[@]}))} pids=()
 	for kernel in "${kernels[@]}"; do
 		kver=$(kernel_release "$kernel")
 		mkdir -p "$out/$kver"
