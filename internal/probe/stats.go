@@ -48,7 +48,7 @@ func (s Stats) Causes() []Cause {
 		{"map_full", s.MapFull, "table full"},
 		{"pending_evicted", s.PendingEvicted, "evicted from the pending table"},
 		{"output_queue_full", s.QueueFull, "output queue full"},
-		{"unpaired_return", s.UnpairedReturn, "returns without a start (calls begun before tracing, or evicted from the table of calls in flight)"},
+		{"unpaired_return", s.UnpairedReturn, "returns without a start (starts evicted from the table of calls in flight, or Go calls begun before tracing)"},
 		{"stack_unavailable", s.StackUnavailable, "stacks unavailable (events kept)"},
 	}
 }

@@ -30,7 +30,7 @@ func command() *cobra.Command {
 	f.common.NoUIDShort = true
 	cmd := cli.NewCommand(spec.Info(), spec.Help(), `  owl funclatency ./app:sleep_ms                # time sleep_ms() of ./app, in nanoseconds
   owl funclatency -m ./app:sleep_ms             # in milliseconds
-  owl funclatency -u -p 181 c:read               # read() of libc in process 181, in microseconds
+  owl funclatency -u -p 181 c:read              # read() of libc in process 181, in microseconds
   owl funclatency -F './app:main.*'             # one histogram per Go function of package main
   owl funclatency -i 5 -d 60 -m c:fsync         # every 5 seconds for a minute
   owl funclatency -l './app:Shape::*'           # list the functions that would be timed`, &f.common, func(cmd *cobra.Command, opts tool.Options) error {
