@@ -811,8 +811,14 @@ func TestList(t *testing.T) {
 	if err := cmd.Execute(); err != nil {
 		t.Fatal(err)
 	}
-	if out.String() != "rec\nwork\n" {
-		t.Errorf("-l printed %q", out.String())
+	want := "rec\nwork\n"
+	if e2e.Prebuilt() {
+		// Static (qemu guest): libc's own functions are in the program
+		// too, recvmsg among them.
+		want = "rec\nrecvmsg\nwork\n"
+	}
+	if out.String() != want {
+		t.Errorf("-l printed %q, want %q", out.String(), want)
 	}
 }
 
