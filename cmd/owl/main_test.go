@@ -380,7 +380,9 @@ func TestTextHeaderAndDuration(t *testing.T) {
 	if string(out) != "PID    COMM         IP RADDR            RPORT LADDR            LPORT\n" {
 		t.Errorf("stdout %q, want only the header", out)
 	}
-	if d := time.Since(start); d < time.Second || d > 5*time.Second {
+	// The upper bound allows for start-up in the qemu guests (TCG on a
+	// busy host): 5.3 s seen there.
+	if d := time.Since(start); d < time.Second || d > 30*time.Second {
 		t.Errorf("-d 1 ran %v", d)
 	}
 }

@@ -66,8 +66,9 @@ declare -A skip_in_guest=()
 
 # More files for the initramfs, "HOST_PATH GUEST_PATH" each; {kver} in
 # either stands for the guest kernel's release, so that kernel modules
-# reach the kernel they were built for, e.g.
-#   "/lib/modules/{kver}/kernel/fs/isofs/isofs.ko /lib/modules/{kver}/isofs.ko"
+# reach the kernel they were built for, e.g. (Debian's 6.12 modules are
+# .ko.xz, 6.1's .ko)
+#   "/lib/modules/{kver}/kernel/fs/isofs/isofs.ko.xz /lib/modules/{kver}/isofs.ko.xz"
 extra_files=()
 
 log() { echo "vmtest: [$((SECONDS - t0)) s] $*" >&2; }
