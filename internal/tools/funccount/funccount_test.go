@@ -31,7 +31,8 @@ func TestMain(m *testing.M) { e2e.Main(m, nil) }
 
 // needTool returns the path of a compiler or program a test needs. Where
 // it is missing the test skips, or fails under OWL_E2E=require, except in
-// the qemu guest (OWL_BIN set), which has test binaries and no compilers.
+// the qemu guest (OWL_BIN set), which has test binaries and no peers (its
+// programs come prebuilt: buildProgram).
 func needTool(t *testing.T, name string) string {
 	t.Helper()
 	p, err := exec.LookPath(name)
@@ -45,31 +46,37 @@ func needTool(t *testing.T, name string) string {
 	return ""
 }
 
-// buildProgram compiles testdata/src into a temporary directory: C and C++
-// with -O1 -fno-omit-frame-pointer -fno-inline (so every call is a call),
-// a Go directory with go build.
-func buildProgram(t *testing.T, src string, flags ...string) string {
+// buildProgram returns testdata/src built into a temporary directory: C
+// and C++ with -O1 -fno-omit-frame-pointer -fno-inline (so every call is
+// a call), a Go directory with go build, a .rs file with rustc. In the
+// qemu guest it is the program test/vm/run.sh prebuilt as funccount/name
+// (e2e.Program), static: keep its build line there in step with flags.
+func buildProgram(t *testing.T, name, src string, flags ...string) string {
 	t.Helper()
-	abs, err := filepath.Abs(filepath.Join("testdata", src))
-	if err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(t.TempDir(), strings.TrimSuffix(filepath.Base(src), filepath.Ext(src)))
-	var cmd *exec.Cmd
-	switch filepath.Ext(src) {
-	case ".c":
-		cmd = exec.Command(needTool(t, "gcc"), append([]string{"-O1", "-fno-omit-frame-pointer", "-fno-inline", "-o", bin, abs}, flags...)...)
-	case ".cpp":
-		cmd = exec.Command(needTool(t, "g++"), append([]string{"-O1", "-fno-omit-frame-pointer", "-fno-inline", "-o", bin, abs}, flags...)...)
-	default:
-		cmd = exec.Command(needTool(t, "go"), append(append([]string{"build", "-o", bin}, flags...), ".")...)
-		cmd.Dir = abs
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	}
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("%s: %v\n%s", cmd, err, out)
-	}
-	return bin
+	return e2e.Program(t, "funccount/"+name, func() string {
+		abs, err := filepath.Abs(filepath.Join("testdata", src))
+		if err != nil {
+			t.Fatal(err)
+		}
+		bin := filepath.Join(t.TempDir(), name)
+		var cmd *exec.Cmd
+		switch filepath.Ext(src) {
+		case ".c":
+			cmd = exec.Command(needTool(t, "gcc"), append([]string{"-O1", "-fno-omit-frame-pointer", "-fno-inline", "-o", bin, abs}, flags...)...)
+		case ".cpp":
+			cmd = exec.Command(needTool(t, "g++"), append([]string{"-O1", "-fno-omit-frame-pointer", "-fno-inline", "-o", bin, abs}, flags...)...)
+		case ".rs":
+			cmd = exec.Command(needTool(t, "rustc"), append([]string{"-o", bin, abs}, flags...)...)
+		default:
+			cmd = exec.Command(needTool(t, "go"), append(append([]string{"build", "-o", bin}, flags...), ".")...)
+			cmd.Dir = abs
+			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		}
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v\n%s", cmd, err, out)
+		}
+		return bin
+	})
 }
 
 // program is a test program that waits for a line on stdin.
@@ -170,7 +177,7 @@ func perfEvents() int {
 // for its pid (-p) and for every process.
 func TestCountsCFunctions(t *testing.T) {
 	e2e.Require(t)
-	bin := buildProgram(t, "work.c")
+	bin := buildProgram(t, "work", "work.c")
 	for _, c := range []struct {
 		name string
 		each bool
@@ -212,7 +219,7 @@ func TestCountsCFunctions(t *testing.T) {
 // A pid filter keeps other processes' calls out, even of the same file.
 func TestCountsOnlyThePID(t *testing.T) {
 	e2e.Require(t)
-	bin := buildProgram(t, "work.c")
+	bin := buildProgram(t, "work", "work.c")
 	traced, other := start(t, bin), start(t, bin)
 	opts := e2e.Options()
 	opts.Task.PID = traced.pid()
@@ -229,7 +236,7 @@ func TestCountsOnlyThePID(t *testing.T) {
 // C++ methods match and print demangled: funccount './app:Shape::*'.
 func TestCountsCPlusPlus(t *testing.T) {
 	e2e.Require(t)
-	bin := buildProgram(t, "shapes.cpp")
+	bin := buildProgram(t, "shapes", "shapes.cpp")
 	t.Chdir(filepath.Dir(bin))
 	p := start(t, bin)
 	stdout, stderr, err := runCommand(t, []string{"-p", fmt.Sprint(p.pid()), "./shapes:Shape::*"}, func() { p.run(t) })
@@ -252,23 +259,57 @@ func TestCountsCPlusPlus(t *testing.T) {
 	}
 }
 
+// Rust functions match and print demangled, by type or by module path:
+// funccount './app:*Shape*' './app:shapes::geometry::*', exact counts.
+func TestCountsRust(t *testing.T) {
+	e2e.Require(t)
+	bin := buildProgram(t, "shapes-rs", "shapes.rs", "-C", "opt-level=1")
+	t.Chdir(filepath.Dir(bin))
+	p := start(t, bin)
+	patterns := []string{"./shapes-rs:*Shape*", "./shapes-rs:shapes::geometry::*"}
+	stdout, stderr, err := runCommand(t, append([]string{"-p", fmt.Sprint(p.pid())}, patterns...), func() {
+		if out := p.run(t); out != "642\n" {
+			t.Errorf("program printed %q", out)
+		}
+	})
+	if err != nil {
+		t.Fatalf("funccount: %v\n%s", err, stderr)
+	}
+	if !strings.Contains(stderr, `Tracing 4 functions for "./shapes-rs:*Shape*" "./shapes-rs:shapes::geometry::*"... Hit Ctrl-C to end.`) {
+		t.Errorf("stderr %q", stderr)
+	}
+	row := func(name string, n int) string { return fmt.Sprintf("%-36s %8d\n", name, n) }
+	want := "\nFUNC                                    COUNT\n" +
+		row("shapes::Shape::new", 1) + row("shapes::geometry::perimeter", 7) +
+		row("shapes::Shape::scale", 200) + row("shapes::Shape::area", 300)
+	if stdout != want {
+		t.Errorf("stdout:\n%s\nwant:\n%s", stdout, want)
+	}
+}
+
 const mallocs = 5000
 
 // c:malloc with -p on a running process that mallocs a known number of
-// times once signalled: exactly that many.
+// times once signalled: exactly that many. The qemu guest's prebuilt
+// program is static, with no libc to find: there malloc is the program's
+// own (PATH:malloc).
 func TestCountsMallocInProcess(t *testing.T) {
 	e2e.Require(t)
-	bin := buildProgram(t, "mallocs.c", "-fno-builtin")
+	bin := buildProgram(t, "mallocs", "mallocs.c", "-fno-builtin")
 	p := start(t, bin, fmt.Sprint(mallocs))
 	if line, err := p.stdout.ReadString('\n'); line != "ready\n" {
 		t.Fatalf("program printed %q (%v)", line, err)
 	}
-	cfg, err := Resolve([]string{"c:malloc"}, uprobe.Options{PID: p.pid()})
+	pattern, in := "c:malloc", "libc"
+	if e2e.Prebuilt() {
+		pattern, in = bin+":malloc", filepath.Base(bin)
+	}
+	cfg, err := Resolve([]string{pattern}, uprobe.Options{PID: p.pid()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(cfg.Funcs) != 1 || !strings.Contains(filepath.Base(cfg.Funcs[0].Path), "libc") {
-		t.Fatalf("c:malloc resolved to %+v", cfg.Funcs)
+	if len(cfg.Funcs) != 1 || !strings.Contains(filepath.Base(cfg.Funcs[0].Path), in) {
+		t.Fatalf("%s resolved to %+v", pattern, cfg.Funcs)
 	}
 	opts := e2e.Options()
 	opts.Task.PID = p.pid()
@@ -293,7 +334,11 @@ func TestCountsGo(t *testing.T) {
 	e2e.Require(t)
 	for _, flags := range [][]string{nil, {"-ldflags=-s -w"}} {
 		t.Run(strings.Join(append([]string{"plain"}, flags...), " "), func(t *testing.T) {
-			bin := buildProgram(t, "goapp", flags...)
+			name := "goapp"
+			if flags != nil {
+				name = "goapp-stripped"
+			}
+			bin := buildProgram(t, name, "goapp", flags...)
 			p := start(t, bin)
 			stdout, stderr, err := runCommand(t, []string{"-o", "json", bin + ":main.work", bin + ":main.gr*"}, func() {
 				if out := p.run(t); out != "1000080\n" {
@@ -469,8 +514,8 @@ func TestBadPatternsExit2(t *testing.T) {
 
 // -l lists what the patterns match without tracing (nor privileges).
 func TestList(t *testing.T) {
-	bin := buildProgram(t, "work.c")
-	stdout, stderr, err := runCommand(t, []string{"-l", bin + ":sleep_*", bin + ":work", bin + ":w*"}, nil)
+	bin := buildProgram(t, "work", "work.c")
+	stdout, stderr, err := runCommand(t, []string{"-l", bin + ":sleep_*", bin + ":work", bin + ":wor?"}, nil)
 	if err != nil || stderr != "" {
 		t.Fatalf("funccount -l: %v, stderr %q", err, stderr)
 	}
@@ -515,7 +560,7 @@ func TestReports(t *testing.T) {
 func TestAgreesWithBpftrace(t *testing.T) {
 	e2e.Require(t)
 	bpftrace := needTool(t, "bpftrace")
-	bin := buildProgram(t, "work.c")
+	bin := buildProgram(t, "work", "work.c")
 	// bpftrace prints "Attaching 3 probes..." before it attaches them and
 	// runs BEGIN once they all are.
 	bt := exec.Command(bpftrace, "-e", fmt.Sprintf(`BEGIN { printf("ready\n"); } uprobe:%s:work, uprobe:%s:sleep_ms { @[probe] = count(); }`, bin, bin))
@@ -586,7 +631,7 @@ func TestBenchmarkPerCall(t *testing.T) {
 	if n, err := strconv.Atoi(os.Getenv("OWL_BENCH_ROUNDS")); err == nil && n > 0 {
 		rounds = n
 	}
-	bin := buildProgram(t, "bench.c")
+	bin := buildProgram(t, "bench", "bench.c")
 	loop := func() time.Duration {
 		p := start(t, bin, fmt.Sprint(calls))
 		var ns int64
