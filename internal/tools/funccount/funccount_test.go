@@ -10,9 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
-	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -612,87 +609,3 @@ func TestAgreesWithBpftrace(t *testing.T) {
 	checkCounts(t, owl, map[string]uint64{"work": 1000, "sleep_ms": 20})
 }
 
-// TestBenchmarkPerCall measures the cost funccount adds to each call, with
-// an uprobe-multi link and with one uprobe per function, next to
-// bpftrace's count(), on the same loop of 10M calls (OWL_BENCH=1;
-// OWL_BENCH_CALLS=N for another count, OWL_BENCH_ROUNDS=R to repeat the
-// three in turn, which evens out a noisy machine). Numbers, not a
-// pass/fail. A uprobe hit costs microseconds (a breakpoint trap), so at
-// 10M calls each traced run takes minutes: run with -timeout 60m.
-func TestBenchmarkPerCall(t *testing.T) {
-	if os.Getenv("OWL_BENCH") == "" {
-		t.Skip("set OWL_BENCH=1 to measure")
-	}
-	e2e.Require(t)
-	calls, rounds := 10_000_000, 1
-	if n, err := strconv.Atoi(os.Getenv("OWL_BENCH_CALLS")); err == nil && n > 0 {
-		calls = n
-	}
-	if n, err := strconv.Atoi(os.Getenv("OWL_BENCH_ROUNDS")); err == nil && n > 0 {
-		rounds = n
-	}
-	bin := buildProgram(t, "bench", "bench.c")
-	loop := func() time.Duration {
-		p := start(t, bin, fmt.Sprint(calls))
-		var ns int64
-		fmt.Sscan(p.run(t), &ns)
-		return time.Duration(ns)
-	}
-	base := loop()
-	for range 2 {
-		base = min(base, loop())
-	}
-	owl := func(each bool) (time.Duration, string) {
-		cfg := resolveT(t, bin+":work")
-		cfg.each = each
-		src, err := Open(cfg, e2e.Options())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer src.Close()
-		d := loop()
-		return d, fmt.Sprintf("counted %d", counted(t, src)["work"])
-	}
-	bpftrace := func() (time.Duration, string) {
-		bt := exec.Command(needTool(t, "bpftrace"), "-e", fmt.Sprintf(`BEGIN { printf("ready\n"); } uprobe:%s:work { @ = count(); }`, bin))
-		btOut, _ := bt.StdoutPipe()
-		if err := bt.Start(); err != nil {
-			t.Fatal(err)
-		}
-		defer bt.Wait()
-		defer bt.Process.Signal(os.Interrupt)
-		r := bufio.NewReader(btOut)
-		for line := ""; line != "ready\n"; {
-			var err error
-			if line, err = r.ReadString('\n'); err != nil {
-				t.Fatalf("bpftrace: %v", err)
-			}
-		}
-		d := loop()
-		bt.Process.Signal(os.Interrupt)
-		rest, _ := io.ReadAll(r)
-		return d, strings.TrimSpace(string(rest))
-	}
-	runs := []struct {
-		name string
-		run  func() (time.Duration, string)
-		all  []time.Duration
-	}{
-		{"owl funccount (uprobe-multi)", func() (time.Duration, string) { return owl(false) }, nil},
-		{"owl funccount (one uprobe)", func() (time.Duration, string) { return owl(true) }, nil},
-		{"bpftrace count()", bpftrace, nil},
-	}
-	t.Logf("no tracing: %v for %d calls (%.1f ns/call); %s, %d CPUs", base, calls, float64(base)/float64(calls), runtime.GOARCH, runtime.NumCPU())
-	perCall := func(d time.Duration) float64 { return float64(d-base) / float64(calls) }
-	for range rounds {
-		for i := range runs {
-			d, note := runs[i].run()
-			runs[i].all = append(runs[i].all, d)
-			t.Logf("%s: %v, +%.0f ns/call (%s)", runs[i].name, d, perCall(d), note)
-		}
-	}
-	for _, r := range runs {
-		slices.Sort(r.all)
-		t.Logf("median %s: +%.0f ns/call", r.name, perCall(r.all[len(r.all)/2]))
-	}
-}
