@@ -16,8 +16,8 @@ const (
 	svgWidth    = 1200
 	svgPad      = 10 // left and right
 	frameHeight = 16
-	svgTop      = 52 // title, subtitle and buttons
-	svgBottom   = 30 // details line
+	svgTop      = 52  // title, subtitle and buttons
+	svgBottom   = 30  // details line
 	charWidth   = 7.2 // monospace at 12 px: labels are cut to fit
 	minWidth    = 0.1 // frames narrower than this are left out
 )

@@ -190,7 +190,7 @@ func checkHotProgram(t *testing.T, stacks []Stack, ran time.Duration, pid int, h
 // main; the samples are what its CPU time at 99 Hz makes.
 func TestCProgram(t *testing.T) {
 	e2e.Require(t)
-	p := start(t, build(t, "hot.c"))
+	p := start(t, build(t, "hotwarm.c"))
 	stacks, ran, src := profileFor(t, Config{UStack: true, KStack: true, Freq: freq}, p.Pid, 2*time.Second)
 	checkHotProgram(t, stacks, ran, p.Pid, "hot", "spin", "main")
 	if st, err := src.Stats(); err != nil || st.Lost() != 0 {
@@ -268,7 +268,7 @@ func TestPythonProgram(t *testing.T) {
 // their samples kept under [Missed User Stack].
 func TestLosses(t *testing.T) {
 	e2e.Require(t)
-	p := start(t, build(t, "hot.c"))
+	p := start(t, build(t, "hotwarm.c"))
 	stacks, _, src := profileFor(t, Config{UStack: true, Freq: freq, Keys: 1}, p.Pid, time.Second)
 	st, err := src.Stats()
 	if err != nil {
@@ -300,7 +300,7 @@ func TestLosses(t *testing.T) {
 // report BCC prints.
 func TestCommand(t *testing.T) {
 	e2e.Require(t)
-	p := start(t, build(t, "hot.c"))
+	p := start(t, build(t, "hotwarm.c"))
 	var out, errb bytes.Buffer
 	cmd := command()
 	cmd.SetArgs([]string{"-p", strconv.Itoa(p.Pid), "-F", strconv.Itoa(freq), "-d", "1"})
@@ -318,7 +318,7 @@ func TestCommand(t *testing.T) {
 	blocks := strings.Split(text, "\n\n")
 	last := strings.Split(blocks[len(blocks)-1], "\n")
 	if len(last) < 5 || last[0] != "    hot" || last[1] != "    spin" || last[2] != "    main" ||
-		last[len(last)-2] != "    -                hot ("+strconv.Itoa(p.Pid)+")" {
+		last[len(last)-2] != "    -                hotwarm ("+strconv.Itoa(p.Pid)+")" {
 		t.Errorf("last stack:\n%s\nall:\n%s", strings.Join(last, "\n"), text)
 	}
 	if n, err := strconv.Atoi(strings.TrimSpace(last[len(last)-1])); err != nil || n < 1 {
@@ -333,4 +333,3 @@ func framesOf(names ...string) []syms.Frame {
 	}
 	return fs
 }
-
