@@ -37,6 +37,12 @@ type flags struct {
 }
 
 func command() *cobra.Command {
+	cmd, _ := newCommand()
+	return cmd
+}
+
+// newCommand builds the command and returns the flags it fills.
+func newCommand() (*cobra.Command, *flags) {
 	var f flags
 	cmd := cli.NewCommand(spec.Info(), spec.Help(), `  owl profile                      # all CPUs at 49 Hz until Ctrl-C
   owl profile -F 99 -p 181 10      # process 181 at 99 Hz for 10 seconds
@@ -82,7 +88,7 @@ func command() *cobra.Command {
 	fl.IntVar(&f.keys, "hash-storage-size", DefaultKeys, "distinct (process, stacks) `KEYS` counted")
 	fl.StringVar(&f.pprof, "pprof", "", "write a gzipped pprof profile to `FILE`")
 	fl.StringVar(&f.svg, "svg", "", "write an interactive flame graph to `FILE` (SVG)")
-	return cmd
+	return cmd, &f
 }
 
 // moveShorthand gives flag name the shorthand short. pflag cannot change a
@@ -348,7 +354,8 @@ func (p *printer) appendReport(b []byte, stacks []Stack) []byte {
 }
 
 // appendStack appends a stack in lines, as BCC's profile: kernel frames
-// innermost first, "--" with -d when both stacks are there, user frames,
+// innermost first, "--" with -d when both stacks are there (not missed),
+// user frames,
 // "-  comm (pid)", the count and a blank line.
 func (p *printer) appendStack(b []byte, st *Stack) []byte {
 	if st.KStackMissed {
@@ -361,7 +368,7 @@ func (p *printer) appendStack(b []byte, st *Stack) []byte {
 		}
 		b = append(b, '\n')
 	}
-	if p.delimiter && len(st.KStack) > 0 && (len(st.UStack) > 0 || st.UStackMissed) {
+	if p.delimiter && len(st.KStack) > 0 && len(st.UStack) > 0 {
 		b = append(b, "    --\n"...)
 	}
 	if st.UStackMissed {
@@ -387,7 +394,7 @@ func (p *printer) appendFolded(b []byte, st *Stack) []byte {
 	for i := len(st.UStack) - 1; i >= 0; i-- {
 		b = appendName(append(b, ';'), st.UStack[i])
 	}
-	if p.delimiter && (len(st.UStack) > 0 || st.UStackMissed) && (len(st.KStack) > 0 || st.KStackMissed) {
+	if p.delimiter && len(st.UStack) > 0 && len(st.KStack) > 0 {
 		b = append(b, ";-"...)
 	}
 	if st.KStackMissed {
