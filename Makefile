@@ -48,12 +48,13 @@ test: deps-test
 # `bpftool link list`; gcc/g++ build the C and C++ target programs; su
 # (util-linux) and login are real PAM programs; bpftrace and libbpf-tools are
 # the side-by-side peers; sys/sdt.h builds the USDT test program; pamtester
-# types passwords, tmux types commands into bash (and bc links readline).
+# types passwords, tmux types commands into bash (and bc links readline);
+# chromium screenshots profile's flame graph.
 TEST_DEPS = /usr/sbin/bpftool:bpftool /usr/bin/gcc:gcc /usr/bin/g++:g++ \
 	/usr/include/stdio.h:libc6-dev /usr/bin/su:util-linux /usr/bin/login:login \
 	/usr/bin/bpftrace:bpftrace /usr/sbin/funclatency:libbpf-tools \
 	/usr/bin/dtrace:systemtap-sdt-dev /usr/bin/pamtester:pamtester \
-	/usr/bin/tmux:tmux /usr/bin/bc:bc
+	/usr/bin/tmux:tmux /usr/bin/bc:bc /usr/bin/chromium:chromium
 
 deps-test:
 	@missing=; for d in $(TEST_DEPS); do [ -e "$${d%%:*}" ] || missing="$$missing $${d#*:}"; done; \
@@ -74,6 +75,7 @@ deps-generate:
 bench:
 	$(GO) run ./bench/startup
 	$(GO) run ./bench/uprobes -n 1000000
+	$(GO) run ./bench/profile
 
 # End-to-end tests inside Debian's 6.1 kernel under qemu (kprobe paths);
 # installs qemu, the kernel and busybox with apt when missing. See test/vm/run.sh.
