@@ -1,11 +1,13 @@
 package profile
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -173,12 +175,6 @@ func run(cmd *cobra.Command, f *flags, opts tool.Options) error {
 		return err
 	}
 	defer src.Close()
-	out := output.NewWriter[Stack](cmd.OutOrStdout(), f.common.Format, nil)
-	p := printer{
-		folded:      f.folded,
-		annotations: f.annotations,
-		delimiter:   f.delimited && cfg.KStack && cfg.UStack,
-	}
 	// Learn the files of the processes sampled once a second, so that
 	// the stacks of those that exit before the end are named.
 	var mu sync.Mutex
@@ -203,54 +199,80 @@ func run(cmd *cobra.Command, f *flags, opts tool.Options) error {
 				err := src.Learn()
 				mu.Unlock()
 				if err != nil {
-					fmt.Fprintf(cmd.ErrOrStderr(), "profile: %v\n", err)
+					fmt.Fprintf(cmd.ErrOrStderr(), "owl: %v\n", err)
 					return
 				}
 			}
 		}
 	}()
-	report := func(now time.Time) error {
-		stopLearner()
-		mu.Lock()
-		defer mu.Unlock()
-		stacks, err := src.Stacks(now)
-		if err != nil {
-			return err
-		}
-		prof := Flame(stacks, cfg, start, now.Sub(start))
-		if f.pprof != "" {
-			if err := flame.WritePprof(files[f.pprof], prof); err != nil {
-				return err
-			}
-		}
-		if f.svg != "" {
-			err := flame.WriteSVG(files[f.svg], prof, flame.SVGOptions{Title: "CPU Flame Graph", Subtitle: describe(cfg, opts) + fmt.Sprintf(", %d samples", total(stacks))})
-			if err != nil {
-				return err
-			}
-		}
-		for _, file := range files {
-			if err := file.Close(); err != nil {
-				return err
-			}
-		}
-		switch {
-		case out.Format() == output.JSON:
-			for i := range stacks {
-				if err := out.Value(&stacks[i]); err != nil {
-					return err
-				}
-			}
-		case f.folded || len(files) == 0:
-			out.Raw(p.appendReport(nil, stacks))
-		}
-		return nil
-	}
-	return cli.Run(cmd, &f.common, src.Source, out, cli.Loop[Stack]{
+	// At the end the run loop stops sampling, then reads the losses; the
+	// stacks are named and printed after it returns: naming a whole
+	// system's stacks can take longer than the run loop gives its output
+	// once the run is over.
+	var end time.Time
+	out := output.NewWriter[Stack](cmd.OutOrStdout(), f.common.Format, nil)
+	err = cli.Run(cmd, &f.common, src.Source, out, cli.Loop[Stack]{
 		What:     describe(cfg, opts),
 		NoHeader: true,
-		Report:   report,
+		Report: func(now time.Time) error {
+			stopLearner()
+			end = now
+			return src.Stop()
+		},
 	})
+	if err != nil || end.IsZero() {
+		return err
+	}
+	return report(cmd, f, cfg, opts, src, files, start, end)
+}
+
+// report names the stacks sampled, writes the files and prints the text,
+// folded or JSON report.
+func report(cmd *cobra.Command, f *flags, cfg Config, opts tool.Options, src *Source, files map[string]*os.File, start, end time.Time) error {
+	stacks, err := src.Stacks(end)
+	if err != nil {
+		return err
+	}
+	prof := Flame(stacks, cfg, start, end.Sub(start))
+	if f.pprof != "" {
+		if err := flame.WritePprof(files[f.pprof], prof); err != nil {
+			return err
+		}
+	}
+	if f.svg != "" {
+		sub := fmt.Sprintf("%s, %d samples", describe(cfg, opts), total(stacks))
+		if err := flame.WriteSVG(files[f.svg], prof, flame.SVGOptions{Title: "CPU Flame Graph", Subtitle: sub}); err != nil {
+			return err
+		}
+	}
+	for _, file := range files {
+		if err := file.Close(); err != nil {
+			return err
+		}
+	}
+	out := output.NewWriter[Stack](cmd.OutOrStdout(), f.common.Format, nil)
+	switch {
+	case out.Format() == output.JSON:
+		for i := range stacks {
+			if err := out.Value(&stacks[i]); err != nil {
+				return err
+			}
+		}
+	case f.folded || len(files) == 0:
+		p := printer{
+			folded:      f.folded,
+			annotations: f.annotations,
+			delimiter:   f.delimited && cfg.KStack && cfg.UStack,
+		}
+		out.Raw(p.appendReport(nil, stacks))
+	}
+	if err := out.Close(); err != nil {
+		if errors.Is(err, syscall.EPIPE) {
+			return nil // the reader is gone: end quietly, as BCC's tools do
+		}
+		return cli.Fail(err)
+	}
+	return nil
 }
 
 // describe says what is sampled, as BCC's header: "at 49 Hertz of all

@@ -314,8 +314,9 @@ func (s *Source) start(cpus []int, opts tool.Options) error {
 	return nil
 }
 
-// Close stops sampling and closes the session.
-func (s *Source) Close() error {
+// Stop stops sampling: the counts and stacks stay for Stacks, and Stats
+// no longer moves.
+func (s *Source) Stop() error {
 	var errs []error
 	for _, l := range s.links {
 		errs = append(errs, l.Close())
@@ -324,7 +325,12 @@ func (s *Source) Close() error {
 		errs = append(errs, unix.Close(fd))
 	}
 	s.links, s.perf = nil, nil
-	return errors.Join(append(errs, s.Source.Close())...)
+	return errors.Join(errs...)
+}
+
+// Close stops sampling and closes the session.
+func (s *Source) Close() error {
+	return errors.Join(s.Stop(), s.Source.Close())
 }
 
 // cpuClock is the perf event of cfg: the cpu-clock software event (an

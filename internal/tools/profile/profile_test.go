@@ -324,6 +324,21 @@ func TestCommand(t *testing.T) {
 	if n, err := strconv.Atoi(strings.TrimSpace(last[len(last)-1])); err != nil || n < 1 {
 		t.Errorf("count line %q", last[len(last)-1])
 	}
+
+	// The whole system, folded: naming every process's stacks takes a
+	// while after the run, and all of it is printed, ours included.
+	out.Reset()
+	errb.Reset()
+	cmd = command()
+	cmd.SetArgs([]string{"-F", strconv.Itoa(freq), "-f", "-D", "2"})
+	cmd.SetOut(&out)
+	cmd.SetErr(&errb)
+	if err := cmd.Execute(); err != nil {
+		t.Fatalf("%v: %s", err, errb.String())
+	}
+	if !strings.Contains(out.String(), "hotwarm;[unknown] (libc.so.6);main;spin;hot ") {
+		t.Errorf("no folded stack of hot in a profile of all threads:\n%s", out.String())
+	}
 }
 
 func framesOf(names ...string) []syms.Frame {
