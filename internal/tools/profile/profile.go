@@ -145,7 +145,8 @@ kernel, as BCC's profile: each sample adds one to the count of its
 (process, kernel stack, user stack). The timer is the cpu-clock software
 perf event, so it works in VMs without PMU access. Idle CPUs (the swapper,
 pid 0) are left out unless -I. At the end (Ctrl-C, -D or the DURATION
-argument) the stacks are read and printed.
+argument) sampling stops, what was lost is said (with -o json the
+{"lost":...} line comes first), then the stacks are named and printed.
 
 Text output is BCC's profile's: for each stack, smallest count first, the
 kernel frames innermost first, "--" between kernel and user frames with -d,

@@ -348,3 +348,54 @@ func framesOf(names ...string) []syms.Frame {
 	}
 	return fs
 }
+
+// A process that exits before the end keeps its names: Learn, run once
+// a second as the command does, read its files' build-ids while it ran.
+func TestExitedProcess(t *testing.T) {
+	e2e.Require(t)
+	bin := build(t, "hotwarm.c")
+	src, err := Open(Config{UStack: true, Freq: freq}, e2e.Options())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	cmd := exec.Command(bin, "2")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+wait:
+	for {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+			break wait
+		case <-tick.C:
+			if err := src.Learn(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	stacks, err := src.Stacks(time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hot, all uint64
+	for _, st := range stacks {
+		if st.PID != uint32(cmd.Process.Pid) {
+			continue
+		}
+		all += st.Count
+		if len(st.UStack) >= 3 && st.UStack[0].Symbol == "hot" && st.UStack[1].Symbol == "spin" {
+			hot += st.Count
+		}
+	}
+	if all == 0 || float64(hot) < 0.5*float64(all) {
+		t.Errorf("exited process %d: %d samples, %d named hot ← spin: %+v", cmd.Process.Pid, all, hot, stacks)
+	}
+}
