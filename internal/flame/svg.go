@@ -96,8 +96,9 @@ type SVGOptions struct {
 // Click a frame to zoom into it (Reset Zoom, or a click on the bottom
 // frame, goes back); Search (or Ctrl-F) highlights the functions matching
 // a regular expression and shows their share; hovering shows a frame's
-// name, module, samples and share. A URL fragment #search=REGEXP searches
-// on load.
+// name, module, samples and share. A URL fragment searches
+// (#search=REGEXP) and zooms into the first frame matching (#zoom=REGEXP)
+// on load, both with &.
 func WriteSVG(w io.Writer, p *Profile, opts SVGOptions) error {
 	root, depth := tree(p)
 	if opts.Title == "" {
@@ -231,8 +232,14 @@ function init() {
 		if ((e.ctrlKey || e.metaKey) && e.key == "f") { e.preventDefault(); askSearch(); }
 		else if (e.key == "Escape") { search(null); }
 	});
-	var m = /^#search=(.*)$/.exec(location.hash);
-	if (m) search(new RegExp(decodeURIComponent(m[1])));
+	var args = location.hash.slice(1).split("&");
+	for (var i = 0; i < args.length; i++) {
+		var kv = /^(search|zoom)=(.*)$/.exec(args[i]);
+		if (!kv) continue;
+		var re = new RegExp(decodeURIComponent(kv[2]));
+		if (kv[1] == "search") search(re);
+		else for (var j = 0; j < frames.length; j++) if (frames[j] !== root && re.test(frames[j].name)) { zoom(frames[j]); break; }
+	}
 }
 function fit(name, width) {
 	var n = Math.floor((width - 6) / CHAR);

@@ -95,6 +95,29 @@ func TestPprofAndSVG(t *testing.T) {
 	if !regexp.MustCompile(`data-n="hot"><title>[^<]*</title><rect [^>]*fill="rgb\(230, ?0, ?230\)"[^>]*/?>(</rect>)?<text [^>]*>hot</text>`).MatchString(dom) {
 		t.Errorf("hot's frame is not highlighted and labelled in the DOM")
 	}
+	// Zoomed into spin (the script's zoom, as a click does): spin spans
+	// the graph, hot keeps its share of spin's samples, frames outside
+	// spin are hidden, and its callers stay, full width, faded.
+	url = "file://" + svgFile + "#zoom=%5Espin%24"
+	dom = string(browse("--dump-dom"))
+	width := func(name string) float64 {
+		m := regexp.MustCompile(`<g [^>]*data-n="` + name + `"[^>]*><title>[^<]*</title><rect [^>]*width="([0-9.]+)"`).FindStringSubmatch(dom)
+		if m == nil {
+			t.Fatalf("no frame %s in the DOM", name)
+		}
+		w, _ := strconv.ParseFloat(m[1], 64)
+		return w
+	}
+	if w := width("spin"); w < 1179.9 || w > 1180.1 {
+		t.Errorf("zoomed: spin %v pixels wide, want 1180", w)
+	}
+	if w, want := width("hot"), 1180*float64(hot)/float64(all); w < want*0.95-2 || w > want/0.95+2 {
+		t.Errorf("zoomed: hot %v pixels wide, want about %v (spin holds nearly all samples)", w, want)
+	}
+	if !regexp.MustCompile(`<g [^>]*class="parent"[^>]*data-n="main"|<g [^>]*data-n="main"[^>]*class="parent"`).MatchString(dom) {
+		t.Errorf("zoomed: main is not shown as a caller")
+	}
+	url = "file://" + svgFile + "#search=%5Ehot%24"
 	shot := filepath.Join(dir, "flame.png")
 	browse("--screenshot="+shot, "--window-size=1200,"+string(m[1]))
 	checkScreenshot(t, shot, share)

@@ -163,7 +163,8 @@ time per stack, with labels pid and comm. --svg FILE writes a flame graph:
 one self-contained SVG, processes at the bottom, callers below callees,
 width for samples; click a frame to zoom, Ctrl-F or the Search button to
 highlight matching functions (their share is shown), hover for counts. A
-URL fragment #search=REGEXP highlights on load. With --pprof or --svg the
+URL fragment #search=REGEXP highlights on load, #zoom=REGEXP zooms into the
+first frame that matches (both: #zoom=^main$&search=^hot$). With --pprof or --svg the
 text report is left out (-f and -o json still print).
 
 User stacks need frame pointers in the sampled code (gcc
