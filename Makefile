@@ -50,13 +50,15 @@ test: deps-test
 # the side-by-side peers; sys/sdt.h builds the USDT test program; pamtester
 # types passwords, tmux types commands into bash (and bc links readline);
 # java, ruby, python3.11 and node are the runtimes of the language tools.
+# chromium screenshots profile's flame graph.
 TEST_DEPS = /usr/sbin/bpftool:bpftool /usr/bin/gcc:gcc /usr/bin/g++:g++ \
 	/usr/include/stdio.h:libc6-dev /usr/bin/su:util-linux /usr/bin/login:login \
 	/usr/bin/bpftrace:bpftrace /usr/sbin/funclatency:libbpf-tools \
 	/usr/bin/dtrace:systemtap-sdt-dev /usr/bin/pamtester:pamtester \
 	/usr/bin/tmux:tmux /usr/bin/bc:bc \
 	/usr/bin/javac:openjdk-17-jdk-headless /usr/bin/ruby:ruby \
-	/usr/bin/python3.11:python3.11 /usr/bin/node:nodejs /usr/bin/rustc:rustc
+	/usr/bin/python3.11:python3.11 /usr/bin/node:nodejs /usr/bin/rustc:rustc \
+	/usr/bin/chromium:chromium
 
 deps-test:
 	@missing=; for d in $(TEST_DEPS); do [ -e "$${d%%:*}" ] || missing="$$missing $${d#*:}"; done; \
@@ -77,6 +79,7 @@ deps-generate:
 bench:
 	$(GO) run ./bench/startup
 	$(GO) run ./bench/uprobes -n 1000000
+	$(GO) run ./bench/profile
 
 # End-to-end tests inside Debian's 6.1 and 6.12 kernels under qemu (kprobe
 # and fentry paths); installs qemu, the kernels, busybox and compilers with

@@ -15,6 +15,7 @@ import (
 	"github.com/owlbpf/owl/internal/tools/seccount"
 	"github.com/owlbpf/owl/internal/tools/opensnoop"
 	"github.com/owlbpf/owl/internal/tools/pamsnoop"
+	"github.com/owlbpf/owl/internal/tools/profile"
 	"github.com/owlbpf/owl/internal/tools/setuids"
 	"github.com/owlbpf/owl/internal/tools/stackcount"
 	"github.com/owlbpf/owl/internal/tools/tcpaccept"
@@ -40,7 +41,7 @@ func All() []tool.Tool {
 		funccount.Tool,
 		funclatency.Tool,
 		trace.Tool,
-		stackcount.Tool,
+		stackcount.Tool, profile.Tool,
 		usdt.Tool,
 		seccount.Tool,
 		modsnoop.Tool,
