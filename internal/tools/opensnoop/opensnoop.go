@@ -184,7 +184,7 @@ creation mode ("n/a" when neither O_CREAT nor O_TMPFILE asks for one).
 The path is read when the call starts; when its page is not in memory yet
 (a string the program never touched), it is read again when the call
 returns, after the kernel has copied it (JSON "path_at_exit": true). Paths
-are printed as the process gave them (relative ones too), each control,
+are printed as the process gave them (relative ones too, but for -F), each control,
 non-printable or invalid byte and the backslash as \xNN.
 
 -F (--full-path) prints a relative path joined to the directory it is
