@@ -30,9 +30,17 @@ type opensnoopEvent struct {
 	Mode       uint32
 	Dfd        int32
 	PathSize   uint32
+	DirSize    uint32
 	Syscall    uint8
 	PathAtExit uint8
-	Pad        [6]uint8
+	Dir        uint8
+	Pad        [1]uint8
+}
+
+type opensnoopFull struct {
+	_    structs.HostLayout
+	E    opensnoopEvent
+	Text [8192]uint8
 }
 
 type opensnoopStart struct {
@@ -48,6 +56,7 @@ type opensnoopStart struct {
 const (
 	opensnoopMapBufs            = "bufs"
 	opensnoopMapEvents          = "events"
+	opensnoopMapFulls           = "fulls"
 	opensnoopMapOwlCounters     = "owl_counters"
 	opensnoopMapStarts          = "starts"
 	opensnoopProgTpEnterOpen    = "tp_enter_open"
@@ -65,6 +74,7 @@ const (
 	opensnoopVarTargAccmodes    = "targ_accmodes"
 	opensnoopVarTargFailed      = "targ_failed"
 	opensnoopVarTargFlags       = "targ_flags"
+	opensnoopVarTargFullPath    = "targ_full_path"
 	opensnoopVarTargTid         = "targ_tid"
 	opensnoopVarUnusedEvent     = "unused_event"
 )
@@ -123,6 +133,7 @@ type opensnoopProgramSpecs struct {
 type opensnoopMapSpecs struct {
 	Bufs        *ebpf.MapSpec `ebpf:"bufs"`
 	Events      *ebpf.MapSpec `ebpf:"events"`
+	Fulls       *ebpf.MapSpec `ebpf:"fulls"`
 	OwlCounters *ebpf.MapSpec `ebpf:"owl_counters"`
 	Starts      *ebpf.MapSpec `ebpf:"starts"`
 }
@@ -142,6 +153,7 @@ type opensnoopVariableSpecs struct {
 	TargAccmodes   *ebpf.VariableSpec `ebpf:"targ_accmodes"`
 	TargFailed     *ebpf.VariableSpec `ebpf:"targ_failed"`
 	TargFlags      *ebpf.VariableSpec `ebpf:"targ_flags"`
+	TargFullPath   *ebpf.VariableSpec `ebpf:"targ_full_path"`
 	TargTid        *ebpf.VariableSpec `ebpf:"targ_tid"`
 	UnusedEvent    *ebpf.VariableSpec `ebpf:"unused_event"`
 }
@@ -168,6 +180,7 @@ func (o *opensnoopObjects) Close() error {
 type opensnoopMaps struct {
 	Bufs        *ebpf.Map `ebpf:"bufs"`
 	Events      *ebpf.Map `ebpf:"events"`
+	Fulls       *ebpf.Map `ebpf:"fulls"`
 	OwlCounters *ebpf.Map `ebpf:"owl_counters"`
 	Starts      *ebpf.Map `ebpf:"starts"`
 }
@@ -176,6 +189,7 @@ func (m *opensnoopMaps) Close() error {
 	return _OpensnoopClose(
 		m.Bufs,
 		m.Events,
+		m.Fulls,
 		m.OwlCounters,
 		m.Starts,
 	)
@@ -196,6 +210,7 @@ type opensnoopVariables struct {
 	TargAccmodes   *ebpf.Variable `ebpf:"targ_accmodes"`
 	TargFailed     *ebpf.Variable `ebpf:"targ_failed"`
 	TargFlags      *ebpf.Variable `ebpf:"targ_flags"`
+	TargFullPath   *ebpf.Variable `ebpf:"targ_full_path"`
 	TargTid        *ebpf.Variable `ebpf:"targ_tid"`
 	UnusedEvent    *ebpf.Variable `ebpf:"unused_event"`
 }
