@@ -11,6 +11,7 @@ import (
 
 	"github.com/owlbpf/owl/internal/event"
 	"github.com/owlbpf/owl/internal/probe"
+	"github.com/owlbpf/owl/internal/pyframes"
 	"github.com/owlbpf/owl/internal/syms"
 	"github.com/owlbpf/owl/internal/sysnames"
 	"github.com/owlbpf/owl/internal/tool"
@@ -190,7 +191,7 @@ it remembers up to 65536 kinds; past that, repeats may print.`,
 			m.Ustacks.MaxEntries = 1
 		}
 		return errors.Join(v.Verbose.Set(cfg.Verbose), v.WantKstack.Set(cfg.KStack),
-			v.WantUstack.Set(cfg.UStack), v.WantSyscall.Set(cfg.Syscall))
+			v.WantUstack.Set(cfg.UStack), v.WantSyscall.Set(cfg.Syscall), pyframes.Configure(spec, cfg.UStack))
 	},
 	Decoder: func(cfg Config, s *probe.Session) (func([]byte, *Event) bool, error) {
 		d, err := newDecoder(cfg, s)
@@ -221,6 +222,7 @@ type decoder struct {
 	ustacks  *ebpf.Map
 	kallsyms *syms.Kallsyms
 	procs    *syms.Processes
+	py       *pyframes.Walker
 	ips      [127]uint64
 	frames   [127]buildIDFrame
 	seen     map[uniqueKey]struct{}
@@ -270,6 +272,10 @@ func newDecoder(cfg Config, s *probe.Session) (*decoder, error) {
 		}
 		if pid != 0 {
 			d.procs.Learn(pid)
+		}
+		var err error
+		if d.py, err = pyframes.New(s.Assign, pid); err != nil {
+			return nil, err
 		}
 	}
 	return d, nil
@@ -323,6 +329,7 @@ func (d *decoder) decode(raw []byte, e *Event) bool {
 				e.UStack = append(e.UStack, d.procs.Resolve(r.Task.Pid, f.Off))
 			}
 		}
+		e.UStack = d.py.Merge(r.Task.Pid, e.UStack, r.Pystack)
 	}
 	return true
 }

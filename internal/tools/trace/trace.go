@@ -10,6 +10,7 @@ import (
 
 	"github.com/owlbpf/owl/internal/event"
 	"github.com/owlbpf/owl/internal/probe"
+	"github.com/owlbpf/owl/internal/pyframes"
 	"github.com/owlbpf/owl/internal/syms"
 	"github.com/owlbpf/owl/internal/tool"
 	"github.com/owlbpf/owl/internal/uprobe"
@@ -199,6 +200,9 @@ stacks).`,
 		} else {
 			m.Ustacks.MaxEntries = maxUStacks
 		}
+		if err := pyframes.Configure(cs, cfg.UStack); err != nil {
+			return err
+		}
 		if cfg.each {
 			return nil
 		}
@@ -339,6 +343,7 @@ type decoder struct {
 	types   map[string]*goTypes // by path; nil value: no names
 	ustacks *ebpf.Map
 	procs   *syms.Processes
+	py      *pyframes.Walker
 	frames  [127]buildIDFrame
 	rec     record
 }
@@ -380,6 +385,10 @@ func newDecoder(cfg Config, s *probe.Session) (*decoder, error) {
 		if cfg.pid != 0 {
 			d.procs.Learn(uint32(cfg.pid))
 		}
+		var err error
+		if d.py, err = pyframes.New(s.Assign, uint32(cfg.pid)); err != nil {
+			return nil, err
+		}
 		// The probed files are known now: their frames are named even
 		// after the process exits (pid 0 has no /proc entry, so the
 		// path is read).
@@ -419,6 +428,7 @@ func (d *decoder) decode(raw []byte, e *Event) bool {
 				e.UStack = append(e.UStack, d.procs.Resolve(r.Task.Pid, f.Off))
 			}
 		}
+		e.UStack = d.py.Merge(r.Task.Pid, e.UStack, r.Pystack)
 	}
 	return true
 }
