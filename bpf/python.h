@@ -212,3 +212,33 @@ static __always_inline __u64 owl_py_stack(void)
 {
 	return owl_py_stack_task((void *)bpf_get_current_task(), bpf_get_current_pid_tgid() >> 32);
 }
+
+/* A whole user stack, as the tools that had none take it (opensnoop,
+ * tcpconnect): the native frames as build-id and file offset (named after
+ * the process exited, from the file) and the Python frames. Go reads both
+ * with pyframes.UserStacks. */
+struct owl_ustack {
+	__s32 native;	/* id in owl_ustacks; negative when not taken */
+	__u32 pad;
+	__u64 python;	/* id in owl_py_stacks; 0 when none */
+};
+
+/* Sized from Go (pyframes.ConfigureUser): one entry when not asked for. */
+struct {
+	__uint(type, BPF_MAP_TYPE_STACK_TRACE);
+	__uint(max_entries, 1);
+	__uint(map_flags, BPF_F_STACK_BUILD_ID);
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, 127 * sizeof(struct bpf_stack_build_id));
+} owl_ustacks SEC(".maps");
+
+static __always_inline void owl_user_stack(void *ctx, struct owl_ustack *u)
+{
+	long id = bpf_get_stackid(ctx, &owl_ustacks, BPF_F_USER_STACK);
+
+	/* -EFAULT: nothing to walk (a kernel thread), not a loss. */
+	if (id < 0 && id != -14)
+		owl_count(OWL_DROP_STACK);
+	u->native = id;
+	u->python = owl_py_stack();
+}

@@ -122,7 +122,7 @@ func detect(pid uint32) (*interp, error) {
 		return nil, nil
 	}
 	if libc == nil {
-		return nil, errors.New("no glibc mapped: thread-specific data layout unknown")
+		return nil, fmt.Errorf("%s without glibc: thread-specific data layout unknown, native frames only", py.Module())
 	}
 	ef, err := elf.Open(fileOf(pid, py))
 	if err != nil {

@@ -13,9 +13,11 @@
 // the frames from the code objects in the process's memory, and merges
 // them with the native frames.
 //
-// A tool includes bpf/python.h, calls pyframes.Configure in its Configure,
-// owl_py_stack() where it takes a user stack, New in its decoder and
-// Walker.Merge on each user stack.
+// A tool includes bpf/python.h, calls Configure in its Configure,
+// owl_py_stack() where it takes a user stack, New in its decoder, and for
+// each record Walker.Python first, then Merge with the native frames.
+// Tools that had no user stacks take whole ones with owl_user_stack() and
+// UserStacks (ConfigureUser, NewUser, UserStacks.Frames).
 package pyframes
 
 import (
@@ -45,6 +47,7 @@ const (
 	maxOthers      = 1 << 16
 	maxCodeObjects = 1 << 14
 	sweepEvery     = time.Second
+	recheckEvery   = time.Second
 )
 
 type specs struct {
@@ -55,8 +58,9 @@ type specs struct {
 }
 
 type objects struct {
-	Procs  *ebpf.Map `ebpf:"owl_py_procs"`
-	Stacks *ebpf.Map `ebpf:"owl_py_stacks"`
+	Procs  *ebpf.Map      `ebpf:"owl_py_procs"`
+	Stacks *ebpf.Map      `ebpf:"owl_py_stacks"`
+	Tgid   *ebpf.Variable `ebpf:"owl_targ_tgid"`
 }
 
 // Configure turns the walk on (or leaves it off, its tables one entry
@@ -93,9 +97,10 @@ type stackRecord struct {
 // Walker names the Python stacks of one loaded collection. It is meant for
 // the ring's single reader: not safe for concurrent use.
 type Walker struct {
+	pid           uint32 // the pid filter, 0 for none
 	procs, stacks *ebpf.Map
 	pys           map[uint32]*process // Python processes configured in the kernel
-	others        map[uint32]uint64   // pid → start time of processes that run no Python
+	others        map[uint32]time.Time // processes that ran no Python when last looked at
 	warned        map[string]bool
 	lastSweep     time.Time
 	rec           stackRecord
@@ -114,16 +119,20 @@ type process struct {
 	codes map[uint64]*code
 }
 
-// New returns the Walker of a session (assign is Session.Assign). pid is
-// the tool's pid filter: that process is looked at now, or, with 0, every
-// process running now; processes seen later are looked at on their first
-// user stack.
-func New(assign func(any) error, pid uint32) (*Walker, error) {
+// New returns the Walker of a session (assign is Session.Assign). With a
+// pid filter (-p, owl_targ_tgid of bpf/owl.h) that process is looked at
+// now, else every process running now; processes seen later are looked at
+// on their first user stack.
+func New(assign func(any) error) (*Walker, error) {
 	var o objects
 	if err := assign(&o); err != nil {
 		return nil, err
 	}
-	w := &Walker{procs: o.Procs, stacks: o.Stacks, pys: map[uint32]*process{}, others: map[uint32]uint64{},
+	var pid uint32
+	if err := o.Tgid.Get(&pid); err != nil {
+		return nil, fmt.Errorf("read the pid filter: %w", err)
+	}
+	w := &Walker{pid: pid, procs: o.Procs, stacks: o.Stacks, pys: map[uint32]*process{}, others: map[uint32]time.Time{},
 		warned: map[string]bool{}, Warn: os.Stderr, lastSweep: time.Now()}
 	if pid != 0 {
 		w.Learn(pid)
@@ -142,17 +151,19 @@ func New(assign func(any) error, pid uint32) (*Walker, error) {
 	return w, nil
 }
 
-// Learn looks at process pid, if not done yet, and when it runs a Python
-// owl knows, tells the kernel where its frames are.
+// Learn looks at process pid, unless it is known to run Python or was
+// looked at in the last second (it may exec Python later), and when it
+// runs a Python owl knows, tells the kernel where its frames are.
 func (w *Walker) Learn(pid uint32) {
 	if p, ok := w.pys[pid]; ok && !p.gone {
 		return
 	}
-	start, err := readStartTime(pid)
-	if err != nil {
+	now := time.Now()
+	if t, ok := w.others[pid]; ok && now.Sub(t) < recheckEvery {
 		return
 	}
-	if s, ok := w.others[pid]; ok && s == start {
+	start, err := readStartTime(pid)
+	if err != nil {
 		return
 	}
 	in, err := detect(pid)
@@ -160,17 +171,18 @@ func (w *Walker) Learn(pid uint32) {
 		var u *UnsupportedError
 		if errors.As(err, &u) {
 			w.warn(u.Error())
-		} else if !os.IsNotExist(err) && !errors.Is(err, os.ErrNotExist) {
-			w.warn(fmt.Sprintf("python frames of process %d: %v", pid, err))
+		} else {
+			w.warn("python frames: " + err.Error())
 		}
 	}
 	if in == nil || len(w.pys) >= maxProcs {
 		if len(w.others) >= maxOthers {
 			clear(w.others)
 		}
-		w.others[pid] = start
+		w.others[pid] = now
 		return
 	}
+	delete(w.others, pid)
 	if err := w.procs.Put(pid, &in.rec); err != nil {
 		w.warn(fmt.Sprintf("python frames of process %d: %v", pid, err))
 		return
@@ -210,20 +222,39 @@ func (w *Walker) sweep() {
 	}
 }
 
-// Frames returns the Python frames of stack id (from owl_py_stack) of
-// process pid, innermost first, and for each whether it is the first its
-// C-level eval call ran (the last a native eval frame stands for). None
-// when id is 0 or the stack is gone.
-func (w *Walker) Frames(pid uint32, id uint64) ([]syms.Frame, []bool) {
+// Stack is the Python part of one user stack, named.
+type Stack struct {
+	// Frames are innermost first; Lang "python", Symbol the qualified
+	// name, File and Line where it was; Symbol [unknown] and no file when
+	// the code object could not be read (the process exited meanwhile).
+	Frames []syms.Frame
+	// entry[i]: frame i is the first one its C-level eval call ran, the
+	// last of those one native eval frame stands for.
+	entry  []bool
+	module string // the file the interpreter is in, as native frames name it
+}
+
+// Python names the Python frames of stack id (from owl_py_stack) of
+// process pid. Call it as soon as the record is read, before naming the
+// native frames: the code objects are read from the process's memory,
+// which is gone once it exited. A process not looked at yet is looked at
+// now, for its next stacks; id 0, or a stack no longer in the table, gives
+// none.
+func (w *Walker) Python(pid uint32, id uint64) Stack {
+	w.sweep()
 	p := w.pys[pid]
-	if id == 0 || p == nil {
-		return nil, nil
+	if p == nil {
+		w.Learn(pid)
+		return Stack{}
+	}
+	if id == 0 {
+		return Stack{}
 	}
 	if err := w.stacks.Lookup(id, &w.rec); err != nil {
-		return nil, nil
+		return Stack{}
 	}
 	n := min(int(w.rec.N), MaxFrames)
-	frames, entry := make([]syms.Frame, 0, n), make([]bool, 0, n)
+	st := Stack{Frames: make([]syms.Frame, 0, n), entry: make([]bool, 0, n), module: p.in.module}
 	mem := memory(pid)
 	for i := range n {
 		f := w.rec.F[i]
@@ -231,7 +262,7 @@ func (w *Walker) Frames(pid uint32, id uint64) ([]syms.Frame, []bool) {
 		if !ok && !p.gone {
 			var err error
 			if c, err = p.in.readCode(mem, f.Code); err != nil {
-				c = nil // not a code object, or the process is gone
+				c = nil // not a code object (now): the process may have exited
 			}
 			if len(p.codes) >= maxCodeObjects {
 				clear(p.codes)
@@ -242,42 +273,34 @@ func (w *Walker) Frames(pid uint32, id uint64) ([]syms.Frame, []bool) {
 		if c != nil {
 			fr.Symbol, fr.File, fr.Line = c.name, c.file, p.in.line(c, f.Code, f.IP)
 		}
-		frames = append(frames, fr)
-		entry = append(entry, w.rec.Entry>>i&1 != 0)
+		st.Frames = append(st.Frames, fr)
+		st.entry = append(st.entry, w.rec.Entry>>i&1 != 0)
 	}
-	if n > 0 && len(entry) > 0 {
-		entry[len(entry)-1] = true // the outermost ends its group
+	if len(st.entry) > 0 {
+		st.entry[len(st.entry)-1] = true // the outermost ends its group
 	}
-	return frames, entry
+	return st
 }
 
-// Merge returns the user stack of process pid with its Python frames (stack
-// id) in place of the interpreter's native frames: each native
-// _PyEval_EvalFrameDefault stands for the Python frames its call ran, the
-// interpreter's other functions are left out, native frames of other files
-// (C extensions, libc) stay where they are. Without frame pointers in the
-// interpreter the native walk stops in it: the Python frames then follow
-// the native frames above the interpreter. A process not looked at yet is
-// looked at now, for its next stacks.
-func (w *Walker) Merge(pid uint32, native []syms.Frame, id uint64) []syms.Frame {
-	w.sweep()
-	p, ok := w.pys[pid]
-	if !ok {
-		w.Learn(pid)
+// Merge returns a user stack with the Python frames py in place of the
+// interpreter's native frames: each native _PyEval_EvalFrameDefault stands
+// for the Python frames its call ran, the interpreter's other functions
+// are left out, native frames of other files (C extensions, libc) stay
+// where they are. Without frame pointers in the interpreter the native
+// walk stops in it: the Python frames then follow the native frames above
+// the interpreter.
+func Merge(native []syms.Frame, py Stack) []syms.Frame {
+	if len(py.Frames) == 0 {
 		return native
 	}
-	py, entry := w.Frames(pid, id)
-	if len(py) == 0 {
-		return native
-	}
-	isInterp := func(f syms.Frame) bool { return f.Module == p.in.module }
+	isInterp := func(f syms.Frame) bool { return f.Module == py.module }
 	evals := 0
 	for _, f := range native {
 		if isInterp(f) && isEval(f.Symbol) {
 			evals++
 		}
 	}
-	out := make([]syms.Frame, 0, len(native)+len(py))
+	out := make([]syms.Frame, 0, len(native)+len(py.Frames))
 	if evals == 0 {
 		// The walk broke in the interpreter (no frame pointers) or
 		// before it: native frames down to the first interpreter or
@@ -288,7 +311,7 @@ func (w *Walker) Merge(pid uint32, native []syms.Frame, id uint64) []syms.Frame 
 			out = append(out, native[i])
 			i++
 		}
-		out = append(out, py...)
+		out = append(out, py.Frames...)
 		for _, f := range native[i:] {
 			if !isInterp(f) && f.Symbol != syms.Unknown {
 				out = append(out, f)
@@ -302,16 +325,16 @@ func (w *Walker) Merge(pid uint32, native []syms.Frame, id uint64) []syms.Frame 
 		case !isInterp(f):
 			out = append(out, f)
 		case isEval(f.Symbol):
-			for j < len(py) {
-				out = append(out, py[j])
+			for j < len(py.Frames) {
+				out = append(out, py.Frames[j])
 				j++
-				if entry[j-1] {
+				if py.entry[j-1] {
 					break
 				}
 			}
 		}
 	}
-	return append(out, py[j:]...)
+	return append(out, py.Frames[j:]...)
 }
 
 // isEval reports the interpreter's eval loop (and its split-off cold part).

@@ -274,7 +274,7 @@ func newDecoder(cfg Config, s *probe.Session) (*decoder, error) {
 			d.procs.Learn(pid)
 		}
 		var err error
-		if d.py, err = pyframes.New(s.Assign, pid); err != nil {
+		if d.py, err = pyframes.New(s.Assign); err != nil {
 			return nil, err
 		}
 	}
@@ -322,6 +322,7 @@ func (d *decoder) decode(raw []byte, e *Event) bool {
 		}
 	}
 	if d.procs != nil {
+		py := d.py.Python(r.Task.Pid, r.Pystack) // first: read while the process is there
 		for _, f := range d.userStack(r.Ustack) {
 			if f.Status == frameBuildID {
 				e.UStack = append(e.UStack, d.procs.ResolveBuildID(r.Task.Pid, f.BuildID[:], f.Off))
@@ -329,7 +330,7 @@ func (d *decoder) decode(raw []byte, e *Event) bool {
 				e.UStack = append(e.UStack, d.procs.Resolve(r.Task.Pid, f.Off))
 			}
 		}
-		e.UStack = d.py.Merge(r.Task.Pid, e.UStack, r.Pystack)
+		e.UStack = pyframes.Merge(e.UStack, py)
 	}
 	return true
 }

@@ -14,6 +14,8 @@ import (
 
 	"github.com/owlbpf/owl/internal/event"
 	"github.com/owlbpf/owl/internal/probe"
+	"github.com/owlbpf/owl/internal/pyframes"
+	"github.com/owlbpf/owl/internal/syms"
 	"github.com/owlbpf/owl/internal/sysnames"
 	"github.com/owlbpf/owl/internal/tool"
 )
@@ -48,6 +50,9 @@ type Event struct {
 	// PathAtExit: the path could not be read when the call started (its
 	// page was not in memory yet) and was read when it returned.
 	PathAtExit bool `json:"path_at_exit"`
+	// UStack is the user stack at the call (--ustack), innermost first,
+	// with Python frames ("lang": "python") in place of the interpreter's.
+	UStack []syms.Frame `json:"ustack,omitempty"`
 }
 
 // Config is opensnoop's own configuration; -p, -u, --cgroup and --mntns
@@ -57,6 +62,7 @@ type Config struct {
 	Failed bool     // -x: failed opens only
 	Flags  []string // -f: opens with any of these flags (O_RDONLY, O_CREAT...)
 	Name   string   // -n: command names containing this
+	UStack bool     // --ustack: the user stack of each open
 }
 
 // openFlags are the names -f takes, with this architecture's values.
@@ -142,12 +148,12 @@ func configure(cfg Config, spec *ebpf.CollectionSpec) error {
 	for _, set := range []struct {
 		v   *ebpf.VariableSpec
 		val any
-	}{{v.TargTid, uint32(cfg.TID)}, {v.TargFailed, failed}, {v.TargAccmodes, accmodes}, {v.TargFlags, flags}} {
+	}{{v.TargTid, uint32(cfg.TID)}, {v.TargFailed, failed}, {v.TargAccmodes, accmodes}, {v.TargFlags, flags}, {v.WantUstack, cfg.UStack}} {
 		if err := set.v.Set(set.val); err != nil {
 			return err
 		}
 	}
-	return nil
+	return pyframes.ConfigureUser(spec, cfg.UStack)
 }
 
 var spec = tool.Spec[Config, Event]{
@@ -178,7 +184,14 @@ but -n are applied in the kernel.`,
 	Hooks:     hooks,
 	Configure: configure,
 	Decoder: func(cfg Config, s *probe.Session) (func([]byte, *Event) bool, error) {
-		return func(raw []byte, e *Event) bool { return decode(cfg, s, raw, e) }, nil
+		var us *pyframes.UserStacks
+		if cfg.UStack {
+			var err error
+			if us, err = pyframes.NewUser(s.Assign); err != nil {
+				return nil, err
+			}
+		}
+		return func(raw []byte, e *Event) bool { return decode(cfg, s, us, raw, e) }, nil
 	},
 }
 
@@ -194,7 +207,7 @@ const headerSize = int(unsafe.Sizeof(opensnoopEvent{}))
 
 var syscalls = [...]string{"open", "openat", "openat2"}
 
-func decode(cfg Config, s *probe.Session, raw []byte, e *Event) bool {
+func decode(cfg Config, s *probe.Session, us *pyframes.UserStacks, raw []byte, e *Event) bool {
 	r, ok := probe.View[opensnoopEvent](raw)
 	if !ok || int(r.PathSize) > len(raw)-headerSize || int(r.Syscall) >= len(syscalls) {
 		return false
@@ -214,7 +227,13 @@ func decode(cfg Config, s *probe.Session, raw []byte, e *Event) bool {
 		e.FD, e.Errno = -1, int(-r.Ret)
 		e.ErrnoName = event.Name(sysnames.Errno(e.Errno))
 	}
-	return cfg.Name == "" || strings.Contains(e.Task.Comm.String(), cfg.Name)
+	if cfg.Name != "" && !strings.Contains(e.Task.Comm.String(), cfg.Name) {
+		return false
+	}
+	if us != nil {
+		e.UStack = us.Frames(r.Task.Pid, r.Ustack.Native, r.Ustack.Python)
+	}
+	return true
 }
 
 // HasMode reports whether the call asked for a creation mode (O_CREAT or

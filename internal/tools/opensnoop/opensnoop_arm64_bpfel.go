@@ -33,6 +33,47 @@ type opensnoopEvent struct {
 	Syscall    uint8
 	PathAtExit uint8
 	Pad        [6]uint8
+	Ustack     struct {
+		_      structs.HostLayout
+		Native int32
+		Pad    uint32
+		Python uint64
+	}
+}
+
+type opensnoopOwlPyProc struct {
+	_         structs.HostLayout
+	TssKey    uint64
+	Kind      uint32
+	TsdFirst  uint32
+	TsdSecond uint32
+	TsdSize   uint32
+	TsdData   uint32
+	TsFrame   uint32
+	CfFrame   int32
+	F_code    uint32
+	F_back    uint32
+	F_ip      uint32
+	F_flag    uint32
+	F_size    uint32
+}
+
+type opensnoopOwlPyScratch struct {
+	_     structs.HostLayout
+	St    opensnoopOwlPyStack
+	Chunk [128]uint8
+}
+
+type opensnoopOwlPyStack struct {
+	_         structs.HostLayout
+	N         uint32
+	Truncated uint32
+	Entry     uint64
+	F         [64]struct {
+		_    structs.HostLayout
+		Code uint64
+		Ip   uint64
+	}
 }
 
 type opensnoopStart struct {
@@ -49,6 +90,10 @@ const (
 	opensnoopMapBufs            = "bufs"
 	opensnoopMapEvents          = "events"
 	opensnoopMapOwlCounters     = "owl_counters"
+	opensnoopMapOwlPyProcs      = "owl_py_procs"
+	opensnoopMapOwlPyScratch    = "owl_py_scratch"
+	opensnoopMapOwlPyStacks     = "owl_py_stacks"
+	opensnoopMapOwlUstacks      = "owl_ustacks"
 	opensnoopMapStarts          = "starts"
 	opensnoopProgTpEnterOpen    = "tp_enter_open"
 	opensnoopProgTpEnterOpenat  = "tp_enter_openat"
@@ -58,6 +103,8 @@ const (
 	opensnoopVarOwlOffNsInum    = "owl_off_ns_inum"
 	opensnoopVarOwlOffNsproxy   = "owl_off_nsproxy"
 	opensnoopVarOwlOffTiStatus  = "owl_off_ti_status"
+	opensnoopVarOwlPyEnabled    = "owl_py_enabled"
+	opensnoopVarOwlPyOffTp      = "owl_py_off_tp"
 	opensnoopVarOwlTargCgroup   = "owl_targ_cgroup"
 	opensnoopVarOwlTargMntns    = "owl_targ_mntns"
 	opensnoopVarOwlTargTgid     = "owl_targ_tgid"
@@ -67,6 +114,7 @@ const (
 	opensnoopVarTargFlags       = "targ_flags"
 	opensnoopVarTargTid         = "targ_tid"
 	opensnoopVarUnusedEvent     = "unused_event"
+	opensnoopVarWantUstack      = "want_ustack"
 )
 
 // loadOpensnoop returns the embedded CollectionSpec for opensnoop.
@@ -121,10 +169,14 @@ type opensnoopProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type opensnoopMapSpecs struct {
-	Bufs        *ebpf.MapSpec `ebpf:"bufs"`
-	Events      *ebpf.MapSpec `ebpf:"events"`
-	OwlCounters *ebpf.MapSpec `ebpf:"owl_counters"`
-	Starts      *ebpf.MapSpec `ebpf:"starts"`
+	Bufs         *ebpf.MapSpec `ebpf:"bufs"`
+	Events       *ebpf.MapSpec `ebpf:"events"`
+	OwlCounters  *ebpf.MapSpec `ebpf:"owl_counters"`
+	OwlPyProcs   *ebpf.MapSpec `ebpf:"owl_py_procs"`
+	OwlPyScratch *ebpf.MapSpec `ebpf:"owl_py_scratch"`
+	OwlPyStacks  *ebpf.MapSpec `ebpf:"owl_py_stacks"`
+	OwlUstacks   *ebpf.MapSpec `ebpf:"owl_ustacks"`
+	Starts       *ebpf.MapSpec `ebpf:"starts"`
 }
 
 // opensnoopVariableSpecs contains global variables before they are loaded into the kernel.
@@ -135,6 +187,8 @@ type opensnoopVariableSpecs struct {
 	OwlOffNsInum   *ebpf.VariableSpec `ebpf:"owl_off_ns_inum"`
 	OwlOffNsproxy  *ebpf.VariableSpec `ebpf:"owl_off_nsproxy"`
 	OwlOffTiStatus *ebpf.VariableSpec `ebpf:"owl_off_ti_status"`
+	OwlPyEnabled   *ebpf.VariableSpec `ebpf:"owl_py_enabled"`
+	OwlPyOffTp     *ebpf.VariableSpec `ebpf:"owl_py_off_tp"`
 	OwlTargCgroup  *ebpf.VariableSpec `ebpf:"owl_targ_cgroup"`
 	OwlTargMntns   *ebpf.VariableSpec `ebpf:"owl_targ_mntns"`
 	OwlTargTgid    *ebpf.VariableSpec `ebpf:"owl_targ_tgid"`
@@ -144,6 +198,7 @@ type opensnoopVariableSpecs struct {
 	TargFlags      *ebpf.VariableSpec `ebpf:"targ_flags"`
 	TargTid        *ebpf.VariableSpec `ebpf:"targ_tid"`
 	UnusedEvent    *ebpf.VariableSpec `ebpf:"unused_event"`
+	WantUstack     *ebpf.VariableSpec `ebpf:"want_ustack"`
 }
 
 // opensnoopObjects contains all objects after they have been loaded into the kernel.
@@ -166,10 +221,14 @@ func (o *opensnoopObjects) Close() error {
 //
 // It can be passed to loadOpensnoopObjects or ebpf.CollectionSpec.LoadAndAssign.
 type opensnoopMaps struct {
-	Bufs        *ebpf.Map `ebpf:"bufs"`
-	Events      *ebpf.Map `ebpf:"events"`
-	OwlCounters *ebpf.Map `ebpf:"owl_counters"`
-	Starts      *ebpf.Map `ebpf:"starts"`
+	Bufs         *ebpf.Map `ebpf:"bufs"`
+	Events       *ebpf.Map `ebpf:"events"`
+	OwlCounters  *ebpf.Map `ebpf:"owl_counters"`
+	OwlPyProcs   *ebpf.Map `ebpf:"owl_py_procs"`
+	OwlPyScratch *ebpf.Map `ebpf:"owl_py_scratch"`
+	OwlPyStacks  *ebpf.Map `ebpf:"owl_py_stacks"`
+	OwlUstacks   *ebpf.Map `ebpf:"owl_ustacks"`
+	Starts       *ebpf.Map `ebpf:"starts"`
 }
 
 func (m *opensnoopMaps) Close() error {
@@ -177,6 +236,10 @@ func (m *opensnoopMaps) Close() error {
 		m.Bufs,
 		m.Events,
 		m.OwlCounters,
+		m.OwlPyProcs,
+		m.OwlPyScratch,
+		m.OwlPyStacks,
+		m.OwlUstacks,
 		m.Starts,
 	)
 }
@@ -189,6 +252,8 @@ type opensnoopVariables struct {
 	OwlOffNsInum   *ebpf.Variable `ebpf:"owl_off_ns_inum"`
 	OwlOffNsproxy  *ebpf.Variable `ebpf:"owl_off_nsproxy"`
 	OwlOffTiStatus *ebpf.Variable `ebpf:"owl_off_ti_status"`
+	OwlPyEnabled   *ebpf.Variable `ebpf:"owl_py_enabled"`
+	OwlPyOffTp     *ebpf.Variable `ebpf:"owl_py_off_tp"`
 	OwlTargCgroup  *ebpf.Variable `ebpf:"owl_targ_cgroup"`
 	OwlTargMntns   *ebpf.Variable `ebpf:"owl_targ_mntns"`
 	OwlTargTgid    *ebpf.Variable `ebpf:"owl_targ_tgid"`
@@ -198,6 +263,7 @@ type opensnoopVariables struct {
 	TargFlags      *ebpf.Variable `ebpf:"targ_flags"`
 	TargTid        *ebpf.Variable `ebpf:"targ_tid"`
 	UnusedEvent    *ebpf.Variable `ebpf:"unused_event"`
+	WantUstack     *ebpf.Variable `ebpf:"want_ustack"`
 }
 
 // opensnoopPrograms contains all programs after they have been loaded into the kernel.

@@ -298,7 +298,7 @@ func Open(cfg Config, opts tool.Options) (*Source, error) {
 			s.procs.Learn(uint32(opts.Task.PID))
 		}
 		learnFiles(s.procs, cfg.Probes.Funcs)
-		if s.py, err = pyframes.New(src.Assign, uint32(opts.Task.PID)); err != nil {
+		if s.py, err = pyframes.New(src.Assign); err != nil {
 			src.Close()
 			return nil, err
 		}
@@ -409,6 +409,7 @@ func (s *Source) stack(k *stackcountStackKey) Stack {
 		}
 	}
 	if s.procs != nil && k.Ustack >= 0 {
+		py := s.py.Python(k.Pid, k.Pystack)
 		frames := s.userStack(k.Ustack)
 		for i, f := range frames {
 			if f.Status == frameBuildID {
@@ -420,7 +421,7 @@ func (s *Source) stack(k *stackcountStackKey) Stack {
 				st.UStack = append(st.UStack, s.caller(k, f))
 			}
 		}
-		st.UStack = s.py.Merge(k.Pid, st.UStack, k.Pystack)
+		st.UStack = pyframes.Merge(st.UStack, py)
 	}
 	// A stack id that is no stack, or one gone from its table, is a
 	// missed stack (counted in the kernel when it could not be taken).

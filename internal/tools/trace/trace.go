@@ -386,7 +386,7 @@ func newDecoder(cfg Config, s *probe.Session) (*decoder, error) {
 			d.procs.Learn(uint32(cfg.pid))
 		}
 		var err error
-		if d.py, err = pyframes.New(s.Assign, uint32(cfg.pid)); err != nil {
+		if d.py, err = pyframes.New(s.Assign); err != nil {
 			return nil, err
 		}
 		// The probed files are known now: their frames are named even
@@ -421,6 +421,7 @@ func (d *decoder) decode(raw []byte, e *Event) bool {
 	msg, e.Values = t.message(nil, make([]any, 0, len(t.verbs)), rec, d.types[t.fn.Path])
 	e.Msg = string(msg)
 	if d.procs != nil {
+		py := d.py.Python(r.Task.Pid, r.Pystack) // first: read while the process is there
 		for _, f := range d.userStack(r.Ustack) {
 			if f.Status == frameBuildID {
 				e.UStack = append(e.UStack, d.procs.ResolveBuildID(r.Task.Pid, f.BuildID[:], f.Off))
@@ -428,7 +429,7 @@ func (d *decoder) decode(raw []byte, e *Event) bool {
 				e.UStack = append(e.UStack, d.procs.Resolve(r.Task.Pid, f.Off))
 			}
 		}
-		e.UStack = d.py.Merge(r.Task.Pid, e.UStack, r.Pystack)
+		e.UStack = pyframes.Merge(e.UStack, py)
 	}
 	return true
 }
