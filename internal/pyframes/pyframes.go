@@ -99,7 +99,7 @@ type stackRecord struct {
 type Walker struct {
 	pid           uint32 // the pid filter, 0 for none
 	procs, stacks *ebpf.Map
-	pys           map[uint32]*process // Python processes configured in the kernel
+	pys           map[uint32]*process  // Python processes configured in the kernel
 	others        map[uint32]time.Time // processes that ran no Python when last looked at
 	warned        map[string]bool
 	lastSweep     time.Time

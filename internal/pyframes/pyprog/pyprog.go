@@ -164,8 +164,9 @@ func (p *Prog) Line(mode, marker string) int {
 }
 
 // Check checks that stack holds the program's Python frames leaf, mid, top
-// and then <module> (or the thread's bootstrap), innermost first, with the
-// script's file and lines, after at least one native frame.
+// and then <module> (or threading's run), innermost first, with the
+// script's file and lines, below at least one native frame (and for a
+// connect, socket.create_connection).
 func (p *Prog) Check(t *testing.T, mode string, stack []syms.Frame) {
 	t.Helper()
 	first := -1
@@ -176,7 +177,7 @@ func (p *Prog) Check(t *testing.T, mode string, stack []syms.Frame) {
 		}
 	}
 	if first < 1 {
-		t.Fatalf("no native frame then leaf() in %s", Format(stack))
+		t.Fatalf("no frame above leaf() in %s", Format(stack))
 	}
 	want := []struct {
 		name, marker string
@@ -199,9 +200,21 @@ func (p *Prog) Check(t *testing.T, mode string, stack []syms.Frame) {
 			t.Errorf("below top(): %s, want threading's run in %s", f, Format(stack))
 		}
 	}
-	for _, f := range stack[:first] {
+	// Above leaf(): native frames (libc's), and for a connect the Python
+	// function that connected, socket.create_connection.
+	above := stack[:first]
+	if strings.HasPrefix(mode, "connect") {
+		if f := above[len(above)-1]; f.Lang != "python" || f.Symbol != "create_connection" || !strings.HasSuffix(f.File, "socket.py") {
+			t.Errorf("above leaf(): %s, want socket's create_connection in %s", f, Format(stack))
+		}
+		above = above[:len(above)-1]
+	}
+	if len(above) == 0 {
+		t.Errorf("no native frame above the Python frames in %s", Format(stack))
+	}
+	for _, f := range above {
 		if f.Lang != "" {
-			t.Errorf("python frame %s above leaf() in %s", f, Format(stack))
+			t.Errorf("python frame %s above the native ones in %s", f, Format(stack))
 		}
 	}
 }
