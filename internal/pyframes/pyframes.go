@@ -21,6 +21,7 @@
 package pyframes
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -86,13 +87,10 @@ func Configure(spec *ebpf.CollectionSpec, enabled bool) error {
 	return errors.Join(s.Enabled.Set(true), s.OffTP.Set(off[0]))
 }
 
-// stackRecord is struct owl_py_stack of bpf/python.h.
-type stackRecord struct {
-	N         uint32
-	Truncated uint32
-	Entry     uint64
-	F         [MaxFrames]struct{ Code, IP uint64 }
-}
+// stackBytes is the size of struct owl_py_stack of bpf/python.h: n,
+// truncated (u32 each), entry (u64), then MaxFrames (code, ip) pairs. Read
+// as bytes: decoding a struct by reflection cost ~10 µs a stack.
+const stackBytes = 16 + MaxFrames*16
 
 // Walker names the Python stacks of one loaded collection. It is meant for
 // the ring's single reader: not safe for concurrent use.
@@ -103,12 +101,25 @@ type Walker struct {
 	others        map[uint32]time.Time // processes that ran no Python when last looked at
 	warned        map[string]bool
 	lastSweep     time.Time
-	rec           stackRecord
+	rec           [stackBytes]byte
+	// named holds the stacks named so far by (pid, id): an id is a hash of
+	// the frames, so the same id is the same stack, and a busy program
+	// sends few distinct ones. Cleared when full.
+	named map[stackKey]Stack
 
 	// Warn receives, once per kind, why a Python process's frames cannot
 	// be shown (an unknown version); os.Stderr unless set.
 	Warn io.Writer
 }
+
+type stackKey struct {
+	pid   uint32
+	start uint64 // the process's start time: a pid can be reused
+	id    uint64
+}
+
+// maxNamed bounds the named stacks the Walker keeps.
+const maxNamed = 1 << 14
 
 // process is a Python process: its interpreter and the code objects named
 // so far.
@@ -132,7 +143,7 @@ func New(assign func(any) error) (*Walker, error) {
 	if err := o.Tgid.Get(&pid); err != nil {
 		return nil, fmt.Errorf("read the pid filter: %w", err)
 	}
-	w := &Walker{pid: pid, procs: o.Procs, stacks: o.Stacks, pys: map[uint32]*process{}, others: map[uint32]time.Time{},
+	w := &Walker{named: map[stackKey]Stack{}, pid: pid, procs: o.Procs, stacks: o.Stacks, pys: map[uint32]*process{}, others: map[uint32]time.Time{},
 		warned: map[string]bool{}, Warn: os.Stderr, lastSweep: time.Now()}
 	if pid != 0 {
 		w.Learn(pid)
@@ -250,34 +261,49 @@ func (w *Walker) Python(pid uint32, id uint64) Stack {
 	if id == 0 {
 		return Stack{}
 	}
-	if err := w.stacks.Lookup(id, &w.rec); err != nil {
+	key := stackKey{pid, p.start, id}
+	if st, ok := w.named[key]; ok {
+		return st
+	}
+	if err := w.stacks.Lookup(id, w.rec[:]); err != nil {
 		return Stack{}
 	}
-	n := min(int(w.rec.N), MaxFrames)
+	le := binary.LittleEndian
+	n := min(int(le.Uint32(w.rec[0:])), MaxFrames)
+	entryBits := le.Uint64(w.rec[8:])
 	st := Stack{Frames: make([]syms.Frame, 0, n), entry: make([]bool, 0, n), module: p.in.module}
 	mem := memory(pid)
+	complete := true
 	for i := range n {
-		f := w.rec.F[i]
-		c, ok := p.codes[f.Code]
+		code, ip := le.Uint64(w.rec[16+16*i:]), le.Uint64(w.rec[24+16*i:])
+		c, ok := p.codes[code]
 		if !ok && !p.gone {
 			var err error
-			if c, err = p.in.readCode(mem, f.Code); err != nil {
+			if c, err = p.in.readCode(mem, code); err != nil {
 				c = nil // not a code object (now): the process may have exited
 			}
 			if len(p.codes) >= maxCodeObjects {
 				clear(p.codes)
 			}
-			p.codes[f.Code] = c
+			p.codes[code] = c
 		}
-		fr := syms.Frame{Addr: f.Code, Symbol: syms.Unknown, Lang: "python"}
+		fr := syms.Frame{Addr: code, Symbol: syms.Unknown, Lang: "python"}
 		if c != nil {
-			fr.Symbol, fr.File, fr.Line = c.name, c.file, p.in.line(c, f.Code, f.IP)
+			fr.Symbol, fr.File, fr.Line = c.name, c.file, p.in.line(c, code, ip)
+		} else {
+			complete = false
 		}
 		st.Frames = append(st.Frames, fr)
-		st.entry = append(st.entry, w.rec.Entry>>i&1 != 0)
+		st.entry = append(st.entry, entryBits>>i&1 != 0)
 	}
 	if len(st.entry) > 0 {
 		st.entry[len(st.entry)-1] = true // the outermost ends its group
+	}
+	if complete {
+		if len(w.named) >= maxNamed {
+			clear(w.named)
+		}
+		w.named[key] = st
 	}
 	return st
 }
