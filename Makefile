@@ -53,7 +53,7 @@ TEST_DEPS = /usr/sbin/bpftool:bpftool /usr/bin/gcc:gcc /usr/bin/g++:g++ \
 	/usr/include/stdio.h:libc6-dev /usr/bin/su:util-linux /usr/bin/login:login \
 	/usr/bin/bpftrace:bpftrace /usr/sbin/funclatency:libbpf-tools \
 	/usr/bin/dtrace:systemtap-sdt-dev /usr/bin/pamtester:pamtester \
-	/usr/bin/tmux:tmux /usr/bin/bc:bc
+	/usr/bin/tmux:tmux /usr/bin/bc:bc /usr/bin/python3.11:python3.11
 
 deps-test:
 	@missing=; for d in $(TEST_DEPS); do [ -e "$${d%%:*}" ] || missing="$$missing $${d#*:}"; done; \

@@ -162,6 +162,9 @@ never saw prints as [unknown] (build-id ID+0xOFFSET). Frames without a
 build-id (JIT code, Go binaries linked without one) need the process to
 still be there. A stack that could not be taken is left out and counted;
 -U keeps up to 2048 distinct user stacks, -K 10240 kernel stacks.
+Python processes show their Python frames (function, file:line; "lang":
+"python" in JSON) in place of the interpreter's native frames, named from
+the process's memory when the event is read.
 
 With -S, a 32-bit syscall (a 32-bit program, or int $0x80 from a 64-bit
 one) is named from the i386 table and shown as ia32:NAME (ia32 true in

@@ -174,7 +174,14 @@ non-printable or invalid byte and the backslash as \xNN.
 command names containing NAME (a plain substring, as BCC's), -f FLAG opens
 with any of the given flags (repeat it: -f O_WRONLY -f O_RDWR; O_RDONLY,
 O_WRONLY and O_RDWR match the access mode, the others any set bit). All
-but -n are applied in the kernel.`,
+but -n are applied in the kernel.
+
+--ustack (BCC's -U is the UID column) prints the user stack of each open
+under it, taken when the call started. Python processes show their Python frames (function, file:line; "lang":
+"python" in JSON) in place of the interpreter's native frames, named from
+the process's memory when the event is read. Up to 2048
+distinct native stacks are kept; a stack that finds no room is left out
+and counted (stack_unavailable).`,
 	Task: true,
 	// Opens come fast (a build makes tens of thousands a second); most
 	// records are ~100 bytes.

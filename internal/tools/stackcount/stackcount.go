@@ -162,7 +162,10 @@ PATTERNs are funccount's: [PATH_OR_LIB:]FUNCTION (a glob, Go functions
 included) and t:GROUP:NAME for kernel tracepoints. The stacks taken are
 both, where they exist, as BCC's stackcount: a user function has only a
 user stack, a tracepoint in a kernel thread only a kernel one. -K keeps
-kernel stacks only (tracepoints), -U user stacks only.
+kernel stacks only (tracepoints), -U user stacks only. User stacks of
+Python processes show their Python frames (function, file:line) in place
+of the interpreter's, named at the report from the process's memory: one
+that exited before shows [unknown] (python).
 
 Text output is BCC's: for each stack, smallest count first, the kernel
 frames innermost first, "--" between kernel and user frames with -d, the

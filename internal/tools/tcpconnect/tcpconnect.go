@@ -164,7 +164,14 @@ pending: still waiting for its handshake when tracing ended (Ctrl-C, -d);
 untracked: printed when it started, without its end, because over 65536
 connects were waiting at once (stderr says how many). With -L alone, pending
 and untracked connects are printed too, with LPORT 0 on the tracepoint hook
-("outcome" in JSON says why): a connect is never dropped for want of its end.`,
+("outcome" in JSON says why): a connect is never dropped for want of its end.
+
+--ustack (BCC's -U is the UID column) prints the connecting thread's user
+stack under each event (not with -c). Python processes show their Python frames (function, file:line; "lang":
+"python" in JSON) in place of the interpreter's native frames, named from
+the process's memory when the event is read. Up to 2048 distinct
+native stacks are kept; a stack that finds no room is left out and
+counted (stack_unavailable).`,
 	Task:      true,
 	Net:       true,
 	RingBytes: 1 << 20,

@@ -167,7 +167,9 @@ cannot be compiled is an error (exit 2).
 Columns as BCC's trace: PID, TID, COMM, FUNC and the message; -t adds
 TIME as seconds since tracing began, -T as the wall clock. -U prints the
 user stack under each event (frame pointers needed; up to 2048 distinct
-stacks).`,
+stacks). Python processes show their Python frames (function, file:line; "lang":
+"python" in JSON) in place of the interpreter's native frames, named from
+the process's memory when the event is read.`,
 	Task:      true,
 	RingBytes: 4 << 20,
 	Pending:   traceMapEntries,
