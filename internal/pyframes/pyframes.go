@@ -106,6 +106,7 @@ type Walker struct {
 	// the frames, so the same id is the same stack, and a busy program
 	// sends few distinct ones. Cleared when full.
 	named map[stackKey]Stack
+	files *files
 
 	// Warn receives, once per kind, why a Python process's frames cannot
 	// be shown (an unknown version); os.Stderr unless set.
@@ -143,7 +144,7 @@ func New(assign func(any) error) (*Walker, error) {
 	if err := o.Tgid.Get(&pid); err != nil {
 		return nil, fmt.Errorf("read the pid filter: %w", err)
 	}
-	w := &Walker{named: map[stackKey]Stack{}, pid: pid, procs: o.Procs, stacks: o.Stacks, pys: map[uint32]*process{}, others: map[uint32]time.Time{},
+	w := &Walker{files: newFiles(), named: map[stackKey]Stack{}, pid: pid, procs: o.Procs, stacks: o.Stacks, pys: map[uint32]*process{}, others: map[uint32]time.Time{},
 		warned: map[string]bool{}, Warn: os.Stderr, lastSweep: time.Now()}
 	if pid != 0 {
 		w.Learn(pid)
@@ -177,7 +178,7 @@ func (w *Walker) Learn(pid uint32) {
 	if err != nil {
 		return
 	}
-	in, err := detect(pid)
+	in, err := detect(pid, w.files)
 	if err != nil {
 		var u *UnsupportedError
 		if errors.As(err, &u) {

@@ -146,7 +146,7 @@ sys.stdin.read()
 				}
 				text += string(buf[:n])
 			}
-			in, err := detect(uint32(cmd.Process.Pid))
+			in, err := detect(uint32(cmd.Process.Pid), newFiles())
 			if err != nil || in == nil {
 				t.Fatalf("detect: %v %v", in, err)
 			}
@@ -187,7 +187,7 @@ func TestUnsupportedVersion(t *testing.T) {
 	}
 	defer func() { stdin.Close(); cmd.Wait() }()
 	stdout.Read(make([]byte, 1))
-	_, err := detect(uint32(cmd.Process.Pid))
+	_, err := detect(uint32(cmd.Process.Pid), newFiles())
 	var u *UnsupportedError
 	if !errors.As(err, &u) || u.Version != "3.7" {
 		t.Errorf("detect: %v, want Python 3.7 unsupported", err)
@@ -267,5 +267,23 @@ func TestMerge(t *testing.T) {
 	}
 	if got := Merge(frames("libc.so.6:read"), Stack{}); names(got) != "libc.so.6:read" {
 		t.Errorf("no Python frames: %s", names(got))
+	}
+}
+
+// What looking at a Python process costs (owl does it once per process).
+func BenchmarkDetect(b *testing.B) {
+	cmd := exec.Command(pyprog.Debian, "-c", "import sys; print(flush=True); sys.stdin.read()")
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer func() { stdin.Close(); cmd.Wait() }()
+	stdout.Read(make([]byte, 1))
+	fs := newFiles()
+	for b.Loop() {
+		if in, err := detect(uint32(cmd.Process.Pid), fs); in == nil || err != nil {
+			b.Fatal(in, err)
+		}
 	}
 }
