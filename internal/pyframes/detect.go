@@ -279,7 +279,7 @@ func symbols(ef *elf.File, names ...string) map[string]uint64 {
 	return out
 }
 
-// loadBias is what to add to a link-time address of ef to get its address
+// loadBias is what to add to a link-time address of file f to get its address
 // in process pid: 0 for a fixed-address executable, else where the file's
 // first page is mapped less the first segment's address.
 func loadBias(f *pyFile, pid uint32, m *syms.Mapping, maps []syms.Mapping) (uint64, error) {
