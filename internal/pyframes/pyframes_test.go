@@ -287,3 +287,12 @@ func BenchmarkDetect(b *testing.B) {
 		}
 	}
 }
+
+// What merging costs per stack (once per event).
+func BenchmarkMerge(b *testing.B) {
+	py := Stack{module: "python3.11", Frames: make([]syms.Frame, 5), entry: make([]bool, 5)}
+	native := frames("libc.so.6:open64", ":[unknown]")
+	for b.Loop() {
+		Merge(native, py)
+	}
+}
