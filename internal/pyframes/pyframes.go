@@ -31,6 +31,7 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
 
 	"github.com/owlbpf/owl/internal/kbtf"
 	"github.com/owlbpf/owl/internal/syms"
@@ -126,6 +127,7 @@ const maxNamed = 1 << 14
 // so far.
 type process struct {
 	gone  bool // exited
+	exe   exeID
 	start uint64
 	in    *interp
 	codes map[uint64]*code
@@ -199,7 +201,7 @@ func (w *Walker) Learn(pid uint32) {
 		w.warn(fmt.Sprintf("python frames of process %d: %v", pid, err))
 		return
 	}
-	w.pys[pid] = &process{start: start, in: in, codes: map[uint64]*code{}}
+	w.pys[pid] = &process{start: start, exe: exeOf(pid), in: in, codes: map[uint64]*code{}}
 }
 
 func (w *Walker) warn(msg string) {
@@ -210,8 +212,9 @@ func (w *Walker) warn(msg string) {
 	fmt.Fprintf(w.Warn, "owl: %s\n", msg)
 }
 
-// sweep forgets, once a second, the Python processes that exited or whose
-// pid names another process now, and takes them out of the kernel table.
+// sweep forgets, once a second, the Python processes that exited, exec'd
+// another program or whose pid names another process now, and takes them
+// out of the kernel table.
 func (w *Walker) sweep() {
 	if time.Since(w.lastSweep) < sweepEvery {
 		return
@@ -220,7 +223,7 @@ func (w *Walker) sweep() {
 	for pid, p := range w.pys {
 		s, err := readStartTime(pid)
 		switch {
-		case err == nil && s == p.start:
+		case err == nil && s == p.start && exeOf(pid) == p.exe:
 		case err != nil && !p.gone:
 			// Exited: out of the kernel table, but its code objects
 			// still name the stacks it sent before (stackcount reads
@@ -367,6 +370,18 @@ func Merge(native []syms.Frame, py Stack) []syms.Frame {
 // isEval reports the interpreter's eval loop (and its split-off cold part).
 func isEval(sym string) bool {
 	return strings.HasPrefix(sym, "_PyEval_EvalFrameDefault") || strings.HasPrefix(sym, "PyEval_EvalFrameEx")
+}
+
+// exeID is the file a process runs: an exec keeps the pid and the start
+// time but changes it.
+type exeID struct{ dev, ino uint64 }
+
+func exeOf(pid uint32) exeID {
+	var st unix.Stat_t
+	if unix.Stat(fmt.Sprintf("/proc/%d/exe", pid), &st) != nil {
+		return exeID{}
+	}
+	return exeID{st.Dev, st.Ino}
 }
 
 // readStartTime returns field 22 of /proc/PID/stat, which tells a process
