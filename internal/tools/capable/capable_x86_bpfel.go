@@ -109,6 +109,7 @@ const (
 	capableMapOwlPyProcs       = "owl_py_procs"
 	capableMapOwlPyScratch     = "owl_py_scratch"
 	capableMapOwlPyStacks      = "owl_py_stacks"
+	capableMapOwlUstacks       = "owl_ustacks"
 	capableMapUstacks          = "ustacks"
 	capableProgFexitCapCapable = "fexit_cap_capable"
 	capableProgKpCapCapable    = "kp_cap_capable"
@@ -196,6 +197,7 @@ type capableMapSpecs struct {
 	OwlPyProcs   *ebpf.MapSpec `ebpf:"owl_py_procs"`
 	OwlPyScratch *ebpf.MapSpec `ebpf:"owl_py_scratch"`
 	OwlPyStacks  *ebpf.MapSpec `ebpf:"owl_py_stacks"`
+	OwlUstacks   *ebpf.MapSpec `ebpf:"owl_ustacks"`
 	Ustacks      *ebpf.MapSpec `ebpf:"ustacks"`
 }
 
@@ -249,6 +251,7 @@ type capableMaps struct {
 	OwlPyProcs   *ebpf.Map `ebpf:"owl_py_procs"`
 	OwlPyScratch *ebpf.Map `ebpf:"owl_py_scratch"`
 	OwlPyStacks  *ebpf.Map `ebpf:"owl_py_stacks"`
+	OwlUstacks   *ebpf.Map `ebpf:"owl_ustacks"`
 	Ustacks      *ebpf.Map `ebpf:"ustacks"`
 }
 
@@ -262,6 +265,7 @@ func (m *capableMaps) Close() error {
 		m.OwlPyProcs,
 		m.OwlPyScratch,
 		m.OwlPyStacks,
+		m.OwlUstacks,
 		m.Ustacks,
 	)
 }

@@ -71,6 +71,7 @@ const (
 	stackcountMapOwlPyProcs       = "owl_py_procs"
 	stackcountMapOwlPyScratch     = "owl_py_scratch"
 	stackcountMapOwlPyStacks      = "owl_py_stacks"
+	stackcountMapOwlUstacks       = "owl_ustacks"
 	stackcountMapUstacks          = "ustacks"
 	stackcountProgCountTracepoint = "count_tracepoint"
 	stackcountProgCountUprobe     = "count_uprobe"
@@ -148,6 +149,7 @@ type stackcountMapSpecs struct {
 	OwlPyProcs   *ebpf.MapSpec `ebpf:"owl_py_procs"`
 	OwlPyScratch *ebpf.MapSpec `ebpf:"owl_py_scratch"`
 	OwlPyStacks  *ebpf.MapSpec `ebpf:"owl_py_stacks"`
+	OwlUstacks   *ebpf.MapSpec `ebpf:"owl_ustacks"`
 	Ustacks      *ebpf.MapSpec `ebpf:"ustacks"`
 }
 
@@ -199,6 +201,7 @@ type stackcountMaps struct {
 	OwlPyProcs   *ebpf.Map `ebpf:"owl_py_procs"`
 	OwlPyScratch *ebpf.Map `ebpf:"owl_py_scratch"`
 	OwlPyStacks  *ebpf.Map `ebpf:"owl_py_stacks"`
+	OwlUstacks   *ebpf.Map `ebpf:"owl_ustacks"`
 	Ustacks      *ebpf.Map `ebpf:"ustacks"`
 }
 
@@ -211,6 +214,7 @@ func (m *stackcountMaps) Close() error {
 		m.OwlPyProcs,
 		m.OwlPyScratch,
 		m.OwlPyStacks,
+		m.OwlUstacks,
 		m.Ustacks,
 	)
 }

@@ -117,6 +117,7 @@ const (
 	traceMapOwlPyProcs     = "owl_py_procs"
 	traceMapOwlPyScratch   = "owl_py_scratch"
 	traceMapOwlPyStacks    = "owl_py_stacks"
+	traceMapOwlUstacks     = "owl_ustacks"
 	traceMapUstacks        = "ustacks"
 	traceProgGoEntry       = "go_entry"
 	traceProgGoReturn      = "go_return"
@@ -197,6 +198,7 @@ type traceMapSpecs struct {
 	OwlPyProcs   *ebpf.MapSpec `ebpf:"owl_py_procs"`
 	OwlPyScratch *ebpf.MapSpec `ebpf:"owl_py_scratch"`
 	OwlPyStacks  *ebpf.MapSpec `ebpf:"owl_py_stacks"`
+	OwlUstacks   *ebpf.MapSpec `ebpf:"owl_ustacks"`
 	Ustacks      *ebpf.MapSpec `ebpf:"ustacks"`
 }
 
@@ -247,6 +249,7 @@ type traceMaps struct {
 	OwlPyProcs   *ebpf.Map `ebpf:"owl_py_procs"`
 	OwlPyScratch *ebpf.Map `ebpf:"owl_py_scratch"`
 	OwlPyStacks  *ebpf.Map `ebpf:"owl_py_stacks"`
+	OwlUstacks   *ebpf.Map `ebpf:"owl_ustacks"`
 	Ustacks      *ebpf.Map `ebpf:"ustacks"`
 }
 
@@ -260,6 +263,7 @@ func (m *traceMaps) Close() error {
 		m.OwlPyProcs,
 		m.OwlPyScratch,
 		m.OwlPyStacks,
+		m.OwlUstacks,
 		m.Ustacks,
 	)
 }
