@@ -11,6 +11,7 @@
  * to the mount namespace's root by path.h. */
 #include "owl.h"
 #include "path.h"
+#include "python.h"
 
 #define PATH_CAP 4096 /* PATH_MAX */
 #define AT_FDCWD -100
@@ -32,7 +33,8 @@ struct event {
 	__u8 syscall;	      /* SC_* */
 	__u8 path_at_exit;    /* not readable at entry: read at exit */
 	__u8 dir;	      /* DIR_* */
-	__u8 pad[1];
+	__u8 pad[5];
+	struct owl_ustack ustack; /* --ustack, at entry; native -1 when not taken */
 };
 
 enum { SC_OPEN, SC_OPENAT, SC_OPENAT2 };
@@ -93,6 +95,7 @@ const volatile __u8 targ_failed = 0;	/* -x */
 const volatile __u32 targ_accmodes = 0;
 const volatile __u32 targ_flags = 0;
 const volatile __u8 targ_full_path = 0; /* -F */
+const volatile bool want_ustack = false; /* --ustack */
 
 /* The stable layouts of the syscalls:* tracepoints (struct open_how, a
  * UAPI struct, comes from vmlinux.h). */
@@ -115,7 +118,7 @@ static __always_inline bool flags_wanted(__u32 flags)
 	return (targ_accmodes & (1 << (flags & 3))) || (flags & targ_flags);
 }
 
-static __always_inline int on_enter(__u8 sc, long dfd, unsigned long filename, __u32 flags, __u32 mode)
+static __always_inline int on_enter(void *ctx, __u8 sc, long dfd, unsigned long filename, __u32 flags, __u32 mode)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tid = (__u32)id, cpu = bpf_get_smp_processor_id();
@@ -134,6 +137,9 @@ static __always_inline int on_enter(__u8 sc, long dfd, unsigned long filename, _
 	s->e.mode = mode;
 	s->e.dfd = dfd;
 	s->e.syscall = sc;
+	s->e.ustack.native = -1;
+	if (want_ustack)
+		owl_user_stack(ctx, &s->e.ustack);
 	n = bpf_probe_read_user_str(s->path, PATH_CAP, (void *)filename);
 	s->e.path_size = n > 0 ? n : 0;
 	owl_pending_put(&starts, &tid, s);
@@ -143,13 +149,13 @@ static __always_inline int on_enter(__u8 sc, long dfd, unsigned long filename, _
 SEC("tracepoint/syscalls/sys_enter_open")
 int tp_enter_open(struct syscall_enter *ctx)
 {
-	return on_enter(SC_OPEN, AT_FDCWD, ctx->args[0], ctx->args[1], ctx->args[2]);
+	return on_enter(ctx, SC_OPEN, AT_FDCWD, ctx->args[0], ctx->args[1], ctx->args[2]);
 }
 
 SEC("tracepoint/syscalls/sys_enter_openat")
 int tp_enter_openat(struct syscall_enter *ctx)
 {
-	return on_enter(SC_OPENAT, (int)ctx->args[0], ctx->args[1], ctx->args[2], ctx->args[3]);
+	return on_enter(ctx, SC_OPENAT, (int)ctx->args[0], ctx->args[1], ctx->args[2], ctx->args[3]);
 }
 
 SEC("tracepoint/syscalls/sys_enter_openat2")
@@ -159,7 +165,7 @@ int tp_enter_openat2(struct syscall_enter *ctx)
 
 	/* A bad pointer leaves flags and mode 0; the call then fails. */
 	bpf_probe_read_user(&how, sizeof(how), (void *)ctx->args[2]);
-	return on_enter(SC_OPENAT2, (int)ctx->args[0], ctx->args[1], how.flags, how.mode);
+	return on_enter(ctx, SC_OPENAT2, (int)ctx->args[0], ctx->args[1], how.flags, how.mode);
 }
 
 /* A walk up from the directory of a relative path (-F), by bpf_loop so

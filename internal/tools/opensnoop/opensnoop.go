@@ -14,6 +14,8 @@ import (
 
 	"github.com/owlbpf/owl/internal/event"
 	"github.com/owlbpf/owl/internal/probe"
+	"github.com/owlbpf/owl/internal/pyframes"
+	"github.com/owlbpf/owl/internal/syms"
 	"github.com/owlbpf/owl/internal/sysnames"
 	"github.com/owlbpf/owl/internal/tool"
 )
@@ -56,6 +58,9 @@ type Event struct {
 	// and the innermost names.
 	FullPath          Str  `json:"full_path"`
 	FullPathTruncated bool `json:"full_path_truncated"`
+	// UStack is the user stack at the call (--ustack), innermost first,
+	// with Python frames ("lang": "python") in place of the interpreter's.
+	UStack []syms.Frame `json:"ustack,omitempty"`
 }
 
 // Config is opensnoop's own configuration; -p, -u, --cgroup and --mntns
@@ -68,6 +73,7 @@ type Config struct {
 	// FullPath (-F): make relative paths absolute in the kernel
 	// (Event.FullPath).
 	FullPath bool
+	UStack bool     // --ustack: the user stack of each open
 }
 
 // The bounds of the directory walk of -F (opensnoop.bpf.c).
@@ -165,12 +171,12 @@ func configure(cfg Config, spec *ebpf.CollectionSpec) error {
 	for _, set := range []struct {
 		v   *ebpf.VariableSpec
 		val any
-	}{{v.TargTid, uint32(cfg.TID)}, {v.TargFailed, failed}, {v.TargAccmodes, accmodes}, {v.TargFlags, flags}, {v.TargFullPath, fullPath}} {
+	}{{v.TargTid, uint32(cfg.TID)}, {v.TargFailed, failed}, {v.TargAccmodes, accmodes}, {v.TargFlags, flags}, {v.TargFullPath, fullPath}, {v.WantUstack, cfg.UStack}} {
 		if err := set.v.Set(set.val); err != nil {
 			return err
 		}
 	}
-	return nil
+	return pyframes.ConfigureUser(spec, cfg.UStack)
 }
 
 var spec = tool.Spec[Config, Event]{
@@ -202,7 +208,14 @@ JSON "full_path" is "".
 command names containing NAME (a plain substring, as BCC's), -f FLAG opens
 with any of the given flags (repeat it: -f O_WRONLY -f O_RDWR; O_RDONLY,
 O_WRONLY and O_RDWR match the access mode, the others any set bit). All
-but -n are applied in the kernel.`,
+but -n are applied in the kernel.
+
+--ustack (BCC's -U is the UID column) prints the user stack of each open
+under it, taken when the call started. Python processes show their Python frames (function, file:line; "lang":
+"python" in JSON) in place of the interpreter's native frames, named from
+the process's memory when the event is read. Up to 2048
+distinct native stacks are kept; a stack that finds no room is left out
+and counted (stack_unavailable).`,
 	Task: true,
 	// Opens come fast (a build makes tens of thousands a second); most
 	// records are ~100 bytes.
@@ -212,7 +225,14 @@ but -n are applied in the kernel.`,
 	Hooks:     hooks,
 	Configure: configure,
 	Decoder: func(cfg Config, s *probe.Session) (func([]byte, *Event) bool, error) {
-		return func(raw []byte, e *Event) bool { return decode(cfg, s, raw, e) }, nil
+		var us *pyframes.UserStacks
+		if cfg.UStack {
+			var err error
+			if us, err = pyframes.NewUser(s.Assign); err != nil {
+				return nil, err
+			}
+		}
+		return func(raw []byte, e *Event) bool { return decode(cfg, s, us, raw, e) }, nil
 	},
 }
 
@@ -228,7 +248,7 @@ const headerSize = int(unsafe.Sizeof(opensnoopEvent{}))
 
 var syscalls = [...]string{"open", "openat", "openat2"}
 
-func decode(cfg Config, s *probe.Session, raw []byte, e *Event) bool {
+func decode(cfg Config, s *probe.Session, us *pyframes.UserStacks, raw []byte, e *Event) bool {
 	r, ok := probe.View[opensnoopEvent](raw)
 	if !ok || int(r.PathSize)+int(r.DirSize) > len(raw)-headerSize || int(r.Syscall) >= len(syscalls) {
 		return false
@@ -252,7 +272,13 @@ func decode(cfg Config, s *probe.Session, raw []byte, e *Event) bool {
 		e.FD, e.Errno = -1, int(-r.Ret)
 		e.ErrnoName = event.Name(sysnames.Errno(e.Errno))
 	}
-	return cfg.Name == "" || strings.Contains(e.Task.Comm.String(), cfg.Name)
+	if cfg.Name != "" && !strings.Contains(e.Task.Comm.String(), cfg.Name) {
+		return false
+	}
+	if us != nil {
+		e.UStack = us.Frames(r.Task.Pid, r.Ustack.Native, r.Ustack.Python)
+	}
+	return true
 }
 
 // What the kernel says of the names after the path (DIR_* in

@@ -4,6 +4,7 @@
  * and kernel tracepoints, in the kernel: a hash from (process, kernel stack
  * id, user stack id) to a count. Nothing is streamed. */
 #include "owl.h"
+#include "python.h"
 
 #define EFAULT 14
 #define EEXIST 17
@@ -21,6 +22,7 @@ struct stack_key {
 	 * address), when the kernel's walk missed the caller; else 0. */
 	__u64 ip;
 	__u64 caller;
+	__u64 pystack;	/* Python frames (bpf/python.h), 0 when none */
 };
 
 const volatile bool want_kstack = false; /* tracepoints only: a uprobe has none */
@@ -105,6 +107,8 @@ static __always_inline int count(void *ctx, bool kernel)
 	k.ustack = want_ustack ? stack_id(ctx, &ustacks, BPF_F_USER_STACK) : NO_STACK;
 	if (!kernel && k.ustack >= 0)
 		missing_caller(ctx, &k);
+	if (want_ustack)
+		k.pystack = owl_py_stack();
 	n = bpf_map_lookup_elem(&counts, &k);
 	if (!n) {
 		err = bpf_map_update_elem(&counts, &k, &one, BPF_NOEXIST);

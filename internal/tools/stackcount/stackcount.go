@@ -18,6 +18,7 @@ import (
 
 	"github.com/owlbpf/owl/internal/event"
 	"github.com/owlbpf/owl/internal/probe"
+	"github.com/owlbpf/owl/internal/pyframes"
 	"github.com/owlbpf/owl/internal/syms"
 	"github.com/owlbpf/owl/internal/tool"
 	"github.com/owlbpf/owl/internal/tools/funccount"
@@ -161,7 +162,10 @@ PATTERNs are funccount's: [PATH_OR_LIB:]FUNCTION (a glob, Go functions
 included) and t:GROUP:NAME for kernel tracepoints. The stacks taken are
 both, where they exist, as BCC's stackcount: a user function has only a
 user stack, a tracepoint in a kernel thread only a kernel one. -K keeps
-kernel stacks only (tracepoints), -U user stacks only.
+kernel stacks only (tracepoints), -U user stacks only. User stacks of
+Python processes show their Python frames (function, file:line) in place
+of the interpreter's, named at the report from the process's memory: one
+that exited before shows [unknown] (python).
 
 Text output is BCC's: for each stack, smallest count first, the kernel
 frames innermost first, "--" between kernel and user frames with -d, the
@@ -218,7 +222,7 @@ report; a call that finds no room is lost and counted (map_full).
 			m.Ustacks.MaxEntries = uint32(orDefault(cfg.Stacks, DefaultStacks))
 		}
 		err := errors.Join(v.WantKstack.Set(cfg.kernelStacks()), v.WantUstack.Set(cfg.UStack),
-			v.KeyPid.Set(cfg.keyPID()), v.KeyComm.Set(cfg.PerPID))
+			v.KeyPid.Set(cfg.keyPID()), v.KeyComm.Set(cfg.PerPID), pyframes.Configure(cs, cfg.UStack))
 		if err != nil || cfg.each || cs.Programs[stackcountProgCountUprobe] == nil {
 			return err
 		}
@@ -255,6 +259,7 @@ type Source struct {
 	maps     stackcountMaps
 	kallsyms *syms.Kallsyms
 	procs    *syms.Processes
+	py       *pyframes.Walker
 	ips      [127]uint64
 	frames   [127]buildIDFrame
 }
@@ -296,6 +301,10 @@ func Open(cfg Config, opts tool.Options) (*Source, error) {
 			s.procs.Learn(uint32(opts.Task.PID))
 		}
 		learnFiles(s.procs, cfg.Probes.Funcs)
+		if s.py, err = pyframes.New(src.Assign); err != nil {
+			src.Close()
+			return nil, err
+		}
 	}
 	return s, nil
 }
@@ -403,6 +412,7 @@ func (s *Source) stack(k *stackcountStackKey) Stack {
 		}
 	}
 	if s.procs != nil && k.Ustack >= 0 {
+		py := s.py.Python(k.Pid, k.Pystack)
 		frames := s.userStack(k.Ustack)
 		for i, f := range frames {
 			if f.Status == frameBuildID {
@@ -414,6 +424,7 @@ func (s *Source) stack(k *stackcountStackKey) Stack {
 				st.UStack = append(st.UStack, s.caller(k, f))
 			}
 		}
+		st.UStack = pyframes.Merge(st.UStack, py)
 	}
 	// A stack id that is no stack, or one gone from its table, is a
 	// missed stack (counted in the kernel when it could not be taken).
@@ -477,7 +488,7 @@ func (st *Stack) appendIdentity(b []byte) []byte {
 	for _, frames := range [][]syms.Frame{st.KStack, st.UStack} {
 		b = append(b, '|')
 		for _, f := range frames {
-			b = fmt.Appendf(b, "%s+%x(%s);", f.Symbol, f.Offset, f.Module)
+			b = fmt.Appendf(b, "%s+%x(%s)%s:%d;", f.Symbol, f.Offset, f.Module, f.File, f.Line)
 		}
 	}
 	return fmt.Appendf(b, "|%v%v", st.KStackMissed, st.UStackMissed)

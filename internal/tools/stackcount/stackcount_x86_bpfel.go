@@ -13,15 +13,51 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type stackcountOwlPyProc struct {
+	_         structs.HostLayout
+	TssKey    uint64
+	Kind      uint32
+	TsdFirst  uint32
+	TsdSecond uint32
+	TsdSize   uint32
+	TsdData   uint32
+	TsFrame   uint32
+	CfFrame   int32
+	F_code    uint32
+	F_back    uint32
+	F_ip      uint32
+	F_flag    uint32
+	F_size    uint32
+}
+
+type stackcountOwlPyScratch struct {
+	_     structs.HostLayout
+	St    stackcountOwlPyStack
+	Chunk [128]uint8
+}
+
+type stackcountOwlPyStack struct {
+	_         structs.HostLayout
+	N         uint32
+	Truncated uint32
+	Entry     uint64
+	F         [64]struct {
+		_    structs.HostLayout
+		Code uint64
+		Ip   uint64
+	}
+}
+
 type stackcountStackKey struct {
-	_      structs.HostLayout
-	Pid    uint32
-	Kstack int32
-	Ustack int32
-	Comm   [16]uint8
-	_      [4]byte
-	Ip     uint64
-	Caller uint64
+	_       structs.HostLayout
+	Pid     uint32
+	Kstack  int32
+	Ustack  int32
+	Comm    [16]uint8
+	_       [4]byte
+	Ip      uint64
+	Caller  uint64
+	Pystack uint64
 }
 
 // Names of all BPF objects in the ELF.
@@ -32,6 +68,10 @@ const (
 	stackcountMapEvents           = "events"
 	stackcountMapKstacks          = "kstacks"
 	stackcountMapOwlCounters      = "owl_counters"
+	stackcountMapOwlPyProcs       = "owl_py_procs"
+	stackcountMapOwlPyScratch     = "owl_py_scratch"
+	stackcountMapOwlPyStacks      = "owl_py_stacks"
+	stackcountMapOwlUstacks       = "owl_ustacks"
 	stackcountMapUstacks          = "ustacks"
 	stackcountProgCountTracepoint = "count_tracepoint"
 	stackcountProgCountUprobe     = "count_uprobe"
@@ -41,6 +81,8 @@ const (
 	stackcountVarOwlOffNsInum     = "owl_off_ns_inum"
 	stackcountVarOwlOffNsproxy    = "owl_off_nsproxy"
 	stackcountVarOwlOffTiStatus   = "owl_off_ti_status"
+	stackcountVarOwlPyEnabled     = "owl_py_enabled"
+	stackcountVarOwlPyOffTp       = "owl_py_off_tp"
 	stackcountVarOwlTargCgroup    = "owl_targ_cgroup"
 	stackcountVarOwlTargMntns     = "owl_targ_mntns"
 	stackcountVarOwlTargTgid      = "owl_targ_tgid"
@@ -100,11 +142,15 @@ type stackcountProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type stackcountMapSpecs struct {
-	Counts      *ebpf.MapSpec `ebpf:"counts"`
-	Events      *ebpf.MapSpec `ebpf:"events"`
-	Kstacks     *ebpf.MapSpec `ebpf:"kstacks"`
-	OwlCounters *ebpf.MapSpec `ebpf:"owl_counters"`
-	Ustacks     *ebpf.MapSpec `ebpf:"ustacks"`
+	Counts       *ebpf.MapSpec `ebpf:"counts"`
+	Events       *ebpf.MapSpec `ebpf:"events"`
+	Kstacks      *ebpf.MapSpec `ebpf:"kstacks"`
+	OwlCounters  *ebpf.MapSpec `ebpf:"owl_counters"`
+	OwlPyProcs   *ebpf.MapSpec `ebpf:"owl_py_procs"`
+	OwlPyScratch *ebpf.MapSpec `ebpf:"owl_py_scratch"`
+	OwlPyStacks  *ebpf.MapSpec `ebpf:"owl_py_stacks"`
+	OwlUstacks   *ebpf.MapSpec `ebpf:"owl_ustacks"`
+	Ustacks      *ebpf.MapSpec `ebpf:"ustacks"`
 }
 
 // stackcountVariableSpecs contains global variables before they are loaded into the kernel.
@@ -117,6 +163,8 @@ type stackcountVariableSpecs struct {
 	OwlOffNsInum   *ebpf.VariableSpec `ebpf:"owl_off_ns_inum"`
 	OwlOffNsproxy  *ebpf.VariableSpec `ebpf:"owl_off_nsproxy"`
 	OwlOffTiStatus *ebpf.VariableSpec `ebpf:"owl_off_ti_status"`
+	OwlPyEnabled   *ebpf.VariableSpec `ebpf:"owl_py_enabled"`
+	OwlPyOffTp     *ebpf.VariableSpec `ebpf:"owl_py_off_tp"`
 	OwlTargCgroup  *ebpf.VariableSpec `ebpf:"owl_targ_cgroup"`
 	OwlTargMntns   *ebpf.VariableSpec `ebpf:"owl_targ_mntns"`
 	OwlTargTgid    *ebpf.VariableSpec `ebpf:"owl_targ_tgid"`
@@ -146,11 +194,15 @@ func (o *stackcountObjects) Close() error {
 //
 // It can be passed to loadStackcountObjects or ebpf.CollectionSpec.LoadAndAssign.
 type stackcountMaps struct {
-	Counts      *ebpf.Map `ebpf:"counts"`
-	Events      *ebpf.Map `ebpf:"events"`
-	Kstacks     *ebpf.Map `ebpf:"kstacks"`
-	OwlCounters *ebpf.Map `ebpf:"owl_counters"`
-	Ustacks     *ebpf.Map `ebpf:"ustacks"`
+	Counts       *ebpf.Map `ebpf:"counts"`
+	Events       *ebpf.Map `ebpf:"events"`
+	Kstacks      *ebpf.Map `ebpf:"kstacks"`
+	OwlCounters  *ebpf.Map `ebpf:"owl_counters"`
+	OwlPyProcs   *ebpf.Map `ebpf:"owl_py_procs"`
+	OwlPyScratch *ebpf.Map `ebpf:"owl_py_scratch"`
+	OwlPyStacks  *ebpf.Map `ebpf:"owl_py_stacks"`
+	OwlUstacks   *ebpf.Map `ebpf:"owl_ustacks"`
+	Ustacks      *ebpf.Map `ebpf:"ustacks"`
 }
 
 func (m *stackcountMaps) Close() error {
@@ -159,6 +211,10 @@ func (m *stackcountMaps) Close() error {
 		m.Events,
 		m.Kstacks,
 		m.OwlCounters,
+		m.OwlPyProcs,
+		m.OwlPyScratch,
+		m.OwlPyStacks,
+		m.OwlUstacks,
 		m.Ustacks,
 	)
 }
@@ -173,6 +229,8 @@ type stackcountVariables struct {
 	OwlOffNsInum   *ebpf.Variable `ebpf:"owl_off_ns_inum"`
 	OwlOffNsproxy  *ebpf.Variable `ebpf:"owl_off_nsproxy"`
 	OwlOffTiStatus *ebpf.Variable `ebpf:"owl_off_ti_status"`
+	OwlPyEnabled   *ebpf.Variable `ebpf:"owl_py_enabled"`
+	OwlPyOffTp     *ebpf.Variable `ebpf:"owl_py_off_tp"`
 	OwlTargCgroup  *ebpf.Variable `ebpf:"owl_targ_cgroup"`
 	OwlTargMntns   *ebpf.Variable `ebpf:"owl_targ_mntns"`
 	OwlTargTgid    *ebpf.Variable `ebpf:"owl_targ_tgid"`
