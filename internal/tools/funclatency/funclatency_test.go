@@ -92,14 +92,19 @@ const slack = time.Millisecond
 // checkSlots holds log2 slots counted in the kernel to the durations the
 // target measured (ns). A call whose caller-side length minus slack falls
 // in a lower slot may be counted in either; all others must match.
-func checkSlots(t *testing.T, slots, durs []uint64, unit Unit) {
+//
+// durs[first] is the call in which the process hit its first uprobe: the
+// kernel then sets up the process's uprobe area, which under qemu's TCG
+// took 6 ms more than the call's own length (Debian 6.1 guest), so it may
+// be counted in any lower slot.
+func checkSlots(t *testing.T, slots, durs []uint64, unit Unit, first int) {
 	t.Helper()
 	want := make([]uint64, len(slots))
 	var ambiguous, count, off uint64
-	for _, d := range durs {
+	for i, d := range durs {
 		hi := slotOf(d / unit.Nanoseconds())
 		want[hi]++
-		if d < uint64(slack) || slotOf((d-uint64(slack))/unit.Nanoseconds()) != hi {
+		if i == first || d < uint64(slack) || slotOf((d-uint64(slack))/unit.Nanoseconds()) != hi {
 			ambiguous++
 		}
 	}
@@ -178,7 +183,7 @@ func TestSleepMsInFourToSevenMs(t *testing.T) {
 			if len(h) != 1 {
 				t.Fatalf("want one histogram, got %d", len(h))
 			}
-			checkSlots(t, h[0].Slots, durs, Msecs)
+			checkSlots(t, h[0].Slots, durs, Msecs, 0)
 			var sum uint64
 			for _, d := range durs {
 				sum += d
@@ -212,7 +217,7 @@ func TestRecursionPairsEachLevel(t *testing.T) {
 	if h.Count != 30 || len(durs) != 30 {
 		t.Errorf("count %d, %d durations: want 30 calls", h.Count, len(durs))
 	}
-	checkSlots(t, h.Slots, durs, Msecs)
+	checkSlots(t, h.Slots, durs, Msecs, 4) // the first chain's outermost call
 }
 
 // -F: one histogram per function, named, each with its own count; a
@@ -519,7 +524,7 @@ func TestCommand(t *testing.T) {
 				if !strings.HasPrefix(stdout, head) || !regexp.MustCompile(`\navg = \d+ `+label+`, total: \d+ `+label+`, count: 5\n\n$`).MatchString(stdout) {
 					t.Errorf("output:\n%s\nwant it to start with\n%s", stdout, head)
 				}
-				checkSlots(t, slotsOf(t, parseHist(t, stdout)), durs, c.unit)
+				checkSlots(t, slotsOf(t, parseHist(t, stdout)), durs, c.unit, 0)
 				return
 			}
 			lines := strings.Split(strings.TrimSpace(stdout), "\n")
@@ -540,7 +545,7 @@ func TestCommand(t *testing.T) {
 			if h.Func != bin+":sleep_ms" || h.Unit != label || h.Count != 5 || h.Avg > h.Total/5 || h.Avg+1 < h.Total/5 || h.Total < 15 {
 				t.Errorf("JSON %s", lines[0])
 			}
-			checkSlots(t, slotsOf(t, h.Buckets), durs, c.unit)
+			checkSlots(t, slotsOf(t, h.Buckets), durs, c.unit, 0)
 			if !strings.HasPrefix(lines[1], `{"lost":0`) {
 				t.Errorf("last line %s", lines[1])
 			}
