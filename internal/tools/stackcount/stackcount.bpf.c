@@ -140,12 +140,12 @@ int count_tracepoint(void *ctx)
 }
 
 /* Kernel stacks at syscall tracepoints (syscalls:sys_enter_NAME and
- * sys_exit_NAME). Before Linux 6.12 (?) the kernel hands a BPF program there
- * the task's user registers, so the kernel stack it takes is empty
- * (-EFAULT). With -K those tracepoints are counted at the raw sys_enter
- * and sys_exit tracepoints instead, where the stack is walked from the
- * program itself, for the syscall numbers set from Go in this table
- * (bit 0: enter, bit 1: exit). */
+ * sys_exit_NAME). Kernels before 6.12 (Debian's 6.1) hand a BPF program
+ * there the task's user registers, so the kernel stack it takes is empty
+ * (-EFAULT). With -K those tracepoints are counted at the raw sys_enter and
+ * sys_exit tracepoints instead, where the stack is walked from the program
+ * itself, for the syscall numbers set from Go in this table (bit 0: enter,
+ * bit 1: exit). */
 #define MAX_SYSCALLS 1024
 #define SYS_ENTER 1
 #define SYS_EXIT 2

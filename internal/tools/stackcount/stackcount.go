@@ -228,7 +228,11 @@ User stacks need frame pointers in the traced code (gcc
 -fno-omit-frame-pointer; Go keeps them on amd64 and arm64); a function's
 caller, which a frame-pointer walk misses at the function's first
 instruction, is put back from the return address. Kernel stacks are named
-from /proc/kallsyms. User frames are taken as build-id and file offset, so
+from /proc/kallsyms. With kernel stacks, t:syscalls:sys_enter_NAME and
+sys_exit_NAME are counted at the raw sys_enter and sys_exit tracepoints,
+filtered on the syscall's number: kernels before 6.12 give no kernel stack
+at a syscall tracepoint. 32-bit (i386) syscalls are left out there, as the
+syscall tracepoints do. User frames are taken as build-id and file offset, so
 the stacks of processes that exited before the report are named from files
 owl knows: the files of the patterns and the libraries they need, and with
 -p the process's own; other files print as [unknown] (build-id
@@ -514,7 +518,7 @@ func (s *Source) caller(k *stackcountStackKey, top buildIDFrame) syms.Frame {
 // program and the kernel's code that runs it, before the traced code;
 // those frames are left out (how many there are depends on the kernel).
 func isTracingFrame(symbol string) bool {
-	for _, p := range []string{"bpf_prog_", "bpf_trace_run", "__bpf_trace_"} {
+	for _, p := range []string{"bpf_prog_", "bpf_trace_run", "__bpf_trace_", "__traceiter_"} {
 		if strings.HasPrefix(symbol, p) {
 			return true
 		}
