@@ -139,4 +139,76 @@ int count_tracepoint(void *ctx)
 	return count(ctx, true);
 }
 
+/* Kernel stacks at syscall tracepoints (syscalls:sys_enter_NAME and
+ * sys_exit_NAME). Kernels before 6.12 (Debian's 6.1) hand a BPF program
+ * there the task's user registers, so the kernel stack it takes is empty
+ * (-EFAULT). With -K those tracepoints are counted at the raw sys_enter and
+ * sys_exit tracepoints instead, where the stack is walked from the program
+ * itself, for the syscall numbers set from Go in this table (bit 0: enter,
+ * bit 1: exit). */
+#define MAX_SYSCALLS 1024
+#define SYS_ENTER 1
+#define SYS_EXIT 2
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_SYSCALLS);
+	__type(key, __u32);
+	__type(value, __u8);
+} syscalls SEC(".maps");
+
+/* The registers fields read, by name (CO-RE): their offsets differ
+ * between architectures and vmlinux.h is x86's. */
+struct pt_regs___sc_x86 {
+	long orig_ax;
+	unsigned long cs;
+} __attribute__((preserve_access_index));
+
+struct pt_regs___sc_arm64 {
+	int syscallno;
+} __attribute__((preserve_access_index));
+
+/* x86's 32-bit code segment: a 32-bit process's syscalls are numbered
+ * from the i386 table, and the syscall tracepoints leave them out. */
+#define USER32_CS 0x23
+
+static __always_inline bool syscall_wanted(void *regs, long nr, __u8 bit)
+{
+	__u32 key = nr;
+	__u8 *want;
+
+#if defined(__TARGET_ARCH_x86)
+	if (BPF_CORE_READ((struct pt_regs___sc_x86 *)regs, cs) == USER32_CS)
+		return false;
+#endif
+	if (nr < 0 || nr >= MAX_SYSCALLS)
+		return false;
+	want = bpf_map_lookup_elem(&syscalls, &key);
+	return want && (*want & bit);
+}
+
+SEC("raw_tracepoint/sys_enter")
+int count_sys_enter(struct bpf_raw_tracepoint_args *ctx)
+{
+	if (!syscall_wanted((void *)ctx->args[0], ctx->args[1], SYS_ENTER))
+		return 0;
+	return count(ctx, true);
+}
+
+SEC("raw_tracepoint/sys_exit")
+int count_sys_exit(struct bpf_raw_tracepoint_args *ctx)
+{
+	void *regs = (void *)ctx->args[0];
+	long nr;
+
+#if defined(__TARGET_ARCH_x86)
+	nr = BPF_CORE_READ((struct pt_regs___sc_x86 *)regs, orig_ax);
+#else
+	nr = BPF_CORE_READ((struct pt_regs___sc_arm64 *)regs, syscallno);
+#endif
+	if (!syscall_wanted(regs, nr, SYS_EXIT))
+		return 0;
+	return count(ctx, true);
+}
+
 const struct stack_key *unused_stack_key __attribute__((unused));

@@ -72,7 +72,10 @@ const (
 	stackcountMapOwlPyScratch     = "owl_py_scratch"
 	stackcountMapOwlPyStacks      = "owl_py_stacks"
 	stackcountMapOwlUstacks       = "owl_ustacks"
+	stackcountMapSyscalls         = "syscalls"
 	stackcountMapUstacks          = "ustacks"
+	stackcountProgCountSysEnter   = "count_sys_enter"
+	stackcountProgCountSysExit    = "count_sys_exit"
 	stackcountProgCountTracepoint = "count_tracepoint"
 	stackcountProgCountUprobe     = "count_uprobe"
 	stackcountVarKeyComm          = "key_comm"
@@ -134,6 +137,8 @@ type stackcountSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type stackcountProgramSpecs struct {
+	CountSysEnter   *ebpf.ProgramSpec `ebpf:"count_sys_enter"`
+	CountSysExit    *ebpf.ProgramSpec `ebpf:"count_sys_exit"`
 	CountTracepoint *ebpf.ProgramSpec `ebpf:"count_tracepoint"`
 	CountUprobe     *ebpf.ProgramSpec `ebpf:"count_uprobe"`
 }
@@ -150,6 +155,7 @@ type stackcountMapSpecs struct {
 	OwlPyScratch *ebpf.MapSpec `ebpf:"owl_py_scratch"`
 	OwlPyStacks  *ebpf.MapSpec `ebpf:"owl_py_stacks"`
 	OwlUstacks   *ebpf.MapSpec `ebpf:"owl_ustacks"`
+	Syscalls     *ebpf.MapSpec `ebpf:"syscalls"`
 	Ustacks      *ebpf.MapSpec `ebpf:"ustacks"`
 }
 
@@ -202,6 +208,7 @@ type stackcountMaps struct {
 	OwlPyScratch *ebpf.Map `ebpf:"owl_py_scratch"`
 	OwlPyStacks  *ebpf.Map `ebpf:"owl_py_stacks"`
 	OwlUstacks   *ebpf.Map `ebpf:"owl_ustacks"`
+	Syscalls     *ebpf.Map `ebpf:"syscalls"`
 	Ustacks      *ebpf.Map `ebpf:"ustacks"`
 }
 
@@ -215,6 +222,7 @@ func (m *stackcountMaps) Close() error {
 		m.OwlPyScratch,
 		m.OwlPyStacks,
 		m.OwlUstacks,
+		m.Syscalls,
 		m.Ustacks,
 	)
 }
@@ -244,12 +252,16 @@ type stackcountVariables struct {
 //
 // It can be passed to loadStackcountObjects or ebpf.CollectionSpec.LoadAndAssign.
 type stackcountPrograms struct {
+	CountSysEnter   *ebpf.Program `ebpf:"count_sys_enter"`
+	CountSysExit    *ebpf.Program `ebpf:"count_sys_exit"`
 	CountTracepoint *ebpf.Program `ebpf:"count_tracepoint"`
 	CountUprobe     *ebpf.Program `ebpf:"count_uprobe"`
 }
 
 func (p *stackcountPrograms) Close() error {
 	return _StackcountClose(
+		p.CountSysEnter,
+		p.CountSysExit,
 		p.CountTracepoint,
 		p.CountUprobe,
 	)
