@@ -159,6 +159,11 @@ int tp_exec(struct exec_args *ctx)
 		if (off >= len)
 			break;
 		n = len - off > CHUNK ? CHUNK : len - off;
+		/* 6.1's verifier loses the clamp's bound on the way to the
+		 * call ("R2 min value is negative"); a mask, kept by the
+		 * barrier and a no-op here, gives it [0, 2 * CHUNK). */
+		barrier_var(n);
+		n &= 2 * CHUNK - 1;
 		if (bpf_probe_read_user(args + off, n, (void *)(start + off))) {
 			b->e.unreadable = 1;
 			break;
@@ -216,6 +221,9 @@ static __always_inline int on_exit(long ret)
 			b->e.truncated = 1;
 			break;
 		}
+		/* A no-op mask that shows the verifier off < ARGS_CAP. */
+		barrier_var(off);
+		off &= ARGS_CAP - 1;
 		n = bpf_probe_read_user_str(args + off, ARGS_CAP, (void *)p);
 		if (n <= 0) {
 			b->e.unreadable = 1;
