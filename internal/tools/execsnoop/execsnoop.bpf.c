@@ -35,6 +35,11 @@ struct buf {
 	__u8 data[FNAME_CAP + 2 * ARGS_CAP];
 };
 
+/* Masks a record's size: above its largest, within struct buf. */
+#define SIZE_MASK 0xffff
+_Static_assert(sizeof(struct event) + FNAME_CAP + ARGS_CAP <= SIZE_MASK &&
+	       SIZE_MASK < sizeof(struct buf), "SIZE_MASK");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1); /* set from Go: one per possible CPU */
@@ -105,6 +110,8 @@ static __always_inline struct buf *start_record(__s32 ret)
 
 static __always_inline void send(struct buf *b, __u64 fname, __u64 args)
 {
+	__u64 size;
+
 	/* Clamped where the verifier sees it: the compiler would otherwise
 	 * test a copy and pass the unchecked value on. */
 	barrier_var(fname);
@@ -115,7 +122,13 @@ static __always_inline void send(struct buf *b, __u64 fname, __u64 args)
 		args = ARGS_CAP;
 	b->e.fname_size = fname;
 	b->e.args_size = args;
-	owl_emit(b, sizeof(b->e) + fname + args);
+	size = sizeof(b->e) + fname + args;
+	/* 6.1's verifier keeps neither clamp's bound ("R3 min value is
+	 * negative"); this mask is a no-op (size < SIZE_MASK) that bounds
+	 * the size by the record buffer. */
+	barrier_var(size);
+	size &= SIZE_MASK;
+	owl_emit(b, size);
 }
 
 /* Clamps a string read's result to a size in [0, cap]. */
