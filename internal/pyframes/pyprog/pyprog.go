@@ -35,6 +35,10 @@ var pyenvVersions = []string{"3.8.18", "3.9.18", "3.10.13", "3.11.7", "3.12.1", 
 func Interps(t *testing.T) []Interp {
 	t.Helper()
 	if _, err := os.Stat(Debian); err != nil {
+		if os.Getenv("OWL_BIN") != "" {
+			// The qemu guest has busybox and the test binaries, no Python.
+			t.Skipf("%s is not in the qemu guest: Python frames are tested on the host", Debian)
+		}
 		t.Fatalf("%s: %v (apt-get install python3.11; make test installs it)", Debian, err)
 	}
 	out := []Interp{{"debian-3.11", Debian}}
