@@ -180,6 +180,14 @@ second, so the stacks of processes that exited before the end are named
 too; frames in files without a build-id (JIT code, Go programs built
 without one) need the process to be alive at the end.
 
+CPython processes (3.8 to 3.13) show their Python functions, "func
+(file:line)", in place of the interpreter's frames (as stackcount): each
+sample walks the thread's Python frames in the kernel; the code objects are
+named from the process's memory once a second and at the end, so a
+process that exits leaves only its stacks named by then, the rest as
+[unknown] (python). In flame graphs a Python function is one box whatever
+its lines; pprof keeps the lines (go tool pprof -lines).
+
 Each stack table (kernel, user) holds --stack-storage-size distinct stacks
 (default 16384); a stack that finds no room (or collides with another in
 the table's hash) is counted as stack_unavailable and its samples as
