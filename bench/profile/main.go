@@ -20,7 +20,11 @@
 // installed: what any BPF profiler pays for the timer interrupt and a
 // stack walk on this machine.
 //
+// With -python PATH it measures instead what the Python walk adds to a
+// sample of a Python loop (python.go).
+//
 //	sudo go run ./bench/profile [-runs 7] [-secs 3] [-F 99] [-hi 9999] [-owl PATH] [-bpftrace PATH]
+//	sudo go run ./bench/profile -python /usr/bin/python3.11 [-depth 0] [-slices 20] [-slice 500ms] [-hi 9999]
 package main
 
 import (
@@ -144,7 +148,18 @@ func main() {
 	hi := flag.Int("hi", 9999, "a high frequency, to measure the cost of one sample")
 	owlPath := flag.String("owl", "", "owl binary (default: build ./cmd/owl)")
 	bpftrace := flag.String("bpftrace", "bpftrace", "bpftrace binary (skipped when missing)")
+	python := flag.String("python", "", "measure the Python walk's cost per sample on a loop run by this Python instead")
+	depth := flag.Int("depth", 0, "with -python: more Python frames below the loop (4 without)")
+	slices := flag.Int("slices", 20, "with -python: slices of each kind, walk on and off")
+	slice := flag.Duration("slice", 500*time.Millisecond, "with -python: length of a slice")
 	flag.Parse()
+	if *python != "" {
+		if err := pythonWalk(*python, *depth, *slices, *slice, *hi); err != nil {
+			fmt.Fprintln(os.Stderr, "profile:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(*runs, *secs, *freq, *hi, *owlPath, *bpftrace); err != nil {
 		fmt.Fprintln(os.Stderr, "profile:", err)
 		os.Exit(1)

@@ -318,7 +318,9 @@ func (w *Walker) Python(pid uint32, id uint64) Stack {
 // are left out, native frames of other files (C extensions, libc) stay
 // where they are. Without frame pointers in the interpreter the native
 // walk stops in it: the Python frames then follow the native frames above
-// the interpreter.
+// the interpreter. Past an interpreter frame, a native frame in no file
+// (unnamed, no module) is left out: it is what a frame-pointer walk reads
+// from a frame without one, not a caller.
 func Merge(native []syms.Frame, py Stack) []syms.Frame {
 	if len(py.Frames) == 0 {
 		return native
@@ -349,11 +351,13 @@ func Merge(native []syms.Frame, py Stack) []syms.Frame {
 		}
 		return out
 	}
-	j := 0
+	j, walked := 0, false // walked: the walk went through the interpreter
 	for _, f := range native {
 		switch {
 		case !isInterp(f):
-			out = append(out, f)
+			if !walked || f.Symbol != syms.Unknown || f.Module != "" {
+				out = append(out, f)
+			}
 		case isEval(f.Symbol):
 			for j < len(py.Frames) {
 				out = append(out, py.Frames[j])
@@ -363,6 +367,7 @@ func Merge(native []syms.Frame, py Stack) []syms.Frame {
 				}
 			}
 		}
+		walked = walked || isInterp(f)
 	}
 	return append(out, py.Frames[j:]...)
 }

@@ -254,6 +254,9 @@ func TestMerge(t *testing.T) {
 		{"libc.so.6:open64 :[unknown]", "libc.so.6:open64 py:c py:b py:a py:<module>"},
 		{"libc.so.6:open64 libpython3.12.so:_Py_open libpython3.12.so:[unknown] libc.so.6:start_thread",
 			"libc.so.6:open64 py:c py:b py:a py:<module> libc.so.6:start_thread"},
+		// Past the interpreter, an address in no file is no frame.
+		{"ext.so:[unknown] libpython3.12.so:_PyEval_EvalFrameDefault :[unknown] libpython3.12.so:_PyEval_EvalFrameDefault",
+			"ext.so:[unknown] py:c py:b py:a py:<module>"},
 		// An eval frame short of groups: the rest go at the end.
 		{"libc.so.6:read libpython3.12.so:_PyEval_EvalFrameDefault", "libc.so.6:read py:c py:b py:a py:<module>"},
 	} {

@@ -339,8 +339,16 @@ func Flame(stacks []Stack, cfg Config, start time.Time, d time.Duration) *flame.
 }
 
 // userFrame is a user frame for flame graphs: JIT code is told by its
-// module, a perf map.
+// module, a perf map. A Python frame is its function, one box however
+// many of its lines were sampled, with the file and line for pprof.
 func userFrame(f syms.Frame) flame.Frame {
+	if f.Lang != "" {
+		name := f.Symbol
+		if f.File == "" {
+			name = f.String() // [unknown] (python): the process exited
+		}
+		return flame.Frame{Name: name, File: f.File, Line: int64(f.Line), Kind: flame.Interpreted}
+	}
 	kind := flame.Native
 	if strings.HasPrefix(f.Module, "perf-") && strings.HasSuffix(f.Module, ".map") {
 		kind = flame.JIT
@@ -432,8 +440,12 @@ func (p *printer) appendFolded(b []byte, st *Stack) []byte {
 }
 
 // appendName appends a frame's function, escaped; an unknown one as
-// "[unknown]", with the module when known.
+// "[unknown]", with the module when known; a Python one as
+// "func (file:line)".
 func appendName(b []byte, f syms.Frame) []byte {
+	if f.Lang != "" {
+		return append(b, f.String()...)
+	}
 	if f.Symbol == "" || f.Symbol == syms.Unknown {
 		b = append(b, syms.Unknown...)
 		if f.Module != "" {

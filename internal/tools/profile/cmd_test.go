@@ -208,3 +208,52 @@ func TestFlags(t *testing.T) {
 		}
 	}
 }
+
+// pyStack is a sample of a Python program: hot (line 11) ← spin ←
+// <module>, above the interpreter's native frames.
+func pyStack() Stack {
+	st := testStack()
+	st.KStack = nil
+	st.UStack = []syms.Frame{
+		{Addr: 0x7f10, Symbol: "hot", Lang: "python", File: "/srv/hot.py", Line: 11},
+		{Addr: 0x7f20, Symbol: "spin", Lang: "python", File: "/srv/hot.py", Line: 23},
+		{Addr: 0x7f30, Symbol: "<module>", Lang: "python", File: "/srv/hot.py", Line: 29},
+		{Addr: 0x401080, Symbol: "main", Module: "python3.11"},
+	}
+	return st
+}
+
+// Python frames print as stackcount's, "func (file:line)", in text and
+// folded reports; a flame graph has one box per function (interpreted),
+// the line kept for pprof; rows differ by line.
+func TestPythonFrameOutputs(t *testing.T) {
+	p := printer{folded: true}
+	got := string(p.appendReport(nil, []Stack{pyStack()}))
+	want := `app\x0a;main;<module> (/srv/hot.py:29);spin (/srv/hot.py:23);hot (/srv/hot.py:11) 42` + "\n"
+	if got != want {
+		t.Errorf("folded:\ngot  %q\nwant %q", got, want)
+	}
+	p = printer{}
+	if got := string(p.appendReport(nil, []Stack{pyStack()})); !strings.HasPrefix(got, "\n    hot (/srv/hot.py:11)\n    spin (/srv/hot.py:23)\n") {
+		t.Errorf("text:\n%s", got)
+	}
+	fs := Flame([]Stack{pyStack()}, Config{Freq: 99}, time.Time{}, time.Second).Stacks[0].Frames
+	if hot := fs[len(fs)-1]; hot != (flame.Frame{Name: "hot", File: "/srv/hot.py", Line: 11, Kind: flame.Interpreted}) {
+		t.Errorf("flame frame of hot %+v", hot)
+	}
+	if f := userFrame(syms.Frame{Symbol: syms.Unknown, Lang: "python"}); f.Name != "[unknown] (python)" || f.Kind != flame.Interpreted {
+		t.Errorf("unnamed Python frame %+v", f)
+	}
+	a, b := pyStack(), pyStack()
+	b.UStack[0].Line = 12
+	if string(a.appendIdentity(nil)) == string(b.appendIdentity(nil)) {
+		t.Errorf("two lines of hot are one row")
+	}
+	js, err := json.Marshal(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(js), `"symbol":"hot","offset":0,"module":"","lang":"python","file":"/srv/hot.py","line":11`) {
+		t.Errorf("JSON %s", js)
+	}
+}

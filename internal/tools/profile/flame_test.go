@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/owlbpf/owl/internal/e2e"
+	"github.com/owlbpf/owl/internal/pyframes/pyprog"
 )
 
 // The files of `owl profile --pprof --svg` on the C program: go tool
@@ -206,3 +207,60 @@ func checkScreenshot(t *testing.T, path string, share float64) {
 // frameRows is how far above and below the widest highlighted row the
 // frame's label may reach (a frame is 15 pixels high).
 const frameRows = 15
+
+// `owl profile -f --pprof --svg` on Debian's python3.11: folded lines
+// carry the Python frames (func (file:line)), go tool pprof -top puts
+// hot() first, its lines with -lines; the flame graph has hot's box.
+func TestPythonCommand(t *testing.T) {
+	e2e.Require(t)
+	goTool := needTool(t, "go")
+	script, err := filepath.Abs("testdata/hot.py")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := start(t, pyprog.Debian, script)
+	dir := t.TempDir()
+	pprofFile, svgFile := filepath.Join(dir, "cpu.pb.gz"), filepath.Join(dir, "flame.svg")
+	var out, errb bytes.Buffer
+	cmd := command()
+	cmd.SetArgs([]string{"-p", strconv.Itoa(p.Pid), "-F", strconv.Itoa(freq), "-U", "-f", "-D", "2", "--pprof", pprofFile, "--svg", svgFile})
+	cmd.SetOut(&out)
+	cmd.SetErr(&errb)
+	if err := cmd.Execute(); err != nil {
+		t.Fatalf("%v: %s", err, errb.String())
+	}
+	hotLine := regexp.MustCompile(`^python3\.11;(.*;)?<module> \(` + regexp.QuoteMeta(script) + `:29\);spin \(` +
+		regexp.QuoteMeta(script) + `:23\);hot \(` + regexp.QuoteMeta(script) + `:(8|9|10|11|12)\) \d+$`)
+	found := false
+	for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+		found = found || hotLine.MatchString(line)
+	}
+	if !found {
+		t.Errorf("no folded line %s in:\n%s", hotLine, out.String())
+	}
+	top, err := exec.Command(goTool, "tool", "pprof", "-top", pprofFile).CombinedOutput()
+	if err != nil {
+		t.Fatalf("go tool pprof: %v\n%s", err, top)
+	}
+	if first := firstTopRow(string(top)); !strings.HasSuffix(first, " hot") {
+		t.Errorf("go tool pprof -top: first row %q, want hot:\n%s", first, top)
+	}
+	lines, err := exec.Command(goTool, "tool", "pprof", "-top", "-lines", pprofFile).CombinedOutput()
+	if err != nil {
+		t.Fatalf("go tool pprof -lines: %v\n%s", err, lines)
+	}
+	// pprof shows <module> as "" (names with <...> look like C++
+	// templates to it, which it strips): its line is there.
+	for _, fn := range []string{" hot " + script + ":1", " spin " + script + ":23", " " + script + ":29"} {
+		if !strings.Contains(string(lines), fn) {
+			t.Errorf("go tool pprof -top -lines: no %q in:\n%s", fn, lines)
+		}
+	}
+	svg, err := os.ReadFile(svgFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`data-n="hot"><title>hot `).Match(svg) {
+		t.Errorf("no frame hot in the flame graph: %.3000s", svg)
+	}
+}

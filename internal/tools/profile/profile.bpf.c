@@ -3,8 +3,10 @@
 /* profile: timed samples of on-CPU stacks. A cpu-clock software perf event
  * on each CPU (no PMU needed: it works in VMs) runs sample() at -F Hz; each
  * sample adds one to the count of its (process, kernel stack, user stack)
- * in a kernel hash, read at the end. Nothing is streamed. */
+ * in a kernel hash, read at the end. Nothing is streamed. A CPython
+ * process's samples also carry its Python frames (bpf/python.h). */
 #include "owl.h"
+#include "python.h"
 
 #define EFAULT 14
 #define EEXIST 17
@@ -23,8 +25,9 @@ struct sample_key {
 	 * (the return address), which the frame-pointer walk missed; else 0. */
 	__u64 ip;
 	__u64 caller;
-	/* Interpreter frames (Python) plug in here: an id of the interpreter
-	 * stack taken with the user stack, merged into it in Go. */
+	/* The Python frames of the sampled thread (bpf/python.h): an id in
+	 * owl_py_stacks, 0 when none; merged with the user stack in Go. */
+	__u64 pystack;
 };
 
 const volatile bool want_kstack = true;
@@ -119,6 +122,10 @@ int sample(struct bpf_perf_event_data *ctx)
 	k.ustack = want_ustack ? stack_id(ctx, &ustacks, BPF_F_USER_STACK) : NO_STACK;
 	if (k.ustack >= 0)
 		missing_caller(ctx, &k);
+	/* One hash lookup for a process that runs no Python; the walk
+	 * (~1 µs) for one that does. */
+	if (want_ustack)
+		k.pystack = owl_py_stack();
 	n = bpf_map_lookup_elem(&counts, &k);
 	if (!n) {
 		err = bpf_map_update_elem(&counts, &k, &one, BPF_NOEXIST);

@@ -21,6 +21,7 @@ import (
 
 	"github.com/owlbpf/owl/internal/event"
 	"github.com/owlbpf/owl/internal/probe"
+	"github.com/owlbpf/owl/internal/pyframes"
 	"github.com/owlbpf/owl/internal/syms"
 	"github.com/owlbpf/owl/internal/tool"
 )
@@ -179,6 +180,14 @@ second, so the stacks of processes that exited before the end are named
 too; frames in files without a build-id (JIT code, Go programs built
 without one) need the process to be alive at the end.
 
+CPython processes (3.8 to 3.13) show their Python functions, "func
+(file:line)", in place of the interpreter's frames (as stackcount): each
+sample walks the thread's Python frames in the kernel; the code objects are
+named from the process's memory once a second and at the end, so a
+process that exits leaves only its stacks named by then, the rest as
+[unknown] (python). In flame graphs a Python function is one box whatever
+its lines; pprof keeps the lines (go tool pprof -lines).
+
 Each stack table (kernel, user) holds --stack-storage-size distinct stacks
 (default 16384); a stack that finds no room (or collides with another in
 the table's hash) is counted as stack_unavailable and its samples as
@@ -218,7 +227,8 @@ that finds no room is lost and counted (map_full).
 		if cfg.UStack {
 			m.Ustacks.MaxEntries = uint32(orDefault(cfg.Stacks, DefaultStacks))
 		}
-		return errors.Join(v.WantKstack.Set(cfg.KStack), v.WantUstack.Set(cfg.UStack), v.IncludeIdle.Set(cfg.Idle))
+		return errors.Join(v.WantKstack.Set(cfg.KStack), v.WantUstack.Set(cfg.UStack), v.IncludeIdle.Set(cfg.Idle),
+			pyframes.Configure(cs, cfg.UStack))
 	},
 	Stream: func(Config) bool { return false },
 	Decoder: func(Config, *probe.Session) (func([]byte, *Stack) bool, error) {
@@ -245,7 +255,8 @@ type Source struct {
 	links    []link.Link
 	kallsyms *syms.Kallsyms
 	procs    *syms.Processes
-	learned  map[uint32]bool // processes whose files Learn has read
+	py       *pyframes.Walker // Python frames; nil without user stacks
+	learned  map[uint32]bool  // processes whose files Learn has read
 	ips      [127]uint64
 	frames   [127]buildIDFrame
 }
@@ -297,6 +308,12 @@ func (s *Source) start(cpus []int, opts tool.Options) error {
 		s.procs = syms.NewProcesses(syms.NewCache(), maxProcesses)
 		if opts.Task.PID != 0 {
 			s.learn(uint32(opts.Task.PID))
+		}
+		// Before sampling: the Python processes running now (-p's, or
+		// all) are put in the walk's table, so their first samples
+		// have Python frames; later ones are found by Learn.
+		if s.py, err = pyframes.New(s.Source.Assign); err != nil {
+			return fmt.Errorf("python frames: %w", err)
 		}
 	}
 	prog := s.Coll.Programs[profileProgSample]
@@ -397,8 +414,10 @@ func ParseCPUs(s string) ([]int, error) {
 
 // Learn reads the files of the processes sampled so far that it has not
 // read yet (their build-ids and symbol tables), so that their stacks are
-// named after they exit. Run it every second or so; not concurrently with
-// Stacks.
+// named after they exit. It also looks for Python in processes first
+// sampled since (their later samples get Python frames) and names the
+// Python stacks sampled so far while their code objects are still in
+// memory. Run it every second or so; not concurrently with Stacks.
 func (s *Source) Learn() error {
 	if s.procs == nil {
 		return nil
@@ -415,6 +434,9 @@ func (s *Source) Learn() error {
 		}
 		if next.Ustack >= 0 {
 			s.learn(next.Pid)
+			// Names (and keeps) the stack, or looks at a
+			// process not seen yet, at most once a second.
+			s.py.Python(next.Pid, next.Pystack)
 		}
 		k = next
 		key = &k
@@ -482,7 +504,9 @@ func (s *Source) stack(k *profileSampleKey) Stack {
 		}
 	}
 	if s.procs != nil && k.Ustack >= 0 {
-		st.UStack = s.userFrames(k, s.userStack(k.Ustack))
+		// Python first: its code objects are read from the process.
+		py := s.py.Python(k.Pid, k.Pystack)
+		st.UStack = pyframes.Merge(s.userFrames(k, s.userStack(k.Ustack)), py)
 	}
 	// A stack id that is no stack, or one gone from its table, is a
 	// missed stack (counted in the kernel when it could not be taken).
@@ -491,13 +515,10 @@ func (s *Source) stack(k *profileSampleKey) Stack {
 	return st
 }
 
-// userFrames names the frames of a user stack, innermost first, putting
-// back the caller the walk missed (profile.bpf.c, missing_caller).
-//
-// This is where interpreter frames plug in: a Python walk taken with the
-// user stack (an id in the key) replaces the interpreter's native frames
-// (its eval loop) with the Python functions they were running, here, so
-// that text, folded, pprof and SVG outputs all show them.
+// userFrames names the native frames of a user stack, innermost first,
+// putting back the caller the walk missed (profile.bpf.c, missing_caller).
+// stack merges the Python frames into them, so that text, folded, JSON,
+// pprof and SVG outputs all show them.
 func (s *Source) userFrames(k *profileSampleKey, frames []buildIDFrame) []syms.Frame {
 	out := make([]syms.Frame, 0, len(frames)+1)
 	for i, f := range frames {
@@ -557,14 +578,15 @@ func (s *Source) userStack(id int32) []buildIDFrame {
 }
 
 // appendIdentity appends what tells rows apart: the process, then each
-// frame as every output prints it (function and module). Offsets and
-// addresses aside: samples at two places in one function are one row.
+// frame as every output prints it (function and module; file and line of
+// a Python frame). Offsets and addresses aside: samples at two places in
+// one native function are one row.
 func (st *Stack) appendIdentity(b []byte) []byte {
 	b = fmt.Appendf(b, "%d/%s", st.PID, st.Comm.Bytes())
 	for _, frames := range [][]syms.Frame{st.KStack, st.UStack} {
 		b = append(b, '|')
 		for _, f := range frames {
-			b = fmt.Appendf(b, "%s(%s);", f.Symbol, f.Module)
+			b = fmt.Appendf(b, "%s(%s:%s:%d);", f.Symbol, f.Module, f.File, f.Line)
 		}
 	}
 	return fmt.Appendf(b, "|%v%v", st.KStackMissed, st.UStackMissed)

@@ -13,15 +13,51 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type profileOwlPyProc struct {
+	_         structs.HostLayout
+	TssKey    uint64
+	Kind      uint32
+	TsdFirst  uint32
+	TsdSecond uint32
+	TsdSize   uint32
+	TsdData   uint32
+	TsFrame   uint32
+	CfFrame   int32
+	F_code    uint32
+	F_back    uint32
+	F_ip      uint32
+	F_flag    uint32
+	F_size    uint32
+}
+
+type profileOwlPyScratch struct {
+	_     structs.HostLayout
+	St    profileOwlPyStack
+	Chunk [128]uint8
+}
+
+type profileOwlPyStack struct {
+	_         structs.HostLayout
+	N         uint32
+	Truncated uint32
+	Entry     uint64
+	F         [64]struct {
+		_    structs.HostLayout
+		Code uint64
+		Ip   uint64
+	}
+}
+
 type profileSampleKey struct {
-	_      structs.HostLayout
-	Pid    uint32
-	Kstack int32
-	Ustack int32
-	Comm   [16]uint8
-	_      [4]byte
-	Ip     uint64
-	Caller uint64
+	_       structs.HostLayout
+	Pid     uint32
+	Kstack  int32
+	Ustack  int32
+	Comm    [16]uint8
+	_       [4]byte
+	Ip      uint64
+	Caller  uint64
+	Pystack uint64
 }
 
 // Names of all BPF objects in the ELF.
@@ -32,6 +68,10 @@ const (
 	profileMapEvents          = "events"
 	profileMapKstacks         = "kstacks"
 	profileMapOwlCounters     = "owl_counters"
+	profileMapOwlPyProcs      = "owl_py_procs"
+	profileMapOwlPyScratch    = "owl_py_scratch"
+	profileMapOwlPyStacks     = "owl_py_stacks"
+	profileMapOwlUstacks      = "owl_ustacks"
 	profileMapUstacks         = "ustacks"
 	profileProgSample         = "sample"
 	profileVarIncludeIdle     = "include_idle"
@@ -39,6 +79,8 @@ const (
 	profileVarOwlOffNsInum    = "owl_off_ns_inum"
 	profileVarOwlOffNsproxy   = "owl_off_nsproxy"
 	profileVarOwlOffTiStatus  = "owl_off_ti_status"
+	profileVarOwlPyEnabled    = "owl_py_enabled"
+	profileVarOwlPyOffTp      = "owl_py_off_tp"
 	profileVarOwlTargCgroup   = "owl_targ_cgroup"
 	profileVarOwlTargMntns    = "owl_targ_mntns"
 	profileVarOwlTargTgid     = "owl_targ_tgid"
@@ -97,11 +139,15 @@ type profileProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type profileMapSpecs struct {
-	Counts      *ebpf.MapSpec `ebpf:"counts"`
-	Events      *ebpf.MapSpec `ebpf:"events"`
-	Kstacks     *ebpf.MapSpec `ebpf:"kstacks"`
-	OwlCounters *ebpf.MapSpec `ebpf:"owl_counters"`
-	Ustacks     *ebpf.MapSpec `ebpf:"ustacks"`
+	Counts       *ebpf.MapSpec `ebpf:"counts"`
+	Events       *ebpf.MapSpec `ebpf:"events"`
+	Kstacks      *ebpf.MapSpec `ebpf:"kstacks"`
+	OwlCounters  *ebpf.MapSpec `ebpf:"owl_counters"`
+	OwlPyProcs   *ebpf.MapSpec `ebpf:"owl_py_procs"`
+	OwlPyScratch *ebpf.MapSpec `ebpf:"owl_py_scratch"`
+	OwlPyStacks  *ebpf.MapSpec `ebpf:"owl_py_stacks"`
+	OwlUstacks   *ebpf.MapSpec `ebpf:"owl_ustacks"`
+	Ustacks      *ebpf.MapSpec `ebpf:"ustacks"`
 }
 
 // profileVariableSpecs contains global variables before they are loaded into the kernel.
@@ -113,6 +159,8 @@ type profileVariableSpecs struct {
 	OwlOffNsInum    *ebpf.VariableSpec `ebpf:"owl_off_ns_inum"`
 	OwlOffNsproxy   *ebpf.VariableSpec `ebpf:"owl_off_nsproxy"`
 	OwlOffTiStatus  *ebpf.VariableSpec `ebpf:"owl_off_ti_status"`
+	OwlPyEnabled    *ebpf.VariableSpec `ebpf:"owl_py_enabled"`
+	OwlPyOffTp      *ebpf.VariableSpec `ebpf:"owl_py_off_tp"`
 	OwlTargCgroup   *ebpf.VariableSpec `ebpf:"owl_targ_cgroup"`
 	OwlTargMntns    *ebpf.VariableSpec `ebpf:"owl_targ_mntns"`
 	OwlTargTgid     *ebpf.VariableSpec `ebpf:"owl_targ_tgid"`
@@ -142,11 +190,15 @@ func (o *profileObjects) Close() error {
 //
 // It can be passed to loadProfileObjects or ebpf.CollectionSpec.LoadAndAssign.
 type profileMaps struct {
-	Counts      *ebpf.Map `ebpf:"counts"`
-	Events      *ebpf.Map `ebpf:"events"`
-	Kstacks     *ebpf.Map `ebpf:"kstacks"`
-	OwlCounters *ebpf.Map `ebpf:"owl_counters"`
-	Ustacks     *ebpf.Map `ebpf:"ustacks"`
+	Counts       *ebpf.Map `ebpf:"counts"`
+	Events       *ebpf.Map `ebpf:"events"`
+	Kstacks      *ebpf.Map `ebpf:"kstacks"`
+	OwlCounters  *ebpf.Map `ebpf:"owl_counters"`
+	OwlPyProcs   *ebpf.Map `ebpf:"owl_py_procs"`
+	OwlPyScratch *ebpf.Map `ebpf:"owl_py_scratch"`
+	OwlPyStacks  *ebpf.Map `ebpf:"owl_py_stacks"`
+	OwlUstacks   *ebpf.Map `ebpf:"owl_ustacks"`
+	Ustacks      *ebpf.Map `ebpf:"ustacks"`
 }
 
 func (m *profileMaps) Close() error {
@@ -155,6 +207,10 @@ func (m *profileMaps) Close() error {
 		m.Events,
 		m.Kstacks,
 		m.OwlCounters,
+		m.OwlPyProcs,
+		m.OwlPyScratch,
+		m.OwlPyStacks,
+		m.OwlUstacks,
 		m.Ustacks,
 	)
 }
@@ -168,6 +224,8 @@ type profileVariables struct {
 	OwlOffNsInum    *ebpf.Variable `ebpf:"owl_off_ns_inum"`
 	OwlOffNsproxy   *ebpf.Variable `ebpf:"owl_off_nsproxy"`
 	OwlOffTiStatus  *ebpf.Variable `ebpf:"owl_off_ti_status"`
+	OwlPyEnabled    *ebpf.Variable `ebpf:"owl_py_enabled"`
+	OwlPyOffTp      *ebpf.Variable `ebpf:"owl_py_off_tp"`
 	OwlTargCgroup   *ebpf.Variable `ebpf:"owl_targ_cgroup"`
 	OwlTargMntns    *ebpf.Variable `ebpf:"owl_targ_mntns"`
 	OwlTargTgid     *ebpf.Variable `ebpf:"owl_targ_tgid"`
