@@ -28,7 +28,8 @@ func newTestProcesses(max int) (*Processes, *clock) {
 // startSleep runs `sleep 30`, killed when the test ends.
 func startSleep(t *testing.T) *exec.Cmd {
 	t.Helper()
-	cmd := exec.Command(lookTool(t, "sleep"), "30")
+	sleep := lookTool(t, "sleep")
+	cmd := exec.Command(sleep, "30")
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -36,6 +37,14 @@ func startSleep(t *testing.T) *exec.Cmd {
 		cmd.Process.Kill()
 		cmd.Wait()
 	})
+	// Start returns once the child is forked, maybe before its exec: until
+	// then its exe and mappings are still this test binary's.
+	want := mustEval(sleep)
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", cmd.Process.Pid)); err == nil && exe == want {
+			break
+		}
+	}
 	return cmd
 }
 
