@@ -608,4 +608,3 @@ func TestAgreesWithBpftrace(t *testing.T) {
 	checkCounts(t, theirs, owl)
 	checkCounts(t, owl, map[string]uint64{"work": 1000, "sleep_ms": 20})
 }
-

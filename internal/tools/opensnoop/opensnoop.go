@@ -73,7 +73,7 @@ type Config struct {
 	// FullPath (-F): make relative paths absolute in the kernel
 	// (Event.FullPath).
 	FullPath bool
-	UStack bool     // --ustack: the user stack of each open
+	UStack   bool // --ustack: the user stack of each open
 }
 
 // The bounds of the directory walk of -F (opensnoop.bpf.c).
