@@ -46,18 +46,20 @@ test: deps-test
 
 # What the tests need, as FILE:PACKAGE pairs: a package is installed (with
 # one apt-get for all) when its file is missing. bpftool cross-checks
-# `bpftool link list`; gcc/g++ build the C and C++ target programs; su
+# `bpftool link list`; gcc/g++/rustc build the C, C++ and Rust target programs; su
 # (util-linux) and login are real PAM programs; bpftrace and libbpf-tools are
 # the side-by-side peers; sys/sdt.h builds the USDT test program; pamtester
 # types passwords, tmux types commands into bash (and bc links readline);
 # java, ruby, python3.11 and node are the runtimes of the language tools.
+# chromium screenshots profile's flame graph.
 TEST_DEPS = /usr/sbin/bpftool:bpftool /usr/bin/gcc:gcc /usr/bin/g++:g++ \
 	/usr/include/stdio.h:libc6-dev /usr/bin/su:util-linux /usr/bin/login:login \
 	/usr/bin/bpftrace:bpftrace /usr/sbin/funclatency:libbpf-tools \
 	/usr/bin/dtrace:systemtap-sdt-dev /usr/bin/pamtester:pamtester \
 	/usr/bin/tmux:tmux /usr/bin/bc:bc \
 	/usr/bin/javac:openjdk-17-jdk-headless /usr/bin/ruby:ruby \
-	/usr/bin/python3.11:python3.11 /usr/bin/node:nodejs
+	/usr/bin/python3.11:python3.11 /usr/bin/node:nodejs /usr/bin/rustc:rustc \
+	/usr/bin/chromium:chromium
 
 deps-test:
 	@missing=; for d in $(TEST_DEPS); do [ -e "$${d%%:*}" ] || missing="$$missing $${d#*:}"; done; \
@@ -84,9 +86,12 @@ bench:
 	@missing=; for d in $(BENCH_DEPS); do [ -e "$${d%%:*}" ] || missing="$$missing $${d#*:}"; done; \
 	if [ -n "$$missing" ]; then echo "installing$$missing"; apt-get update -qq && $(APT_INSTALL) $$missing; fi
 	$(GO) run ./bench -out docs/PERFORMANCE.md
+	$(GO) run ./bench/uprobes -n 1000000
+	$(GO) run ./bench/profile
 
-# End-to-end tests inside Debian's 6.1 kernel under qemu (kprobe paths);
-# installs qemu, the kernel and busybox with apt when missing. See test/vm/run.sh.
+# End-to-end tests inside Debian's 6.1 and 6.12 kernels under qemu (kprobe
+# and fentry paths); installs qemu, the kernels, busybox and compilers with
+# apt when missing. See test/vm/run.sh.
 .PHONY: vmtest
 vmtest:
 	bash test/vm/run.sh

@@ -27,6 +27,10 @@ type Common struct {
 	Hook     string
 	Latency  time.Duration // longest wait of an event in the ring below the wakeup threshold
 	Format   output.Format
+	// NoUIDShort keeps --uid without its -u shorthand, for a command whose
+	// -u means something else (funclatency's -u is BCC's microseconds).
+	// Set it before NewCommand adds the flags.
+	NoUIDShort bool
 	// cmd is the command the flags were added to, to tell a flag given as
 	// 0 from one not given (nil: a flag is given when not at its default).
 	cmd *cobra.Command
@@ -48,7 +52,11 @@ func (c *Common) AddFlags(cmd *cobra.Command, task bool) {
 	if task {
 		f.IntVarP(&c.PID, "pid", "p", 0, "trace this process (`PID`) only, filtered in the kernel (1 to "+strconv.Itoa(maxPID)+")")
 		c.UID = -1
-		f.VarP(unsetInt{&c.UID, -1}, "uid", "u", "trace this `UID` only (0 to "+strconv.Itoa(maxUID)+")")
+		short := "u"
+		if c.NoUIDShort {
+			short = ""
+		}
+		f.VarP(unsetInt{&c.UID, -1}, "uid", short, "trace this `UID` only (0 to "+strconv.Itoa(maxUID)+")")
 		f.StringVar(&c.Cgroup, "cgroup", "", "trace tasks of this cgroup v2 directory only (`PATH`, as /sys/fs/cgroup/...)")
 		f.StringVar(&c.MntNS, "mntns", "", "trace tasks of this mount namespace only: its inode `ID` (ls -Li /proc/PID/ns/mnt) or that path")
 	}

@@ -287,6 +287,15 @@ func (s *Session) Stats() (Stats, error) {
 		return Stats{}, err
 	}
 	st := Stats{RingFull: c[ctrRingFull], MapFull: c[ctrMapFull], StackUnavailable: c[ctrStack]}
+	if m := s.unpairedMap(); m != nil {
+		var perCPU []uint64
+		if err := m.Lookup(uint32(0), &perCPU); err != nil {
+			return st, fmt.Errorf("read %s: %w", UnpairedMap, err)
+		}
+		for _, n := range perCPU {
+			st.UnpairedReturn += n
+		}
+	}
 	if s.pending != nil {
 		held, err := count(s.pending)
 		if err != nil {
@@ -298,6 +307,15 @@ func (s *Session) Stats() (Stats, error) {
 		}
 	}
 	return st, nil
+}
+
+// unpairedMap is the tool's UnpairedMap, nil when it has none or the
+// session is closed.
+func (s *Session) unpairedMap() *ebpf.Map {
+	if s.Coll == nil {
+		return nil
+	}
+	return s.Coll.Maps[UnpairedMap]
 }
 
 // count returns the number of entries in m.

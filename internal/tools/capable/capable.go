@@ -14,6 +14,7 @@ import (
 
 	"github.com/owlbpf/owl/internal/event"
 	"github.com/owlbpf/owl/internal/probe"
+	"github.com/owlbpf/owl/internal/pyframes"
 	"github.com/owlbpf/owl/internal/syms"
 	"github.com/owlbpf/owl/internal/sysnames"
 	"github.com/owlbpf/owl/internal/tool"
@@ -164,6 +165,9 @@ never saw prints as [unknown] (build-id ID+0xOFFSET). Frames without a
 build-id (JIT code, Go binaries linked without one) need the process to
 still be there. A stack that could not be taken is left out and counted;
 -U keeps up to 2048 distinct user stacks, -K 10240 kernel stacks.
+Python processes show their Python frames (function, file:line; "lang":
+"python" in JSON) in place of the interpreter's native frames, named from
+the process's memory when the event is read.
 
 With -S, a 32-bit syscall (a 32-bit program, or int $0x80 from a 64-bit
 one) is named from the i386 table and shown as ia32:NAME (ia32 true in
@@ -193,7 +197,7 @@ it remembers up to 65536 kinds; past that, repeats may print.`,
 			m.Ustacks.MaxEntries = 1
 		}
 		return errors.Join(v.Verbose.Set(cfg.Verbose), v.WantKstack.Set(cfg.KStack),
-			v.WantUstack.Set(cfg.UStack), v.WantSyscall.Set(cfg.Syscall))
+			v.WantUstack.Set(cfg.UStack), v.WantSyscall.Set(cfg.Syscall), pyframes.Configure(spec, cfg.UStack))
 	},
 	Decoder: func(cfg Config, s *probe.Session) (func([]byte, *Event) bool, error) {
 		d, err := newDecoder(cfg, s)
@@ -224,6 +228,7 @@ type decoder struct {
 	ustacks  *ebpf.Map
 	kallsyms *syms.Kallsyms // nil until a first kernel stack (kernelNames)
 	procs    *syms.Processes
+	py       *pyframes.Walker
 	ips      [127]uint64
 	frames   [127]buildIDFrame
 	seen     map[uniqueKey]struct{}
@@ -279,6 +284,10 @@ func newDecoder(cfg Config, s *probe.Session) (*decoder, error) {
 		if pid != 0 {
 			d.procs.Learn(pid)
 		}
+		var err error
+		if d.py, err = pyframes.New(s.Assign); err != nil {
+			return nil, err
+		}
 	}
 	return d, nil
 }
@@ -328,6 +337,7 @@ func (d *decoder) decode(raw []byte, e *Event) bool {
 		}
 	}
 	if d.procs != nil {
+		py := d.py.Python(r.Task.Pid, r.Pystack) // first: read while the process is there
 		for _, f := range d.userStack(r.Ustack) {
 			if f.Status == frameBuildID {
 				e.UStack = append(e.UStack, d.procs.ResolveBuildID(r.Task.Pid, f.BuildID[:], f.Off))
@@ -335,6 +345,7 @@ func (d *decoder) decode(raw []byte, e *Event) bool {
 				e.UStack = append(e.UStack, d.procs.Resolve(r.Task.Pid, f.Off))
 			}
 		}
+		e.UStack = pyframes.Merge(e.UStack, py)
 	}
 	return true
 }

@@ -34,6 +34,7 @@ const (
 	funclatencyMapEvents         = "events"
 	funclatencyMapHists          = "hists"
 	funclatencyMapOwlCounters    = "owl_counters"
+	funclatencyMapOwlUnpaired    = "owl_unpaired"
 	funclatencyMapStarts         = "starts"
 	funclatencyProgGoEntry       = "go_entry"
 	funclatencyProgGoReturn      = "go_return"
@@ -107,6 +108,7 @@ type funclatencyMapSpecs struct {
 	Events      *ebpf.MapSpec `ebpf:"events"`
 	Hists       *ebpf.MapSpec `ebpf:"hists"`
 	OwlCounters *ebpf.MapSpec `ebpf:"owl_counters"`
+	OwlUnpaired *ebpf.MapSpec `ebpf:"owl_unpaired"`
 	Starts      *ebpf.MapSpec `ebpf:"starts"`
 }
 
@@ -150,6 +152,7 @@ type funclatencyMaps struct {
 	Events      *ebpf.Map `ebpf:"events"`
 	Hists       *ebpf.Map `ebpf:"hists"`
 	OwlCounters *ebpf.Map `ebpf:"owl_counters"`
+	OwlUnpaired *ebpf.Map `ebpf:"owl_unpaired"`
 	Starts      *ebpf.Map `ebpf:"starts"`
 }
 
@@ -158,6 +161,7 @@ func (m *funclatencyMaps) Close() error {
 		m.Events,
 		m.Hists,
 		m.OwlCounters,
+		m.OwlUnpaired,
 		m.Starts,
 	)
 }
