@@ -40,6 +40,7 @@ test: deps-test
 	$(GO) test -run '^$$' -fuzz FuzzLdCache -fuzztime 100000x ./internal/uprobe
 	$(GO) test -run '^$$' -fuzz FuzzFuncs -fuzztime 50000x ./internal/syms
 	$(GO) test -run '^$$' -fuzz FuzzDwarfGoid -fuzztime 20000x -fuzzminimizetime 100x ./internal/uprobe
+	$(GO) test -run '^$$' -fuzz FuzzGoEntry -fuzztime 50000x ./internal/uprobe
 	$(GO) test -run '^$$' -fuzz FuzzTraceSpec -fuzztime 100000x ./internal/tools/trace
 	$(GO) test -run '^$$' -fuzz FuzzNotes -fuzztime 100000x ./internal/usdt
 	$(GO) test -run '^$$' -fuzz FuzzArgs -fuzztime 100000x ./internal/usdt

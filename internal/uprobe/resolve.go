@@ -29,7 +29,11 @@ type Func struct {
 	// Name is the name users see: C++ and Rust names demangled, Go and C
 	// names as they are.
 	Name   string
-	Offset uint64 // file offset of the entry, for uprobes
+	Offset uint64 // file offset of the function's first instruction
+	// Entry is where entry probes go: Offset, or for a Go function past
+	// the stack check that morestack re-runs (goEntry), so that one call
+	// is one hit.
+	Entry uint64
 	Size   uint64 // function size in bytes, 0 if unknown
 	// Go marks a function of a Go binary: uretprobes corrupt Go stacks
 	// (bcc#1320, golang/go#22008), so returns are taken at Rets instead.
@@ -164,6 +168,12 @@ func resolveIn(s Spec, file string, o Options) ([]Func, error) {
 		}
 		return funcs[i].Offset < funcs[j].Offset
 	})
+	for i := range funcs {
+		funcs[i].Entry = funcs[i].Offset
+		if funcs[i].Go {
+			funcs[i].Entry = goEntry(f, ef.Machine, funcs[i].Offset)
+		}
+	}
 	if o.Rets {
 		for i := range funcs {
 			if !funcs[i].Go {

@@ -83,7 +83,7 @@ func hooks(cfg Config) []probe.Hook {
 			files[fn.Path] = f
 			order = append(order, fn.Path)
 		}
-		f.offsets = append(f.offsets, fn.Offset)
+		f.offsets = append(f.offsets, fn.Entry)
 		f.cookies = append(f.cookies, uint64(i))
 	}
 	attach := probe.UprobesAt

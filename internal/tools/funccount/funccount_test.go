@@ -337,8 +337,8 @@ func TestCountsGo(t *testing.T) {
 			}
 			bin := buildProgram(t, name, "goapp", flags...)
 			p := start(t, bin)
-			stdout, stderr, err := runCommand(t, []string{"-o", "json", bin + ":main.work", bin + ":main.gr*"}, func() {
-				if out := p.run(t); out != "1000080\n" {
+			stdout, stderr, err := runCommand(t, []string{"-o", "json", bin + ":main.work", bin + ":main.gr*", bin + ":main.deep"}, func() {
+				if out := p.run(t); out != "1000081\n" {
 					t.Errorf("program printed %q", out)
 				}
 			})
@@ -359,7 +359,7 @@ func TestCountsGo(t *testing.T) {
 				}
 				got[c.Func] = c.Count
 			}
-			checkCounts(t, got, map[string]uint64{"main.work": 1000, "main.greet": 20})
+			checkCounts(t, got, map[string]uint64{"main.work": 1000, "main.greet": 20, "main.deep": 64})
 			if last := lines[len(lines)-1]; !strings.HasPrefix(last, `{"lost":0,`) {
 				t.Errorf("last line %q", last)
 			}

@@ -112,7 +112,7 @@ func hooks(cfg Config) []probe.Hook {
 			g.nativeIDs = append(g.nativeIDs, uint64(id))
 			continue
 		}
-		g.goEntry = append(g.goEntry, f.Offset)
+		g.goEntry = append(g.goEntry, f.Entry)
 		g.goIDs = append(g.goIDs, uint64(id))
 		for _, r := range f.Rets {
 			g.goRet = append(g.goRet, r)

@@ -122,7 +122,7 @@ func hooks(cfg Config) []probe.Hook {
 		if offsets[fn.Path] == nil {
 			order = append(order, fn.Path)
 		}
-		offsets[fn.Path] = append(offsets[fn.Path], fn.Offset)
+		offsets[fn.Path] = append(offsets[fn.Path], fn.Entry)
 	}
 	attach := probe.UprobesAt
 	if cfg.each {

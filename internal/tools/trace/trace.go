@@ -96,7 +96,7 @@ func hooks(cfg Config) []probe.Hook {
 			if t.fn.Go {
 				prog = traceProgGoEntry
 			}
-			add(key{t.probe, t.fn.Path, true, prog}, t.fn.Offset, id)
+			add(key{t.probe, t.fn.Path, true, prog}, t.fn.Entry, id)
 		}
 		if !t.p.Return {
 			continue
