@@ -34,7 +34,7 @@ type Func struct {
 	// the stack check that morestack re-runs (goEntry), so that one call
 	// is one hit.
 	Entry uint64
-	Size   uint64 // function size in bytes, 0 if unknown
+	Size  uint64 // function size in bytes, 0 if unknown
 	// Go marks a function of a Go binary: uretprobes corrupt Go stacks
 	// (bcc#1320, golang/go#22008), so returns are taken at Rets instead.
 	Go bool
