@@ -269,6 +269,9 @@ func TestSameExecsAsPeers(t *testing.T) {
 	bt.WaitLine(t, "TIME(ms)")
 	lt := e2e.StartTracer(t, "/usr/sbin/execsnoop", "-x")
 	lt.WaitLinks(t, 2)
+	// libbpf-tools open their perf buffer after attaching, then print the
+	// header: events in between are dropped without a word.
+	lt.WaitLine(t, "PCOMM")
 
 	// The workload: 6 execs, and 2 children that exec and then fail to.
 	want := map[int]int{} // pid: execs owl must report

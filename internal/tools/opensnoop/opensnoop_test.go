@@ -292,6 +292,9 @@ func TestSameOpensAsPeers(t *testing.T) {
 	bt.WaitLine(t, "PID")
 	lt := e2e.StartTracer(t, "/usr/sbin/opensnoop", "-p", strconv.Itoa(os.Getpid()))
 	lt.WaitLinks(t, 2)
+	// libbpf-tools open their perf buffer after attaching, then print the
+	// header: events in between are dropped without a word.
+	lt.WaitLine(t, "PID")
 
 	dir := t.TempDir()
 	var fds []int
