@@ -161,21 +161,26 @@ static __always_inline __u64 str_size(long n, __u64 cap)
 	return n;
 }
 
-/* Writes the TCP and UDP sockets on fds 0 to 2 of task to out, in fd
- * order; returns their bytes. */
-static __always_inline __u64 stdio_socks(struct task_struct *task, struct stdio_sock *out)
+/* Puts the TCP and UDP sockets on fds 0 to 2 of task after the record's
+ * header, in fd order, and their number in stdio_count. The count is read
+ * back from the record each time (barrier()): to the verifier it is then
+ * one unknown in [0, 3], not one known value per path through the walk,
+ * so it verifies each fd, and the rest of the program, once. */
+static __always_inline void stdio_socks(struct task_struct *task, struct buf *b)
 {
-	__u32 n = 0;
+	struct stdio_sock *out = (struct stdio_sock *)b->data;
 
 #pragma unroll
 	for (int fd = 0; fd < 3; fd++) {
 		struct owl_endpoints ep = {};
 		struct sock *sk = owl_fd_sock(task, fd);
-		struct stdio_sock *s = &out[n];
+		struct stdio_sock *s;
 		__u8 proto;
 
 		if (!sk || !owl_sock_inet(sk, &ep, &proto))
 			continue;
+		barrier();
+		s = &out[b->e.stdio_count & 3];
 		s->fd = fd;
 		s->family = ep.family;
 		s->protocol = proto;
@@ -183,9 +188,9 @@ static __always_inline __u64 stdio_socks(struct task_struct *task, struct stdio_
 		s->rport = ep.rport;
 		__builtin_memcpy(s->laddr, ep.laddr, 16);
 		__builtin_memcpy(s->raddr, ep.raddr, 16);
-		n++;
+		b->e.stdio_count++;
 	}
-	return n * sizeof(struct stdio_sock);
+	barrier();
 }
 
 SEC("tracepoint/sched/sched_process_exec")
@@ -203,11 +208,8 @@ int tp_exec(struct exec_args *ctx)
 	b = start_record(0);
 	if (!b)
 		return 0;
-	stdio = stdio_socks(task, (struct stdio_sock *)b->data);
-	b->e.stdio_count = stdio / sizeof(struct stdio_sock);
-	/* A no-op mask (stdio <= STDIO_CAP) the verifier keeps. */
-	barrier_var(stdio);
-	stdio &= 0x7f;
+	stdio_socks(task, b);
+	stdio = (b->e.stdio_count & 3) * sizeof(struct stdio_sock);
 	fname = str_size(bpf_probe_read_kernel_str(b->data + stdio, FNAME_CAP, (void *)ctx + (ctx->filename & 0xffff)), FNAME_CAP);
 	start = BPF_CORE_READ(task, mm, arg_start);
 	end = BPF_CORE_READ(task, mm, arg_end);
