@@ -155,9 +155,9 @@ children of one process (filtered in the kernel).
 A successful exec also carries the TCP and UDP sockets (IPv4, IPv6) that
 the new program has on fds 0, 1 and 2 once close-on-exec files are closed:
 a shell started with its input and output on a network connection is what
-a reverse shell looks like. JSON always has them ("stdio_sockets": fd,
-family 4 or 6, protocol "tcp" or "udp", laddr, lport, raddr, rport; absent
-when there are none); --sockets appends their remote ends to ARGS, the fds
+a reverse shell looks like. JSON carries them with or without --sockets
+("stdio_sockets": fd, family 4 or 6, protocol "tcp" or "udp", laddr, lport,
+raddr, rport; absent when there are none); --sockets appends their remote ends to ARGS, the fds
 of one socket together: stdio[0,1,2]=tcp:127.0.0.1:4444. An unconnected
 UDP socket's remote end is 0.0.0.0:0 (or [::]:0); an IPv6 socket talking to
 an IPv4 peer shows its address IPv4-mapped ([::ffff:10.0.0.5]:4444). MPTCP
