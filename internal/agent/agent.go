@@ -172,9 +172,10 @@ func (a *Agent) apply(want []ToolConfig) {
 	clear(a.failed)
 	ring := a.cfg.ringBytes(len(want))
 	type result struct {
-		cfg ToolConfig
-		s   tool.Stream
-		err error
+		cfg  ToolConfig
+		s    tool.Stream
+		err  error
+		took time.Duration
 	}
 	results := make(chan result)
 	n := 0
@@ -186,8 +187,9 @@ func (a *Agent) apply(want []ToolConfig) {
 		// Tools load and attach in parallel: start-up is the slowest
 		// tool's, not the sum.
 		go func() {
+			start := time.Now()
 			s, err := a.open(t, ring)
-			results <- result{t, s, err}
+			results <- result{t, s, err, time.Since(start)}
 		}()
 	}
 	for range n {
@@ -202,7 +204,7 @@ func (a *Agent) apply(want []ToolConfig) {
 		a.running[r.cfg.Name] = run
 		emit := a.emitter(r.cfg.Name)
 		go func() { run.done <- r.s.Run(ctx, emit) }()
-		a.log.Debug("tool running", "tool", r.cfg.Name, "hook", r.s.Hook().Name)
+		a.log.Debug("tool running", "tool", r.cfg.Name, "hook", r.s.Hook().Name, "took", r.took.Round(time.Microsecond))
 	}
 }
 

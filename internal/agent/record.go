@@ -44,4 +44,3 @@ func newRecord(tool string, e any, host *sinks.Host, res *container.Resolver) (*
 	r.OCSF = ocsf.Of(tool, ocsf.Fields{Ret: f.Ret, Errno: f.Errno, Verdict: f.Verdict, Event: f.Event, Result: f.Result})
 	return r, nil
 }
-
