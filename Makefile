@@ -5,12 +5,18 @@
 GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 APT_INSTALL = DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends
 
-.PHONY: build test generate vmlinux deps-generate deps-test bench man
+.PHONY: build test generate vmlinux deps-generate deps-test bench man image
 
 # -buildvcs=auto records the commit for `owl --version` (a GOFLAGS of
 # -buildvcs=false would leave it out); outside a git checkout it records none.
 build:
 	CGO_ENABLED=0 $(GO) build -buildvcs=auto -o owl ./cmd/owl
+
+# The OCI image (scratch + the static binary) as an OCI layout in
+# bin/image, built without a container daemon (go-containerregistry):
+# skopeo copy oci:bin/image:latest docker://REGISTRY/owl:TAG pushes it.
+image: build
+	$(GO) run ./deploy/image -bin owl -out bin/image -arch $$($(GO) env GOARCH)
 
 # Man pages (section 8), one per tool with its examples, generated from the
 # commands into ./man (man -l man/owl-tcpconnect.8). -tags man links in
