@@ -26,20 +26,26 @@ type Info struct {
 	PodUID  string `json:"pod_uid,omitempty"`
 }
 
+// The patterns are compiled at first use, not at start: every owl command
+// links this package, and only the agent needs them.
 var (
 	// A container id is 64 hex digits in every runtime listed: the last
 	// such path element (a scope or a directory) is the container.
-	idRE  = regexp.MustCompile(`/(?:docker-|cri-containerd-|crio-|libpod-)?([0-9a-f]{64})(?:\.scope)?(?:/|$)`)
-	podRE = regexp.MustCompile(`pod([0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12})`)
+	idRE = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`/(?:docker-|cri-containerd-|crio-|libpod-)?([0-9a-f]{64})(?:\.scope)?(?:/|$)`)
+	})
+	podRE = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`pod([0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12})`)
+	})
 )
 
 // FromPath reads a container from one cgroup path.
 func FromPath(path string) Info {
 	var in Info
-	if m := podRE.FindStringSubmatch(path); m != nil && strings.Contains(path, "kubepods") {
+	if m := podRE().FindStringSubmatch(path); m != nil && strings.Contains(path, "kubepods") {
 		in.PodUID = strings.ReplaceAll(m[1], "_", "-")
 	}
-	ms := idRE.FindAllStringSubmatchIndex(path, -1)
+	ms := idRE().FindAllStringSubmatchIndex(path, -1)
 	if ms == nil {
 		return in
 	}

@@ -43,18 +43,29 @@ type Metrics struct {
 	ln  net.Listener
 }
 
-var (
-	descEvents = prometheus.NewDesc("owl_events_total", "Events delivered, by tool.", []string{"tool"}, nil)
-	descLost   = prometheus.NewDesc("owl_events_lost_total", "Events lost before export, by tool and cause.", []string{"tool", "cause"}, nil)
-	descHook   = prometheus.NewDesc("owl_tool_hook", "The hook a running tool uses (1), by tool and hook.", []string{"tool", "hook"}, nil)
-	descUp     = prometheus.NewDesc("owl_tool_up", "1 when the tool runs, 0 when it could not start on this kernel.", []string{"tool"}, nil)
-	descQueue  = prometheus.NewDesc("owl_export_queue_length", "Records waiting to be exported, by sink.", []string{"sink"}, nil)
-	descExp    = prometheus.NewDesc("owl_export_records_total", "Records exported, by sink.", []string{"sink"}, nil)
-	descFail   = prometheus.NewDesc("owl_export_failed_records_total", "Records given up on after retries, by sink.", []string{"sink"}, nil)
-	descDrop   = prometheus.NewDesc("owl_export_dropped_records_total", "Records dropped because the export queue was full, by sink.", []string{"sink"}, nil)
-)
+// descs are the agent's metrics, made when the server starts (not at
+// program start: every owl command links this package).
+type descs struct {
+	events, lost, hook, up, queue, exp, fail, drop *prometheus.Desc
+}
 
-type collector struct{ st Status }
+func newDescs() descs {
+	return descs{
+		events: prometheus.NewDesc("owl_events_total", "Events delivered, by tool.", []string{"tool"}, nil),
+		lost:   prometheus.NewDesc("owl_events_lost_total", "Events lost before export, by tool and cause.", []string{"tool", "cause"}, nil),
+		hook:   prometheus.NewDesc("owl_tool_hook", "The hook a running tool uses (1), by tool and hook.", []string{"tool", "hook"}, nil),
+		up:     prometheus.NewDesc("owl_tool_up", "1 when the tool runs, 0 when it could not start on this kernel.", []string{"tool"}, nil),
+		queue:  prometheus.NewDesc("owl_export_queue_length", "Records waiting to be exported, by sink.", []string{"sink"}, nil),
+		exp:    prometheus.NewDesc("owl_export_records_total", "Records exported, by sink.", []string{"sink"}, nil),
+		fail:   prometheus.NewDesc("owl_export_failed_records_total", "Records given up on after retries, by sink.", []string{"sink"}, nil),
+		drop:   prometheus.NewDesc("owl_export_dropped_records_total", "Records dropped because the export queue was full, by sink.", []string{"sink"}, nil),
+	}
+}
+
+type collector struct {
+	st Status
+	d  descs
+}
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) { prometheus.DescribeByCollect(c, ch) }
 
@@ -63,26 +74,26 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		up := 0.0
 		if t.Err == nil {
 			up = 1
-			ch <- prometheus.MustNewConstMetric(descHook, prometheus.GaugeValue, 1, t.Name, t.Hook)
+			ch <- prometheus.MustNewConstMetric(c.d.hook, prometheus.GaugeValue, 1, t.Name, t.Hook)
 		}
-		ch <- prometheus.MustNewConstMetric(descUp, prometheus.GaugeValue, up, t.Name)
-		ch <- prometheus.MustNewConstMetric(descEvents, prometheus.CounterValue, float64(t.Stats.Events), t.Name)
+		ch <- prometheus.MustNewConstMetric(c.d.up, prometheus.GaugeValue, up, t.Name)
+		ch <- prometheus.MustNewConstMetric(c.d.events, prometheus.CounterValue, float64(t.Stats.Events), t.Name)
 		for _, cause := range t.Stats.Causes() {
-			ch <- prometheus.MustNewConstMetric(descLost, prometheus.CounterValue, float64(cause.N), t.Name, cause.Name)
+			ch <- prometheus.MustNewConstMetric(c.d.lost, prometheus.CounterValue, float64(cause.N), t.Name, cause.Name)
 		}
 	}
 	for name, s := range c.st.Sinks() {
-		ch <- prometheus.MustNewConstMetric(descQueue, prometheus.GaugeValue, float64(s.Queued.Load()), name)
-		ch <- prometheus.MustNewConstMetric(descExp, prometheus.CounterValue, float64(s.Exported.Load()), name)
-		ch <- prometheus.MustNewConstMetric(descFail, prometheus.CounterValue, float64(s.Failed.Load()), name)
-		ch <- prometheus.MustNewConstMetric(descDrop, prometheus.CounterValue, float64(s.Dropped.Load()), name)
+		ch <- prometheus.MustNewConstMetric(c.d.queue, prometheus.GaugeValue, float64(s.Queued.Load()), name)
+		ch <- prometheus.MustNewConstMetric(c.d.exp, prometheus.CounterValue, float64(s.Exported.Load()), name)
+		ch <- prometheus.MustNewConstMetric(c.d.fail, prometheus.CounterValue, float64(s.Failed.Load()), name)
+		ch <- prometheus.MustNewConstMetric(c.d.drop, prometheus.CounterValue, float64(s.Dropped.Load()), name)
 	}
 }
 
 // NewMetrics listens on addr (HOST:PORT) and serves in the background.
 func NewMetrics(addr string, st Status, logger *slog.Logger) (*Metrics, error) {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), collector{st})
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), collector{st, newDescs()})
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelError)}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
