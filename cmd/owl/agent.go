@@ -58,7 +58,8 @@ and listed in /readyz; the others run.`,
 		Example: `  owl agent --json -                                  # default tools, JSON lines on stdout
   owl agent --otlp-endpoint http://127.0.0.1:4318 --metrics-address 127.0.0.1:9464
   owl agent --otlp-endpoint http://127.0.0.1:4317 --otlp-protocol grpc --tools execsnoop,tcpconnect
-  owl agent --config /etc/owl/agent.yaml              # see deploy/kubernetes for one`,
+  OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318 owl agent --tools tcpconnect
+  owl agent --config agent.yaml                       # YAML keys as the flags below`,
 		Args: cli.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			find := func(name string) tool.Tool {

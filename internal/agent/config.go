@@ -208,6 +208,9 @@ func (c *Config) Check(known func(string) bool) error {
 		}
 		seen[t.Name] = true
 	}
+	if c.JSON == "" && c.OTLPEndpoint == "" && c.MetricsAddress == "" {
+		return errors.New("no sink: give json, otlp-endpoint or metrics-address (flags --json, --otlp-endpoint, --metrics-address)")
+	}
 	if c.OTLPEndpoint != "" {
 		u, err := url.Parse(c.OTLPEndpoint)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {

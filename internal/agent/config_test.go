@@ -59,6 +59,9 @@ memory-budget-mb: 32
 }
 
 func TestConfigErrors(t *testing.T) {
+	if cfg := Defaults(); cfg.Check(known) == nil {
+		t.Error("a config without a sink accepted")
+	}
 	for _, c := range []struct{ key, value string }{
 		{"tools", "tcpconnect,nosuchtool"},
 		{"tools", "execsnoop,execsnoop"},
@@ -68,6 +71,7 @@ func TestConfigErrors(t *testing.T) {
 		{"otlp-retry", "0s"},
 	} {
 		cfg := Defaults()
+		cfg.JSON = "-"
 		if err := cfg.Set(c.key, c.value); err == nil {
 			err = cfg.Check(known)
 			if err == nil {
