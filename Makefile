@@ -37,6 +37,7 @@ test: deps-test
 	$(GO) vet ./...
 	GOARCH=arm64 CGO_ENABLED=0 $(GO) build -o /dev/null ./cmd/owl
 	$(GO) test -count=1 ./...
+	$(GO) run ./bench -smoke # every bench section once, tiny: counts checked, no time asserted
 	$(GO) test -run '^$$' -fuzz FuzzPerfMap -fuzztime 200000x ./internal/syms
 	$(GO) test -run '^$$' -fuzz FuzzKallsyms -fuzztime 200000x ./internal/syms
 	$(GO) test -run '^$$' -fuzz FuzzStartTime -fuzztime 200000x ./internal/syms
@@ -51,18 +52,20 @@ test: deps-test
 
 # What the tests need, as FILE:PACKAGE pairs: a package is installed (with
 # one apt-get for all) when its file is missing. bpftool cross-checks
-# `bpftool link list`; gcc/g++ build the C and C++ target programs; su
+# `bpftool link list`; gcc/g++/rustc build the C, C++ and Rust target programs; su
 # (util-linux) and login are real PAM programs; bpftrace and libbpf-tools are
 # the side-by-side peers; sys/sdt.h builds the USDT test program; pamtester
 # types passwords, tmux types commands into bash (and bc links readline);
 # java, ruby, python3.11 and node are the runtimes of the language tools.
+# chromium screenshots profile's flame graph.
 TEST_DEPS = /usr/sbin/bpftool:bpftool /usr/bin/gcc:gcc /usr/bin/g++:g++ \
 	/usr/include/stdio.h:libc6-dev /usr/bin/su:util-linux /usr/bin/login:login \
 	/usr/bin/bpftrace:bpftrace /usr/sbin/funclatency:libbpf-tools \
 	/usr/bin/dtrace:systemtap-sdt-dev /usr/bin/pamtester:pamtester \
 	/usr/bin/tmux:tmux /usr/bin/bc:bc \
 	/usr/bin/javac:openjdk-17-jdk-headless /usr/bin/ruby:ruby \
-	/usr/bin/python3.11:python3.11 /usr/bin/node:nodejs
+	/usr/bin/python3.11:python3.11 /usr/bin/node:nodejs /usr/bin/rustc:rustc \
+	/usr/bin/chromium:chromium
 
 deps-test:
 	@missing=; for d in $(TEST_DEPS); do [ -e "$${d%%:*}" ] || missing="$$missing $${d#*:}"; done; \
@@ -80,12 +83,21 @@ deps-generate:
 		apt-get update -qq && $(APT_INSTALL) clang-14 llvm libbpf-dev bpftool; \
 	fi
 
-bench:
-	$(GO) run ./bench/startup
-	$(GO) run ./bench/uprobes -n 1000000
+# owl against bpftrace and libbpf-tools, alternated run by run; rewrites
+# the tables of docs/PERFORMANCE.md (about 10 minutes on a quiet 2-CPU VM).
+BENCH_DEPS = /usr/bin/bpftrace:bpftrace /usr/sbin/opensnoop:libbpf-tools /usr/bin/gcc:gcc \
+	/usr/include/stdio.h:libc6-dev /usr/bin/stdbuf:coreutils
 
-# End-to-end tests inside Debian's 6.1 kernel under qemu (kprobe paths);
-# installs qemu, the kernel and busybox with apt when missing. See test/vm/run.sh.
+bench:
+	@missing=; for d in $(BENCH_DEPS); do [ -e "$${d%%:*}" ] || missing="$$missing $${d#*:}"; done; \
+	if [ -n "$$missing" ]; then echo "installing$$missing"; apt-get update -qq && $(APT_INSTALL) $$missing; fi
+	$(GO) run ./bench -out docs/PERFORMANCE.md
+	$(GO) run ./bench/uprobes -n 1000000
+	$(GO) run ./bench/profile
+
+# End-to-end tests inside Debian's 6.1 and 6.12 kernels under qemu (kprobe
+# and fentry paths); installs qemu, the kernels, busybox and compilers with
+# apt when missing. See test/vm/run.sh.
 .PHONY: vmtest
 vmtest:
 	bash test/vm/run.sh

@@ -62,6 +62,36 @@ static __always_inline void owl_count(enum owl_counter which)
 		*n += 1;
 }
 
+/* When the ring's reader is woken. Waking it costs an IRQ-work interrupt
+ * (~14 us in a nested VM, 0.05-0.2 per event with the kernel's default of
+ * waking whenever the reader has caught up), so records are submitted with
+ * BPF_RB_NO_WAKEUP and the one that takes the unread data across
+ * owl_wakeup_bytes wakes the reader; the reader also polls on a timer
+ * (probe.Options.Latency, 10 ms by default) for what stays below it. 0, as
+ * when user space does not set it, keeps the kernel's default. */
+const volatile __u32 owl_wakeup_bytes = 0;
+
+static __always_inline __u64 owl_wakeup_flags(__u64 size)
+{
+	__u64 avail;
+
+	if (!owl_wakeup_bytes)
+		return 0;
+	avail = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
+	/* avail includes this record: wake only on the crossing, so that a
+	 * reader still draining above the threshold is not woken again for
+	 * every record. */
+	if (avail >= owl_wakeup_bytes && avail < owl_wakeup_bytes + size + 8)
+		return BPF_RB_FORCE_WAKEUP;
+	return BPF_RB_NO_WAKEUP;
+}
+
+/* Submits a record from owl_reserve (size is what was reserved). */
+static __always_inline void owl_submit(void *e, __u64 size)
+{
+	bpf_ringbuf_submit(e, owl_wakeup_flags(size));
+}
+
 /* Returns a zeroed record of size bytes, or NULL (counted) when the ring is
  * full. Zeroed, so that a field added later never carries stale bytes. */
 static __always_inline void *owl_reserve(__u64 size)
@@ -79,7 +109,7 @@ static __always_inline void *owl_reserve(__u64 size)
 /* Copies one event into the ring, counting it when there is no room. */
 static __always_inline void owl_emit(const void *e, __u64 size)
 {
-	if (bpf_ringbuf_output(&events, (void *)e, size, 0))
+	if (bpf_ringbuf_output(&events, (void *)e, size, owl_wakeup_flags(size)))
 		owl_count(OWL_DROP_RING_FULL);
 }
 

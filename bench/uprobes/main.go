@@ -55,13 +55,13 @@ int main(int argc, char **argv)
 // tracer is one way of tracing work: the command, how to tell it is
 // ready, and how to read the number of calls it saw from its output.
 type tracer struct {
-	name  string
-	args  []string
+	name string
+	args []string
 	// ready is owl's line on stderr; nil: the tracer is ready once it
 	// holds a perf event (its uprobe): bpftrace prints its line before it
 	// attaches (see bench/README.md), libbpf-tools' is block-buffered.
 	ready *regexp.Regexp
-	calls  func(out string) (uint64, error)
+	calls func(out string) (uint64, error)
 }
 
 func main() {

@@ -109,8 +109,10 @@ func start(t *testing.T, args ...string) *owl {
 		if !strings.HasPrefix(line, "Tracing ") || !strings.HasSuffix(line, "Hit Ctrl-C to end.\n") {
 			t.Fatalf("owl %v: first stderr line %q, want the Tracing line", args, line)
 		}
-	case <-time.After(10 * time.Second):
-		t.Fatalf("owl %v: no Tracing line after 10 s", args)
+	// Attaching kprobes takes ~10 s at times in the qemu guests (TCG on
+	// a busy host): a hang would still fail.
+	case <-time.After(30 * time.Second):
+		t.Fatalf("owl %v: no Tracing line after 30 s", args)
 	}
 	return o
 }
@@ -181,7 +183,7 @@ func haveKprobes() bool {
 }
 
 // noLoss is the last JSON line of a run that lost nothing.
-const noLoss = `{"lost":0,"lost_by_cause":{"ring_full":0,"map_full":0,"pending_evicted":0,"output_queue_full":0,"stack_unavailable":0}}`
+const noLoss = `{"lost":0,"lost_by_cause":{"ring_full":0,"map_full":0,"pending_evicted":0,"output_queue_full":0,"unpaired_return":0,"stack_unavailable":0}}`
 
 // decode parses one JSON line and checks it has exactly the wanted keys.
 func decode(t *testing.T, line string, keys ...string) map[string]any {
@@ -378,7 +380,9 @@ func TestTextHeaderAndDuration(t *testing.T) {
 	if string(out) != "PID    COMM         IP RADDR            RPORT LADDR            LPORT\n" {
 		t.Errorf("stdout %q, want only the header", out)
 	}
-	if d := time.Since(start); d < time.Second || d > 5*time.Second {
+	// The upper bound allows for start-up in the qemu guests (TCG on a
+	// busy host): 5.3 s seen there.
+	if d := time.Since(start); d < time.Second || d > 30*time.Second {
 		t.Errorf("-d 1 ran %v", d)
 	}
 }

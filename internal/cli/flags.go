@@ -25,7 +25,12 @@ type Common struct {
 	Duration int // seconds, 0 = until Ctrl-C
 	Output   string
 	Hook     string
+	Latency  time.Duration // longest wait of an event in the ring below the wakeup threshold
 	Format   output.Format
+	// NoUIDShort keeps --uid without its -u shorthand, for a command whose
+	// -u means something else (funclatency's -u is BCC's microseconds).
+	// Set it before NewCommand adds the flags.
+	NoUIDShort bool
 	// cmd is the command the flags were added to, to tell a flag given as
 	// 0 from one not given (nil: a flag is given when not at its default).
 	cmd *cobra.Command
@@ -47,12 +52,17 @@ func (c *Common) AddFlags(cmd *cobra.Command, task bool) {
 	if task {
 		f.IntVarP(&c.PID, "pid", "p", 0, "trace this process (`PID`) only, filtered in the kernel (1 to "+strconv.Itoa(maxPID)+")")
 		c.UID = -1
-		f.VarP(unsetInt{&c.UID, -1}, "uid", "u", "trace this `UID` only (0 to "+strconv.Itoa(maxUID)+")")
+		short := "u"
+		if c.NoUIDShort {
+			short = ""
+		}
+		f.VarP(unsetInt{&c.UID, -1}, "uid", short, "trace this `UID` only (0 to "+strconv.Itoa(maxUID)+")")
 		f.StringVar(&c.Cgroup, "cgroup", "", "trace tasks of this cgroup v2 directory only (`PATH`, as /sys/fs/cgroup/...)")
 		f.StringVar(&c.MntNS, "mntns", "", "trace tasks of this mount namespace only: its inode `ID` (ls -Li /proc/PID/ns/mnt) or that path")
 	}
 	f.IntVarP(&c.Duration, "duration", "d", 0, "stop after `SECONDS` (1 to "+strconv.Itoa(maxSeconds)+")")
 	f.StringVarP(&c.Output, "output", "o", "text", "output format: text or json (one object per line)")
+	f.DurationVar(&c.Latency, "poll", probe.DefaultLatency, "read events at most `DURATION` after they happen ("+minLatency.String()+" to "+maxLatency.String()+"): the ring wakes owl only when a quarter full (at most 64 KiB), which costs far less per event in storms; a reader timer bounds the wait")
 	f.StringVar(&c.Hook, "hook", "", "use only hooks of this `KIND`: tracepoint, raw_tracepoint, fentry (fentry/fexit), kprobe (kprobe/kretprobe) or uprobe; default: the first that works (env OWL_HOOKS=KIND forces KIND in tools that have it)")
 }
 
@@ -99,6 +109,7 @@ func (c *Common) Options() (tool.Options, error) {
 		return opts, err
 	}
 	opts.Hook = c.Hook
+	opts.Latency = c.Latency
 	if opts.Prefer, err = HooksEnv(); err != nil {
 		return opts, err
 	}
@@ -129,6 +140,13 @@ func (c *Common) check() error {
 		if _, err := os.Stat("/proc/" + strconv.Itoa(c.PID)); err != nil {
 			return Usagef("--pid %d: no such process", c.PID)
 		}
+	}
+	pollGiven := c.Latency != 0
+	if c.cmd != nil {
+		pollGiven = c.cmd.Flags().Changed("poll")
+	}
+	if pollGiven && (c.Latency < minLatency || c.Latency > maxLatency) {
+		return Usagef("--poll %v: want %v to %v", c.Latency, minLatency, maxLatency)
 	}
 	if c.given("uid", c.UID, -1) && (c.UID < 0 || c.UID > maxUID) {
 		return Usagef("--uid %d: want a user id from 0 to %d", c.UID, maxUID)
@@ -303,6 +321,13 @@ func NewCommand(info tool.Info, help, example string, c *Common, run func(cmd *c
 	c.AddFlags(cmd, info.Task)
 	return cmd
 }
+
+// Bounds of --poll: below a millisecond the reader's timer costs more
+// than the wakeups it saves; above 10 s events look lost.
+const (
+	minLatency = time.Millisecond
+	maxLatency = 10 * time.Second
+)
 
 // maxSeconds is the longest interval time.Duration holds, in whole seconds.
 const maxSeconds = int(^uint64(0)>>1) / int(time.Second)

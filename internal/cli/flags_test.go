@@ -125,6 +125,11 @@ func TestNumericFlagRanges(t *testing.T) {
 		{[]string{"-u", "-1"}, "--uid"},
 		{[]string{"--hook", "kprobe,fentry"}, ""},
 		{[]string{"--hook", "bogus"}, "--hook"},
+		{[]string{"--poll", "1ms"}, ""},
+		{[]string{"--poll", "10s"}, ""},
+		{[]string{"--poll", "0s"}, "--poll"},
+		{[]string{"--poll", "999us"}, "--poll"},
+		{[]string{"--poll", "11s"}, "--poll"},
 	} {
 		err := parse(t, tc.args...).check()
 		switch {
@@ -137,9 +142,9 @@ func TestNumericFlagRanges(t *testing.T) {
 	if err := Privileged(); err != nil {
 		t.Skipf("options: %v", err)
 	}
-	opts, err := parse(t, "-u", "4294967294", "-p", self).Options()
-	if err != nil || opts.Task.UID != 4294967294 || opts.Task.PID != os.Getpid() {
-		t.Errorf("-u 4294967294 -p %s: %+v %v", self, opts.Task, err)
+	opts, err := parse(t, "-u", "4294967294", "-p", self, "--poll", "25ms").Options()
+	if err != nil || opts.Task.UID != 4294967294 || opts.Task.PID != os.Getpid() || opts.Latency != 25*time.Millisecond {
+		t.Errorf("-u 4294967294 -p %s --poll 25ms: %+v %v %v", self, opts.Task, opts.Latency, err)
 	}
 }
 

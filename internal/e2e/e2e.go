@@ -208,7 +208,10 @@ func Own() tool.Options {
 func CheckTask(t testing.TB, got *event.Task) {
 	t.Helper()
 	var st unix.Stat_t
-	if err := unix.Stat("/proc/self/ns/mnt", &st); err != nil {
+	// The calling thread's: /proc/self is the main thread's, which a test
+	// that unshared mounts on a locked goroutine may have left in its own
+	// namespace (Go wedges, rather than ends, a locked main thread).
+	if err := unix.Stat("/proc/thread-self/ns/mnt", &st); err != nil {
 		t.Fatal(err)
 	}
 	want := event.Task{PID: uint32(os.Getpid()), UID: uint32(os.Getuid()), MntNS: uint32(st.Ino)}

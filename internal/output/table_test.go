@@ -68,7 +68,7 @@ func TestWriterJSON(t *testing.T) {
 		LostByCause map[string]uint64 `json:"lost_by_cause"`
 	}
 	if err := json.Unmarshal([]byte(lines[1]), &lost); err != nil || lost.Lost == nil || *lost.Lost != 3 ||
-		lost.LostByCause["ring_full"] != 1 || lost.LostByCause["pending_evicted"] != 2 || len(lost.LostByCause) != 5 {
+		lost.LostByCause["ring_full"] != 1 || lost.LostByCause["pending_evicted"] != 2 || len(lost.LostByCause) != 6 {
 		t.Errorf("lost line %q: %v", lines[1], err)
 	}
 }

@@ -32,13 +32,14 @@ const chunkSize = 64 << 10
 // Flush passes it on (the reader flushes when the ring is drained) to a
 // queue written by its own goroutine; Close waits for the writes.
 type Writer[E any] struct {
-	format  Format
-	table   Table[E]
-	trailer func(b []byte, e *E) []byte
-	q       *queue
-	buf     []byte // what Flush will pass on
-	events  uint64 // events in buf
-	enc     *json.Encoder
+	format    Format
+	table     Table[E]
+	trailer   func(b []byte, e *E) []byte
+	q         *queue
+	buf       []byte          // what Flush will pass on
+	events    uint64          // events in buf
+	enc       *json.Encoder   // values other than events
+	eventJSON *jsonEncoder[E] // events, without reflection per event
 }
 
 // NewWriter prints to w in format, with table's columns for text.
@@ -47,6 +48,7 @@ func NewWriter[E any](w io.Writer, format Format, table Table[E]) *Writer[E] {
 	if format == JSON {
 		out.enc = json.NewEncoder((*appender)(&out.buf))
 		out.enc.SetEscapeHTML(false)
+		out.eventJSON = newJSONEncoder[E]()
 	}
 	return out
 }
@@ -79,7 +81,9 @@ func (o *Writer[E]) Header() {
 // Event prints one event.
 func (o *Writer[E]) Event(e *E) error {
 	if o.format == JSON {
-		if err := o.enc.Encode(e); err != nil {
+		b, err := o.eventJSON.Append(o.buf, e)
+		o.buf = b
+		if err != nil {
 			return err
 		}
 	} else {

@@ -29,11 +29,16 @@ type Session struct {
 	reader     *ringbuf.Reader
 	counterMap *ebpf.Map
 	pending    *ebpf.Map // LRU table of events waiting for their end, or nil
+	latency    time.Duration
 
 	clockMu sync.Mutex
 	clock   int64 // wall-clock ns minus CLOCK_MONOTONIC ns, for event times
 	clockAt int64 // CLOCK_MONOTONIC ns when clock was taken
 }
+
+// DefaultLatency is how often a reader polls its ring for records that
+// did not wake it.
+const DefaultLatency = 10 * time.Millisecond
 
 // Options tune Open. Everything is explicit: the library reads no
 // environment variable and mounts nothing (the command layer does).
@@ -62,6 +67,10 @@ type Options struct {
 	// NoReader skips opening the ring buffer (count-only modes, `owl
 	// tools`).
 	NoReader bool
+	// Latency bounds how long a record below the ring's wakeup threshold
+	// (WakeupBytes) waits before the reader polls for it: 0 means
+	// DefaultLatency.
+	Latency time.Duration
 	// Pending names an LRU table of events waiting for their end, whose
 	// evictions Stats derives from the pending counters of bpf/owl.h.
 	Pending string
@@ -136,7 +145,11 @@ func tryHook(spec *ebpf.CollectionSpec, h Hook, opts *Options, forced bool) (_ *
 		}
 		return nil, fmt.Errorf("load: %w", err)
 	}
-	s := &Session{Coll: coll, Hook: h, Runtime: opts.Runtime}
+	latency := opts.Latency
+	if latency <= 0 {
+		latency = DefaultLatency
+	}
+	s := &Session{Coll: coll, Hook: h, Runtime: opts.Runtime, latency: latency}
 	defer func() {
 		if err != nil {
 			s.Close()
@@ -238,9 +251,19 @@ func (s *Session) Read(ctx context.Context, fn func(raw []byte), idle func()) er
 	// ErrFlushed.
 	stop := context.AfterFunc(ctx, func() { s.reader.Flush() })
 	defer stop()
+	// Records below the wakeup threshold wake no one: the reader looks
+	// for them when its deadline passes, then sets the next one.
+	s.reader.SetDeadline(time.Now().Add(s.latency))
 	var rec ringbuf.Record
 	for {
 		if err := s.reader.ReadInto(&rec); err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				if idle != nil {
+					idle()
+				}
+				s.reader.SetDeadline(time.Now().Add(s.latency))
+				continue
+			}
 			if errors.Is(err, ringbuf.ErrFlushed) || errors.Is(err, ringbuf.ErrClosed) || errors.Is(err, os.ErrClosed) {
 				if idle != nil {
 					idle()
@@ -264,6 +287,15 @@ func (s *Session) Stats() (Stats, error) {
 		return Stats{}, err
 	}
 	st := Stats{RingFull: c[ctrRingFull], MapFull: c[ctrMapFull], StackUnavailable: c[ctrStack]}
+	if m := s.unpairedMap(); m != nil {
+		var perCPU []uint64
+		if err := m.Lookup(uint32(0), &perCPU); err != nil {
+			return st, fmt.Errorf("read %s: %w", UnpairedMap, err)
+		}
+		for _, n := range perCPU {
+			st.UnpairedReturn += n
+		}
+	}
 	if s.pending != nil {
 		held, err := count(s.pending)
 		if err != nil {
@@ -275,6 +307,15 @@ func (s *Session) Stats() (Stats, error) {
 		}
 	}
 	return st, nil
+}
+
+// unpairedMap is the tool's UnpairedMap, nil when it has none or the
+// session is closed.
+func (s *Session) unpairedMap() *ebpf.Map {
+	if s.Coll == nil {
+		return nil
+	}
+	return s.Coll.Maps[UnpairedMap]
 }
 
 // count returns the number of entries in m.

@@ -117,6 +117,13 @@ func configureShared(spec *ebpf.CollectionSpec, opts *Options) error {
 		ring = minRing
 	}
 	sh.Events.MaxEntries = ring
+	// Objects built before bpf/owl.h had the wakeup threshold keep the
+	// kernel's default wakeups; the reader polls either way.
+	if v := spec.Variables["owl_wakeup_bytes"]; v != nil && !opts.NoReader {
+		if err := v.Set(WakeupBytes(ring)); err != nil {
+			return fmt.Errorf("set wakeup threshold: %w", err)
+		}
+	}
 	if opts.Task != nil {
 		if err := configureTask(spec, opts.Task, opts.Runtime); err != nil {
 			return err
@@ -250,6 +257,15 @@ const (
 	ctrPendingTaken
 	nrCounters
 )
+
+// WakeupBytes is how much unread data in a ring of ringBytes wakes its
+// reader (owl_wakeup_bytes of bpf/owl.h): a quarter of the ring, at most
+// 64 KiB. Below it the reader finds records on its timer
+// (Options.Latency). At 64 KiB a storm of ~100-byte records wakes the
+// reader about once per 650 records instead of up to once per 5.
+func WakeupBytes(ringBytes uint32) uint32 {
+	return min(ringBytes/4, 64<<10)
+}
 
 // minRing is the smallest ring the kernel accepts: one page.
 const minRing = 4096

@@ -13,13 +13,26 @@ type Stats struct {
 	MapFull        uint64 // a count or pending table was full
 	PendingEvicted uint64 // an LRU pending table evicted an event waiting for its end
 	QueueFull      uint64 // the output queue was full (set by the output layer)
+	// UnpairedReturn counts returns that found no start to pair with
+	// (funclatency): calls not timed because their start was evicted from
+	// the LRU table of calls in flight (more calls in flight than it
+	// holds) or, seen only by RET uprobes (Go), because they began before
+	// tracing did. Read from the per-CPU counter UnpairedMap of tools that
+	// have one.
+	UnpairedReturn uint64
 	// Parts of events lost: a stack that could not be taken (the event
 	// is delivered without it).
 	StackUnavailable uint64
 }
 
 // Lost is the number of whole events lost.
-func (s Stats) Lost() uint64 { return s.RingFull + s.MapFull + s.PendingEvicted + s.QueueFull }
+func (s Stats) Lost() uint64 {
+	return s.RingFull + s.MapFull + s.PendingEvicted + s.QueueFull + s.UnpairedReturn
+}
+
+// UnpairedMap names the per-CPU array (one counter) of a tool whose
+// returns can miss their start: Stats.UnpairedReturn.
+const UnpairedMap = "owl_unpaired"
 
 // Cause is one named counter of Stats.
 type Cause struct {
@@ -35,6 +48,7 @@ func (s Stats) Causes() []Cause {
 		{"map_full", s.MapFull, "table full"},
 		{"pending_evicted", s.PendingEvicted, "evicted from the pending table"},
 		{"output_queue_full", s.QueueFull, "output queue full"},
+		{"unpaired_return", s.UnpairedReturn, "returns without a start (starts evicted from the table of calls in flight, or Go calls begun before tracing)"},
 		{"stack_unavailable", s.StackUnavailable, "stacks unavailable (events kept)"},
 	}
 }

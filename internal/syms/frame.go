@@ -27,16 +27,30 @@ const Unknown = "[unknown]"
 // writes Addr as a hex string ("0xffffffff81234567"): kernel and most user
 // addresses are above 2^53, which JSON tools that read numbers as float64
 // (jq 1.6, JavaScript) would round.
+//
+// A frame of an interpreted language (Lang "python") names the function
+// the interpreter ran: Symbol is its qualified name, File and Line where
+// it was, Addr the code object; Offset and Module are empty.
 type Frame struct {
 	Addr   uint64 `json:"addr"`
 	Symbol string `json:"symbol"`
 	Offset uint64 `json:"offset"`
 	Module string `json:"module"`
+	Lang   string `json:"lang,omitempty"`
+	File   string `json:"file,omitempty"`
+	Line   int    `json:"line,omitempty"`
 }
 
 // String prints "func+0x1a", or "[unknown] (module)" when only the module
-// is known, so an unresolved frame still says where it was.
+// is known, so an unresolved frame still says where it was; an interpreted
+// frame prints "func (file:line)".
 func (f Frame) String() string {
+	if f.Lang != "" && f.File == "" {
+		return Unknown + " (" + f.Lang + ")"
+	}
+	if f.Lang != "" {
+		return fmt.Sprintf("%s (%s:%d)", escape(f.Symbol), escape(f.File), f.Line)
+	}
 	if f.Symbol == "" || f.Symbol == Unknown {
 		if f.Module != "" {
 			return Unknown + " (" + escape(f.Module) + ")"
@@ -54,6 +68,9 @@ type frameJSON struct {
 	Symbol string `json:"symbol"`
 	Offset uint64 `json:"offset"`
 	Module string `json:"module"`
+	Lang   string `json:"lang,omitempty"`
+	File   string `json:"file,omitempty"`
+	Line   int    `json:"line,omitempty"`
 }
 
 // MarshalJSON writes the address as a hex string and the names escaped.
@@ -63,6 +80,9 @@ func (f Frame) MarshalJSON() ([]byte, error) {
 		Symbol: escape(f.Symbol),
 		Offset: f.Offset,
 		Module: escape(f.Module),
+		Lang:   f.Lang,
+		File:   escape(f.File),
+		Line:   f.Line,
 	})
 }
 
@@ -88,6 +108,10 @@ func (f *Frame) UnmarshalJSON(b []byte) error {
 	if err != nil {
 		return fmt.Errorf("frame module: %w", err)
 	}
-	*f = Frame{Addr: addr, Symbol: string(sym), Offset: j.Offset, Module: string(mod)}
+	file, err := event.Unescape(nil, []byte(j.File))
+	if err != nil {
+		return fmt.Errorf("frame file: %w", err)
+	}
+	*f = Frame{Addr: addr, Symbol: string(sym), Offset: j.Offset, Module: string(mod), Lang: j.Lang, File: string(file), Line: j.Line}
 	return nil
 }

@@ -16,6 +16,8 @@ func TestFrame(t *testing.T) {
 		{Frame{Symbol: Unknown, Module: "libc.so.6"}, "[unknown] (libc.so.6)"},
 		{Frame{Symbol: Unknown}, "[unknown]"},
 		{Frame{}, "[unknown]"},
+		{Frame{Symbol: "K.leaf", Lang: "python", File: "/srv/app.py", Line: 12}, "K.leaf (/srv/app.py:12)"},
+		{Frame{Symbol: Unknown, Lang: "python"}, "[unknown] (python)"},
 	} {
 		if got := c.f.String(); got != c.want {
 			t.Errorf("%+v: %q, want %q", c.f, got, c.want)
@@ -39,7 +41,11 @@ func TestFrameJSON(t *testing.T) {
 	if err := json.Unmarshal(b, &m); err != nil || m[0]["addr"] != "0xffffffff81234567" {
 		t.Errorf("decoded as %v (%v), want the address as a hex string", m, err)
 	}
-	for _, want := range []Frame{f, {Addr: 1<<64 - 1, Symbol: "main\n\x1b[31m\xff", Offset: 1, Module: "evil\n.so"}, {}} {
+	py := Frame{Addr: 0x7f00, Symbol: "leaf", Lang: "python", File: "/tmp/a\nb.py", Line: 3}
+	if b, _ := json.Marshal(py); string(b) != `{"addr":"0x7f00","symbol":"leaf","offset":0,"module":"","lang":"python","file":"/tmp/a\\x0ab.py","line":3}` {
+		t.Errorf("json: %s", b)
+	}
+	for _, want := range []Frame{f, {Addr: 1<<64 - 1, Symbol: "main\n\x1b[31m\xff", Offset: 1, Module: "evil\n.so"}, {}, py} {
 		b, err := json.Marshal(want)
 		if err != nil {
 			t.Fatal(err)

@@ -10,6 +10,7 @@ import (
 	"reflect"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/spf13/cobra"
@@ -80,6 +81,9 @@ type Options struct {
 	RingBytes uint32
 	// NoReader attaches without reading anything, for `owl tools`.
 	NoReader bool
+	// Latency bounds how long an event waits in the ring (probe.Options);
+	// 0 is probe.DefaultLatency.
+	Latency time.Duration
 }
 
 // DefaultOptions trace every task and endpoint.
@@ -115,6 +119,7 @@ func Open[C, E any](sp *Spec[C, E], cfg C, opts Options) (*Source[E], error) {
 		RingBytes: ring,
 		NoReader:  opts.NoReader || (sp.Stream != nil && !sp.Stream(cfg)),
 		Pending:   sp.Pending,
+		Latency:   opts.Latency,
 	}
 	if popts.NoReader {
 		popts.RingBytes = 0 // one page: nothing reads it
@@ -259,12 +264,15 @@ type Info struct {
 	Hooks   []string // hook names with the default config, in order of preference
 	Fields  []string // JSON fields of an event
 	Outputs []OutputInfo
+	// Event is the event type E (for tests that encode every tool's events).
+	Event reflect.Type
 }
 
 // OutputInfo documents one other typed output.
 type OutputInfo struct {
 	Flag   string
 	Fields []string
+	Type   reflect.Type
 }
 
 // Info describes the tool.
@@ -273,10 +281,11 @@ func (sp *Spec[C, E]) Info() Info {
 	for _, h := range sp.Hooks(sp.Default()) {
 		i.Hooks = append(i.Hooks, h.Name)
 	}
-	var e E
-	i.Fields = JSONFields(reflect.TypeOf(e))
+	i.Event = reflect.TypeFor[E]()
+	i.Fields = JSONFields(i.Event)
 	for _, o := range sp.Outputs {
-		i.Outputs = append(i.Outputs, OutputInfo{Flag: o.Flag, Fields: JSONFields(reflect.TypeOf(o.Value))})
+		t := reflect.TypeOf(o.Value)
+		i.Outputs = append(i.Outputs, OutputInfo{Flag: o.Flag, Fields: JSONFields(t), Type: t})
 	}
 	return i
 }

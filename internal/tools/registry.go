@@ -4,17 +4,18 @@ package tools
 
 import (
 	"github.com/owlbpf/owl/internal/tool"
-	"github.com/owlbpf/owl/internal/tools/bashreadline"
 	"github.com/owlbpf/owl/internal/tools/bashfunc"
+	"github.com/owlbpf/owl/internal/tools/bashreadline"
 	"github.com/owlbpf/owl/internal/tools/capable"
 	"github.com/owlbpf/owl/internal/tools/eperm"
 	"github.com/owlbpf/owl/internal/tools/execsnoop"
 	"github.com/owlbpf/owl/internal/tools/funccount"
 	"github.com/owlbpf/owl/internal/tools/funclatency"
 	"github.com/owlbpf/owl/internal/tools/modsnoop"
-	"github.com/owlbpf/owl/internal/tools/seccount"
 	"github.com/owlbpf/owl/internal/tools/opensnoop"
 	"github.com/owlbpf/owl/internal/tools/pamsnoop"
+	"github.com/owlbpf/owl/internal/tools/profile"
+	"github.com/owlbpf/owl/internal/tools/seccount"
 	"github.com/owlbpf/owl/internal/tools/setuids"
 	"github.com/owlbpf/owl/internal/tools/stackcount"
 	"github.com/owlbpf/owl/internal/tools/tcpaccept"
@@ -24,8 +25,8 @@ import (
 	"github.com/owlbpf/owl/internal/tools/ucalls"
 	"github.com/owlbpf/owl/internal/tools/uflow"
 	"github.com/owlbpf/owl/internal/tools/ugc"
-	"github.com/owlbpf/owl/internal/tools/uthreads"
 	"github.com/owlbpf/owl/internal/tools/usdt"
+	"github.com/owlbpf/owl/internal/tools/uthreads"
 )
 
 // All lists every tool; adding a tool is one line here.
@@ -40,7 +41,7 @@ func All() []tool.Tool {
 		funccount.Tool,
 		funclatency.Tool,
 		trace.Tool,
-		stackcount.Tool,
+		stackcount.Tool, profile.Tool,
 		usdt.Tool,
 		seccount.Tool,
 		modsnoop.Tool,

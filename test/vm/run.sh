@@ -1,22 +1,31 @@
 #!/usr/bin/env bash
-# Runs owl's end-to-end tests inside Debian 12's 6.1 kernel under qemu, so the
-# kprobe and fentry paths (and the 6.1 tracepoint layouts) are tested: the
-# machine owl is developed on (6.18) has no kprobes or fentry.
+# Runs owl's end-to-end tests inside two Debian 12 kernels under qemu, 6.1
+# (bookworm) and 6.12 (bookworm's linux-image-6.12-amd64), so the kprobe and
+# fentry paths and both kernels' tracepoint layouts are tested (both also
+# have BPF LSM and modules): the machine owl is developed on (6.18) has no
+# kprobes, fentry, BPF LSM or modules.
 #
 #   make vmtest                                         # everything (as root)
 #   VMTEST_PKGS=./internal/tools/tcpreset make vmtest   # some packages only
+#   VMTEST_KERNELS=/boot/vmlinuz-6.12.117+deb12-amd64 make vmtest  # one kernel
 #
-# Also: VMTEST_KERNEL (a vmlinuz), VMTEST_TIMEOUT (seconds for the whole
-# guest run), VMTEST_TEST_TIMEOUT (-test.timeout of each test binary).
+# Also: VMTEST_TIMEOUT (seconds for one guest's whole run),
+# VMTEST_TEST_TIMEOUT (-test.timeout of each test binary), VMTEST_PARALLEL
+# (1: boot the guests at once, each on a host CPU of its own, as TCG with
+# thread=single uses one; the default where the host has a CPU per guest,
+# else 0: one after the other).
 #
-# Steps: install qemu, the kernel and busybox with apt when missing; build the
-# static test binaries and owl; pack them with busybox into an initramfs whose
-# /init runs each test binary (once as is, once per forced hook kind); boot it
-# with TCG (KVM does not boot a stock kernel here); read the results from the
-# serial console. Output: test/vm/out/{console.log,results.md}, and the
-# results table copied to docs/vm-results.md.
+# Steps: install qemu, the kernels, busybox and compilers with apt when
+# missing; build the static test binaries, owl and the programs the tests
+# trace (e2e.Program); pack them with busybox into an initramfs whose /init
+# runs each test binary (once as is, once per forced hook kind); boot it on
+# each kernel in turn with TCG (KVM does not boot a stock kernel here); read
+# the results from the serial consoles. Output:
+# test/vm/out/<kernel release>/console.log, test/vm/out/results.md, the
+# latter copied to docs/vm-results.md (one column per kernel).
 #
-# Exit status: 0 only when every guest run passed and the guest got to the end.
+# Exit status: 0 only when every guest run passed on every kernel and each
+# guest got to the end.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -24,9 +33,11 @@ root=$(cd "$here/../.." && pwd)
 out="$here/out"
 export PATH="$PATH:/usr/local/go/bin"
 
-# The whole guest run (boot, tests, power-off) must end by then. Under TCG
-# the tests take a few minutes; a hang must not block CI forever.
-vm_timeout=${VMTEST_TIMEOUT:-1200}
+# One guest's whole run (boot, tests, power-off) must end by then. Under TCG
+# the tests took 15 to 25 minutes on a busy 2-CPU host (guests in parallel,
+# every package of issues 9 to 12); a hang
+# must not block CI forever.
+vm_timeout=${VMTEST_TIMEOUT:-2700}
 # One test binary may run this long before Go panics with a stack dump,
 # which says more than the outer timeout would.
 test_timeout=${VMTEST_TEST_TIMEOUT:-300s}
@@ -50,21 +61,32 @@ declare -A extra_kinds=(
 
 # Tests skipped in the guest whatever the hooks (-test.skip regexps), because
 # they need a host tool the initramfs does not have. Tests that need su,
-# bpftool or go skip by themselves when those are missing. (capable's -U test
-# gets its C program prebuilt: OWL_CHROOT_BIN.)
+# bpftool, bpftrace or libbpf-tools skip by themselves when those are
+# missing; the programs tests trace come prebuilt (build_programs).
 declare -A skip_in_guest=()
+
+# More files for the initramfs, "HOST_PATH GUEST_PATH" each; {kver} in
+# either stands for the guest kernel's release, so that kernel modules
+# reach the kernel they were built for, e.g. (Debian's 6.12 modules are
+# .ko.xz, 6.1's .ko)
+#   "/lib/modules/{kver}/kernel/fs/isofs/isofs.ko.xz /lib/modules/{kver}/isofs.ko.xz"
+extra_files=()
 
 log() { echo "vmtest: [$((SECONDS - t0)) s] $*" >&2; }
 t0=$SECONDS
 
 # --- 1. Host packages ------------------------------------------------------
 
-# dpkg -s is exact and cheap, so a second run installs nothing.
+# dpkg -s is exact and cheap, so a second run installs nothing. The kernels:
+# linux-image-amd64 is bookworm's 6.1, linux-image-6.12-amd64 (bookworm's
+# security suite) the newest 6.12. g++ brings the static libstdc++.
 install_deps() {
-	local pkgs=(qemu-system-x86 linux-image-amd64 busybox-static cpio gzip gcc libc6-dev) missing=()
+	local pkgs=(qemu-system-x86 linux-image-amd64 linux-image-6.12-amd64 busybox-static cpio gzip gcc g++ libc6-dev) missing=()
 	for p in "${pkgs[@]}"; do
 		dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
 	done
+	# rustc may come from rustup rather than apt.
+	command -v rustc >/dev/null || dpkg -s rustc >/dev/null 2>&1 || missing+=(rustc)
 	if ((${#missing[@]})); then
 		log "installing ${missing[*]}"
 		apt-get update -qq
@@ -72,16 +94,28 @@ install_deps() {
 	fi
 }
 
-# The newest Debian 6.1 kernel in /boot (VMTEST_KERNEL overrides).
-find_kernel() {
-	if [[ -n ${VMTEST_KERNEL:-} ]]; then
-		echo "$VMTEST_KERNEL"
+# The guest kernels, one vmlinuz a line: VMTEST_KERNELS (space-separated),
+# else the newest Debian 6.1 and 6.12 kernels in /boot.
+find_kernels() {
+	if [[ -n ${VMTEST_KERNELS:-} ]]; then
+		# Unquoted: it may name several kernels.
+		# shellcheck disable=SC2086
+		printf '%s\n' $VMTEST_KERNELS
 		return
 	fi
-	local k
-	k=$(find /boot -maxdepth 1 -name 'vmlinuz-6.1.*' | sort -V | tail -n 1)
-	[[ -n $k ]] || { log "no /boot/vmlinuz-6.1.* after installing linux-image-amd64"; exit 1; }
-	echo "$k"
+	local series k
+	for series in 6.1 6.12; do
+		k=$(find /boot -maxdepth 1 -name "vmlinuz-$series.*" | sort -V | tail -n 1)
+		[[ -n $k ]] || { log "no /boot/vmlinuz-$series.* after installing the kernel packages"; exit 1; }
+		echo "$k"
+	done
+}
+
+# The release (uname -r) of a vmlinuz: Debian names them vmlinuz-RELEASE.
+kernel_release() {
+	local b
+	b=$(basename "$1")
+	echo "${b#vmlinuz-}"
 }
 
 # --- 2. Test binaries ------------------------------------------------------
@@ -132,9 +166,50 @@ build() {
 	[[ -s $out/runs ]] || { log "no package with end-to-end tests in ${VMTEST_PKGS:-./...}"; exit 1; }
 	log "building owl"
 	(cd "$root" && CGO_ENABLED=0 go build -o "$out/bin/owl" ./cmd/owl)
-	# The C program of capable's user-stack test, static: the guest has no
-	# gcc and no libc.
-	gcc -static -O0 -fno-omit-frame-pointer -o "$out/bin/chroot" "$root/internal/tools/capable/testdata/chroot.c"
+	log "building the programs tests trace"
+	build_programs
+}
+
+# The programs tests trace, as e2e.Program names them: the guest has no
+# compilers, so they are built here, static (it has no libc either), with
+# the flags of the test's own build function. A test that adds a program
+# adds its line here; in the guest, e2e.Program fails for a missing one.
+build_programs() {
+	local cflags=(-O1 -fno-omit-frame-pointer -fno-inline)
+	rm -rf "${out:?}/programs"
+	prog_c capable/chroot internal/tools/capable/testdata/chroot.c -O0 -fno-omit-frame-pointer
+	prog_c funccount/work internal/tools/funccount/testdata/work.c "${cflags[@]}"
+	prog_c funccount/mallocs internal/tools/funccount/testdata/mallocs.c "${cflags[@]}" -fno-builtin
+	prog_cxx funccount/shapes internal/tools/funccount/testdata/shapes.cpp "${cflags[@]}"
+	prog_go funccount/goapp internal/tools/funccount/testdata/goapp
+	prog_go funccount/goapp-stripped internal/tools/funccount/testdata/goapp "-ldflags=-s -w"
+	prog_rust funccount/shapes-rs internal/tools/funccount/testdata/shapes.rs -C opt-level=1
+	prog_c funclatency/target internal/tools/funclatency/testdata/target.c "${cflags[@]}"
+	prog_go funclatency/go-full internal/tools/funclatency/testdata/goapp -ldflags=
+	prog_go funclatency/go-stripped internal/tools/funclatency/testdata/goapp -ldflags=-s
+}
+
+# prog_KIND NAME SOURCE FLAGS...: builds SOURCE (relative to the repository)
+# into $out/programs/NAME.
+prog_c() { prog_cc gcc "$@"; }
+prog_cxx() { prog_cc g++ "$@"; }
+prog_cc() {
+	local cc=$1 name=$2 src=$3
+	shift 3
+	mkdir -p "$(dirname "$out/programs/$name")"
+	"$cc" -static "$@" -o "$out/programs/$name" "$root/$src"
+}
+prog_go() {
+	local name=$1 dir=$2
+	shift 2
+	mkdir -p "$(dirname "$out/programs/$name")"
+	(cd "$root/$dir" && CGO_ENABLED=0 GOFLAGS=-buildvcs=false go build "$@" -o "$out/programs/$name" .)
+}
+prog_rust() {
+	local name=$1 src=$2
+	shift 2
+	mkdir -p "$(dirname "$out/programs/$name")"
+	rustc -C target-feature=+crt-static "$@" -o "$out/programs/$name" "$root/$src"
 }
 
 # --- 3. Initramfs ----------------------------------------------------------
@@ -184,8 +259,9 @@ done
 
 uptime tools
 # Fail, do not skip, when BPF cannot run; cmd/owl's tests run /bin/owl
-# rather than building it with go.
-export OWL_E2E=require OWL_BIN=/bin/owl OWL_CHROOT_BIN=/tests/chroot
+# rather than building it with go; the programs tests trace are prebuilt
+# (e2e.Program).
+export OWL_E2E=require OWL_BIN=/bin/owl OWL_TEST_PROGRAMS=/tests/programs
 cd /tmp || poweroff -f
 while read -r name hooks skip <&3; do
 	set -- -test.v -test.count=1 -test.timeout="$TEST_TIMEOUT"
@@ -208,10 +284,9 @@ EOF
 # modsnoop's test loads small modules of the guest kernel (fs/nls, no
 # dependencies) with finit_module: copy them from the host's /lib/modules
 # for that kernel (linux-image installs them), decompressed, to the same
-# place in the guest. $kernel is main's.
+# place in the guest (the archive of that kernel: pack_kernel).
 add_test_modules() {
-	local dir=$1 ver src m f
-	ver=${kernel##*/vmlinuz-}
+	local dir=$1 ver=$2 src m f
 	src=/lib/modules/$ver/kernel/fs/nls
 	[[ -d $src ]] || { log "no $src: modsnoop's module test will fail"; return; }
 	mkdir -p "$dir/lib/modules/$ver/kernel/fs/nls"
@@ -229,6 +304,8 @@ add_test_modules() {
 	done
 }
 
+# The initramfs common to every kernel: busybox, owl, the test binaries and
+# programs, /init.
 pack() {
 	local dir="$out/initramfs" a
 	rm -rf "$dir"
@@ -238,16 +315,36 @@ pack() {
 		ln -s busybox "$dir/bin/$a"
 	done
 	cp "$out/bin/owl" "$dir/bin/owl"
-	cp "$out"/bin/*.test "$out/bin/chroot" "$out/runs" "$out/kinds" "$dir/tests/"
+	cp "$out"/bin/*.test "$out/runs" "$out/kinds" "$dir/tests/"
+	cp -r "$out/programs" "$dir/tests/programs"
 	write_init "$dir/init"
-	add_test_modules "$dir"
 	(cd "$dir" && find . | cpio -o -H newc --quiet) | gzip -1 >"$out/initramfs.gz"
+}
+
+# The initramfs of one kernel: the common one, then an archive of the
+# extra files for that release (the kernel unpacks concatenated archives
+# in turn).
+pack_kernel() {
+	local kver=$1 dir="$out/$1/extra" entry src dst
+	rm -rf "$dir"
+	mkdir -p "$dir"
+	for entry in "${extra_files[@]}"; do
+		read -r src dst <<<"${entry//\{kver\}/$kver}"
+		mkdir -p "$dir/$(dirname "$dst")"
+		cp "$src" "$dir/$dst"
+	done
+	add_test_modules "$dir" "$kver"
+	cp "$out/initramfs.gz" "$out/$kver/initramfs.gz"
+	(cd "$dir" && find . | cpio -o -H newc --quiet) | gzip -1 >>"$out/$kver/initramfs.gz"
 }
 
 # --- 4. Boot and collect ---------------------------------------------------
 
+# Boots kernel with its initramfs; the console goes to out/KVER/console.log.
 boot() {
-	local kernel=$1 rc=0
+	local kernel=$1 kver rc=0 logf
+	kver=$(kernel_release "$kernel")
+	logf="$out/$kver/console.log"
 	log "booting $kernel (TCG; timeout ${vm_timeout}s)"
 	# thread=single: one host thread runs both vCPUs in turn. With the
 	# default multi-threaded TCG, a vCPU in syscall entry sometimes spins
@@ -261,12 +358,12 @@ boot() {
 	# LSM, off by default on 6.1. TEST_TIMEOUT reaches /init's environment:
 	# the kernel hands init the name=value boot arguments it does not know.
 	timeout "$vm_timeout" qemu-system-x86_64 -accel tcg,thread=single -cpu max -smp 2 -m 2048 \
-		-nographic -no-reboot -kernel "$kernel" -initrd "$out/initramfs.gz" \
+		-nographic -no-reboot -kernel "$kernel" -initrd "$out/$kver/initramfs.gz" \
 		-append "console=ttyS0 panic=-1 softlockup_panic=1 quiet lsm=lockdown,capability,landlock,yama,apparmor,bpf TEST_TIMEOUT=$test_timeout" \
-		</dev/null | tee "$out/console.log" || rc=$?
+		</dev/null | tee "$logf" || rc=$?
 	# The serial console ends lines with \r\n, and the firmware clears the
 	# screen with escape sequences: drop both so markers start their line.
-	sed -i -e 's/\r$//' -e 's/\x1bc//g' -e 's/\x1b\[[0-9;?]*[A-Za-z]//g' "$out/console.log"
+	sed -i -e 's/\r$//' -e 's/\x1bc//g' -e 's/\x1b\[[0-9;?]*[A-Za-z]//g' "$logf"
 	if ((rc == 0)); then
 		log "guest powered off"
 	elif ((rc == 124)); then
@@ -276,102 +373,173 @@ boot() {
 	fi
 }
 
-# results.md: one table of test runs, one of the hook each tool chose, and
-# the raw `owl tools -v` output, all from the console log.
+# results.md, from the guests' console logs (one per kernel, in order): a
+# table of test runs, one of skipped tests and one of the hook each tool
+# chose, each with one column per kernel, then the raw `owl tools -v`
+# output of each kernel.
 report() {
-	local logf="$out/console.log" kernel
-	kernel=$(awk '$1 == "OWL-VM-KERNEL" { print $2 }' "$logf")
+	local logs=("$@")
 	{
 		echo "# owl end-to-end tests in qemu"
 		echo
-		echo "Generated by \`make vmtest\` (test/vm/run.sh) from the guest's serial console; do"
-		echo "not edit. Hooks: default = owl's own choice; kprobe, fentry, tracepoint ="
-		echo "OWL_HOOKS=kind (forced in the tools that have one)."
+		echo "Generated by \`make vmtest\` (test/vm/run.sh) from the guests' serial consoles;"
+		echo "do not edit. Hooks: default = owl's own choice; kprobe, fentry, tracepoint ="
+		echo "OWL_HOOKS=kind (forced in the tools that have one). A cell is the result of"
+		echo "the package's test binary on that kernel and its seconds under TCG, with the"
+		echo "tests that failed."
 		echo
-		echo "| kernel | package | hooks | result | seconds | failed tests | skipped tests | -test.skip |"
-		echo "|---|---|---|---|---|---|---|---|"
 		# Regexps go in code spans with | escaped, not to split the cell.
-		awk -v kernel="${kernel:-?}" '
+		# Rows in the order of the first kernel's runs (all kernels run
+		# the same list).
+		awk '
 			function code(re) { gsub(/\|/, "\\|", re); return re == "-" ? "-" : "`" re "`" }
+			FNR == 1 { k = ++nk; kernel[k] = "?" }
+			$1 == "OWL-VM-KERNEL" { kernel[k] = $2 }
 			$1 == "OWL-VM-RUN" {
-				run = $2 " " $3; fail[run] = ""; skip[run] = ""
-				filter[run] = code($4)
+				run = $2 " | " $3
+				if (!(run in seen)) { seen[run] = 1; order[++n] = run; filter[run] = code($4) }
+				fail[k, run] = ""; skip[k, run] = ""
 			}
-			$1 == "---" && $2 == "FAIL:" { fail[run] = fail[run] (fail[run] == "" ? "" : ", ") $3 }
-			$1 == "---" && $2 == "SKIP:" { skip[run] = skip[run] (skip[run] == "" ? "" : ", ") $3 }
-			$1 == "OWL-VM-SECONDS" { secs[$2 " " $3] = $4 }
-			$1 == "OWL-VM-RESULT" {
-				r = $2 " " $3
-				printf "| %s | %s | %s | %s | %s | %s | %s | %s |\n", kernel, $2, $3, $4, secs[r], fail[r], skip[r], filter[r]
-			}' "$logf"
+			$1 == "---" && $2 == "FAIL:" { fail[k, run] = fail[k, run] (fail[k, run] == "" ? "" : ", ") $3 }
+			$1 == "---" && $2 == "SKIP:" { skip[k, run] = skip[k, run] (skip[k, run] == "" ? "" : ", ") $3; anyskip[run] = 1 }
+			$1 == "OWL-VM-SECONDS" { secs[k, $2 " | " $3] = $4 }
+			$1 == "OWL-VM-RESULT" { result[k, $2 " | " $3] = $4 }
+			function head(first, last,   i) {
+				printf "| package | hooks |"
+				for (i = 1; i <= nk; i++) printf " %s |", kernel[i]
+				printf "%s\n|---|---|", last == "" ? "" : " " last " |"
+				for (i = 1; i <= nk; i++) printf "---|"
+				printf "%s\n", last == "" ? "" : "---|"
+			}
+			END {
+				print "## Test runs\n"
+				head("", "-test.skip")
+				for (i = 1; i <= n; i++) {
+					r = order[i]
+					printf "| %s |", r
+					for (j = 1; j <= nk; j++) {
+						cell = ((j, r) in result) ? result[j, r] " " secs[j, r] " s" : "not run"
+						if (fail[j, r] != "") cell = cell ": " fail[j, r]
+						printf " %s |", cell
+					}
+					printf " %s |\n", filter[r]
+				}
+				print "\n## Skipped tests\n"
+				print "Tests that skip by themselves in the guest (a peer tool or su missing, a"
+				print "kernel without the feature), per kernel.\n"
+				head("", "")
+				for (i = 1; i <= n; i++) {
+					r = order[i]
+					if (!(r in anyskip)) continue
+					printf "| %s |", r
+					for (j = 1; j <= nk; j++) printf " %s |", skip[j, r]
+					printf "\n"
+				}
+			}' "${logs[@]}"
 		echo
 		# owl tools is a tabwriter table: the HOOK column starts where its
 		# header does; indented lines are the -v reasons.
-		awk -v kernel="${kernel:-?}" '
-			$1 == "OWL-VM-TOOLS-BEGIN" { hooks = $2; kinds[++nk] = $2; inside = 1; next }
+		awk '
+			FNR == 1 { k = ++nk; kernel[k] = "?" }
+			$1 == "OWL-VM-KERNEL" { kernel[k] = $2 }
+			$1 == "OWL-VM-TOOLS-BEGIN" {
+				hooks = $2; inside = 1
+				if (!(hooks in kseen)) { kseen[hooks] = 1; kinds[++nkind] = hooks }
+				next
+			}
 			$1 == "OWL-VM-TOOLS-END" { inside = 0; next }
 			inside && $1 == "TOOL" { col = index($0, "HOOK"); next }
 			inside && /^[^ ]/ {
 				if (!($1 in seen)) { seen[$1] = 1; order[++n] = $1 }
-				hook[$1, hooks] = substr($0, col)
+				hook[k, $1, hooks] = substr($0, col)
 			}
 			END {
-				printf "| kernel | tool |"
-				for (k = 1; k <= nk; k++) printf " hook (%s) |", kinds[k] == "default" ? "default" : "--hook " kinds[k]
+				print "## Hooks\n"
+				printf "| tool | hooks |"
+				for (j = 1; j <= nk; j++) printf " %s |", kernel[j]
 				printf "\n|---|---|"
-				for (k = 1; k <= nk; k++) printf "---|"
+				for (j = 1; j <= nk; j++) printf "---|"
 				printf "\n"
-				for (i = 1; i <= n; i++) {
-					printf "| %s | %s |", kernel, order[i]
-					for (k = 1; k <= nk; k++) printf " %s |", hook[order[i], kinds[k]]
-					printf "\n"
-				}
-			}' "$logf"
-		echo
-		echo '```'
-		awk '$1 == "OWL-VM-TOOLS-BEGIN" { print "$ owl tools -v" ($2 == "default" ? "" : " --hook " $2); inside = 1; next }
-			$1 == "OWL-VM-TOOLS-END" { inside = 0; print ""; next }
-			inside' "$logf"
-		echo '```'
+				for (i = 1; i <= n; i++)
+					for (h = 1; h <= nkind; h++) {
+						printf "| %s | %s |", order[i], kinds[h] == "default" ? "default" : "--hook " kinds[h]
+						for (j = 1; j <= nk; j++) printf " %s |", hook[j, order[i], kinds[h]]
+						printf "\n"
+					}
+			}' "${logs[@]}"
+		local logf
+		for logf in "${logs[@]}"; do
+			echo
+			echo "## owl tools -v on $(awk '$1 == "OWL-VM-KERNEL" { print $2 }' "$logf")"
+			echo
+			echo '```'
+			awk '$1 == "OWL-VM-TOOLS-BEGIN" { print "$ owl tools -v" ($2 == "default" ? "" : " --hook " $2); inside = 1; next }
+				$1 == "OWL-VM-TOOLS-END" { inside = 0; print ""; next }
+				inside' "$logf"
+			echo '```'
+		done
 	} >"$out/results.md"
 	# The committed copy: docs/ shows which hook each kernel gets and how
 	# its tests went.
 	cp "$out/results.md" "$root/docs/vm-results.md"
 }
 
-# Fails unless the guest reached OWL-VM-DONE and every run passed.
+# Fails unless the guest of one kernel reached OWL-VM-DONE and every run
+# passed.
 verdict() {
-	local logf="$out/console.log" runs results failed
+	local logf=$1 kver=$2 runs results failed
 	runs=$(wc -l <"$out/runs")
 	results=$(grep -c '^OWL-VM-RESULT ' "$logf" || true)
 	failed=$(grep '^OWL-VM-RESULT .* FAIL$' "$logf" || true)
 	echo
-	grep '^OWL-VM-RESULT ' "$logf" || true
+	grep '^OWL-VM-RESULT ' "$logf" | sed "s/^/$kver: /" || true
 	if ! grep -qx OWL-VM-DONE "$logf"; then
-		log "FAIL: the guest never printed OWL-VM-DONE ($results of $runs runs reported)"
+		log "FAIL on $kver: the guest never printed OWL-VM-DONE ($results of $runs runs reported)"
 		return 1
 	fi
 	if ((results != runs)); then
-		log "FAIL: $results results for $runs runs"
+		log "FAIL on $kver: $results results for $runs runs"
 		return 1
 	fi
 	if [[ -n $failed ]]; then
-		log "FAIL: $(echo "$failed" | wc -l) of $runs guest runs failed; see $out/console.log and $out/results.md"
+		log "FAIL on $kver: $(echo "$failed" | wc -l) of $runs guest runs failed; see $logf and $out/results.md"
 		return 1
 	fi
-	log "PASS: $runs guest runs passed; see $out/results.md"
+	log "PASS on $kver: $runs guest runs passed"
 }
 
 main() {
-	local kernel
+	local kernels=() kernel kver logs=() rc=0 list pid
 	mkdir -p "$out"
 	install_deps
-	kernel=$(find_kernel)
+	list=$(find_kernels)
+	mapfile -t kernels <<<"$list"
 	build
 	pack
-	boot "$kernel"
-	report
-	verdict
+	local parallel=${VMTEST_PARALLEL:-$(($(nproc) >= ${#kernels[@]}))} pids=()
+	for kernel in "${kernels[@]}"; do
+		kver=$(kernel_release "$kernel")
+		mkdir -p "$out/$kver"
+		pack_kernel "$kver"
+		logs+=("$out/$kver/console.log")
+		if ((parallel)); then
+			# The consoles would interleave: each goes to its log only.
+			boot "$kernel" >/dev/null &
+			pids+=($!)
+		else
+			boot "$kernel"
+		fi
+	done
+	for pid in "${pids[@]}"; do
+		wait "$pid"
+	done
+	report "${logs[@]}"
+	for kernel in "${kernels[@]}"; do
+		kver=$(kernel_release "$kernel")
+		verdict "$out/$kver/console.log" "$kver" || rc=1
+	done
+	log "results: $out/results.md"
+	return $rc
 }
 
 main "$@"

@@ -35,7 +35,7 @@ func Need(t *testing.T, bin string) string {
 	if err == nil {
 		return p
 	}
-	if os.Getenv("OWL_E2E") == "require" && os.Getenv("OWL_CHROOT_BIN") == "" {
+	if os.Getenv("OWL_E2E") == "require" && os.Getenv("OWL_BIN") == "" {
 		t.Fatalf("%s missing (make deps-test installs it): %v", bin, err)
 	}
 	t.Skipf("%s missing: %v", bin, err)

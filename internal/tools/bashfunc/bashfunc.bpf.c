@@ -163,7 +163,7 @@ int func_call(struct uregs *ctx)
 		owl_task_fill(&e->task);
 		e->depth = depth;
 		bpf_probe_read_user_str(e->name, sizeof(e->name), (void *)name);
-		bpf_ringbuf_submit(e, 0);
+		owl_submit(e, sizeof(*e));
 	}
 	return 0;
 }

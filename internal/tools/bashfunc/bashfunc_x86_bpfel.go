@@ -75,6 +75,7 @@ const (
 	bashfuncVarOwlTargMntns    = "owl_targ_mntns"
 	bashfuncVarOwlTargTgid     = "owl_targ_tgid"
 	bashfuncVarOwlTargUid      = "owl_targ_uid"
+	bashfuncVarOwlWakeupBytes  = "owl_wakeup_bytes"
 	bashfuncVarReturnSym       = "return_sym"
 	bashfuncVarSourcenestSym   = "sourcenest_sym"
 	bashfuncVarThisFunctionSym = "this_function_sym"
@@ -154,6 +155,7 @@ type bashfuncVariableSpecs struct {
 	OwlTargMntns    *ebpf.VariableSpec `ebpf:"owl_targ_mntns"`
 	OwlTargTgid     *ebpf.VariableSpec `ebpf:"owl_targ_tgid"`
 	OwlTargUid      *ebpf.VariableSpec `ebpf:"owl_targ_uid"`
+	OwlWakeupBytes  *ebpf.VariableSpec `ebpf:"owl_wakeup_bytes"`
 	ReturnSym       *ebpf.VariableSpec `ebpf:"return_sym"`
 	SourcenestSym   *ebpf.VariableSpec `ebpf:"sourcenest_sym"`
 	ThisFunctionSym *ebpf.VariableSpec `ebpf:"this_function_sym"`
@@ -212,6 +214,7 @@ type bashfuncVariables struct {
 	OwlTargMntns    *ebpf.Variable `ebpf:"owl_targ_mntns"`
 	OwlTargTgid     *ebpf.Variable `ebpf:"owl_targ_tgid"`
 	OwlTargUid      *ebpf.Variable `ebpf:"owl_targ_uid"`
+	OwlWakeupBytes  *ebpf.Variable `ebpf:"owl_wakeup_bytes"`
 	ReturnSym       *ebpf.Variable `ebpf:"return_sym"`
 	SourcenestSym   *ebpf.Variable `ebpf:"sourcenest_sym"`
 	ThisFunctionSym *ebpf.Variable `ebpf:"this_function_sym"`

@@ -56,7 +56,7 @@ int readline_return(struct uregs *ctx)
 	owl_task_fill(&e->task);
 	n = bpf_probe_read_user_str(e->line, sizeof(e->line), line);
 	e->len = n > 0 ? n : 0;
-	bpf_ringbuf_submit(e, 0);
+	owl_submit(e, sizeof(*e));
 	return 0;
 }
 

@@ -46,6 +46,7 @@ const (
 	bashreadlineVarOwlTargMntns    = "owl_targ_mntns"
 	bashreadlineVarOwlTargTgid     = "owl_targ_tgid"
 	bashreadlineVarOwlTargUid      = "owl_targ_uid"
+	bashreadlineVarOwlWakeupBytes  = "owl_wakeup_bytes"
 	bashreadlineVarUnusedEvent     = "unused_event"
 )
 
@@ -115,6 +116,7 @@ type bashreadlineVariableSpecs struct {
 	OwlTargMntns   *ebpf.VariableSpec `ebpf:"owl_targ_mntns"`
 	OwlTargTgid    *ebpf.VariableSpec `ebpf:"owl_targ_tgid"`
 	OwlTargUid     *ebpf.VariableSpec `ebpf:"owl_targ_uid"`
+	OwlWakeupBytes *ebpf.VariableSpec `ebpf:"owl_wakeup_bytes"`
 	UnusedEvent    *ebpf.VariableSpec `ebpf:"unused_event"`
 }
 
@@ -162,6 +164,7 @@ type bashreadlineVariables struct {
 	OwlTargMntns   *ebpf.Variable `ebpf:"owl_targ_mntns"`
 	OwlTargTgid    *ebpf.Variable `ebpf:"owl_targ_tgid"`
 	OwlTargUid     *ebpf.Variable `ebpf:"owl_targ_uid"`
+	OwlWakeupBytes *ebpf.Variable `ebpf:"owl_wakeup_bytes"`
 	UnusedEvent    *ebpf.Variable `ebpf:"unused_event"`
 }
 

@@ -5,6 +5,7 @@
  * ring's size is set from Go (Spec.RingBytes): a loop can make 300k checks
  * a second. */
 #include "owl.h"
+#include "python.h"
 
 #define CAP_OPT_NOAUDIT (1 << 1)
 #define CAP_OPT_INSETID (1 << 2)
@@ -20,6 +21,7 @@ struct event {
 	__s32 syscall;	/* number, -1 when not tracked */
 	__s32 kstack;	/* stack ids, negative when not taken */
 	__s32 ustack;
+	__u64 pystack;	/* Python frames (bpf/python.h), 0 when none */
 	__u8 audit;	/* 0, 1 or UNKNOWN */
 	__u8 insetid;	/* 0, 1 or UNKNOWN */
 	__u8 ia32;	/* the check ran in an ia32 (compat) syscall */
@@ -133,6 +135,8 @@ static __always_inline void fill(void *ctx, struct event *e, int cap)
 	}
 	e->kstack = want_kstack ? stack_id(ctx, &kstacks, 0) : -1;
 	e->ustack = want_ustack ? stack_id(ctx, &ustacks, BPF_F_USER_STACK) : -1;
+	if (want_ustack)
+		e->pystack = owl_py_stack();
 }
 
 SEC("tracepoint/capability/cap_capable")
@@ -150,7 +154,7 @@ int tp_cap_capable(struct cap_capable_args *ctx)
 	/* The tracepoint has no opts: whether the check audits is unknown. */
 	e->audit = UNKNOWN;
 	e->insetid = UNKNOWN;
-	bpf_ringbuf_submit(e, 0);
+	owl_submit(e, sizeof(*e));
 	return 0;
 }
 
@@ -205,7 +209,7 @@ int BPF_PROG(fexit_cap_capable, const struct cred *cred, struct user_namespace *
 	e->ret = (int)ret;
 	e->audit = !(opts & CAP_OPT_NOAUDIT);
 	e->insetid = !!(opts & CAP_OPT_INSETID);
-	bpf_ringbuf_submit(e, 0);
+	owl_submit(e, sizeof(*e));
 	return 0;
 }
 
@@ -235,7 +239,7 @@ int tp_exec(struct exec_args *ctx)
 	owl_task_fill(&e->task);
 	e->kind = KIND_EXEC;
 	bpf_probe_read_kernel_str(e->filename, sizeof(e->filename), (void *)ctx + (ctx->filename & 0xffff));
-	bpf_ringbuf_submit(e, 0);
+	owl_submit(e, sizeof(*e));
 	return 0;
 }
 

@@ -3,14 +3,18 @@
 package capable
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
+	"os"
+	"strings"
 
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 
 	"github.com/owlbpf/owl/internal/event"
 	"github.com/owlbpf/owl/internal/probe"
+	"github.com/owlbpf/owl/internal/pyframes"
 	"github.com/owlbpf/owl/internal/syms"
 	"github.com/owlbpf/owl/internal/sysnames"
 	"github.com/owlbpf/owl/internal/tool"
@@ -161,6 +165,9 @@ never saw prints as [unknown] (build-id ID+0xOFFSET). Frames without a
 build-id (JIT code, Go binaries linked without one) need the process to
 still be there. A stack that could not be taken is left out and counted;
 -U keeps up to 2048 distinct user stacks, -K 10240 kernel stacks.
+Python processes show their Python frames (function, file:line; "lang":
+"python" in JSON) in place of the interpreter's native frames, named from
+the process's memory when the event is read.
 
 With -S, a 32-bit syscall (a 32-bit program, or int $0x80 from a 64-bit
 one) is named from the i386 table and shown as ia32:NAME (ia32 true in
@@ -190,7 +197,7 @@ it remembers up to 65536 kinds; past that, repeats may print.`,
 			m.Ustacks.MaxEntries = 1
 		}
 		return errors.Join(v.Verbose.Set(cfg.Verbose), v.WantKstack.Set(cfg.KStack),
-			v.WantUstack.Set(cfg.UStack), v.WantSyscall.Set(cfg.Syscall))
+			v.WantUstack.Set(cfg.UStack), v.WantSyscall.Set(cfg.Syscall), pyframes.Configure(spec, cfg.UStack))
 	},
 	Decoder: func(cfg Config, s *probe.Session) (func([]byte, *Event) bool, error) {
 		d, err := newDecoder(cfg, s)
@@ -219,12 +226,15 @@ type decoder struct {
 	arch     string
 	kstacks  *ebpf.Map
 	ustacks  *ebpf.Map
-	kallsyms *syms.Kallsyms
+	kallsyms *syms.Kallsyms // nil until a first kernel stack (kernelNames)
 	procs    *syms.Processes
+	py       *pyframes.Walker
 	ips      [127]uint64
 	frames   [127]buildIDFrame
 	seen     map[uniqueKey]struct{}
 	seenMax  int
+	// lazyKallsyms: -K; kallsymsRead: kallsyms was read (or failed to be).
+	lazyKallsyms, kallsymsRead bool
 }
 
 // uniqueKey is a kind of check for --unique: pid, capability and verdict,
@@ -251,10 +261,13 @@ func newDecoder(cfg Config, s *probe.Session) (*decoder, error) {
 		d.kstacks, d.ustacks = m.Kstacks, m.Ustacks
 	}
 	if cfg.KStack {
-		var err error
-		if d.kallsyms, err = syms.LoadKallsyms(); err != nil {
+		// Only checked here; read when a first kernel stack needs names
+		// (kernelNames): parsing 120k-200k symbols took ~60 ms and ~25 MB
+		// at every start of `capable -K`.
+		if err := checkKallsyms(); err != nil {
 			return nil, fmt.Errorf("kernel stacks: %w", err)
 		}
+		d.lazyKallsyms = true
 	}
 	if cfg.UStack {
 		d.procs = syms.NewProcesses(syms.NewCache(), maxProcesses)
@@ -270,6 +283,10 @@ func newDecoder(cfg Config, s *probe.Session) (*decoder, error) {
 		}
 		if pid != 0 {
 			d.procs.Learn(pid)
+		}
+		var err error
+		if d.py, err = pyframes.New(s.Assign); err != nil {
+			return nil, err
 		}
 	}
 	return d, nil
@@ -310,12 +327,17 @@ func (d *decoder) decode(raw []byte, e *Event) bool {
 	}
 	// Fresh slices each time: a consumer that copies the event keeps its
 	// stacks (symbolizing allocates anyway).
-	if d.kallsyms != nil {
+	if d.lazyKallsyms {
 		for _, ip := range d.kernelStack(r.Kstack) {
-			e.KStack = append(e.KStack, d.kallsyms.Resolve(ip))
+			if k := d.kernelNames(); k != nil {
+				e.KStack = append(e.KStack, k.Resolve(ip))
+			} else {
+				e.KStack = append(e.KStack, syms.Frame{Addr: ip, Symbol: syms.Unknown})
+			}
 		}
 	}
 	if d.procs != nil {
+		py := d.py.Python(r.Task.Pid, r.Pystack) // first: read while the process is there
 		for _, f := range d.userStack(r.Ustack) {
 			if f.Status == frameBuildID {
 				e.UStack = append(e.UStack, d.procs.ResolveBuildID(r.Task.Pid, f.BuildID[:], f.Off))
@@ -323,8 +345,46 @@ func (d *decoder) decode(raw []byte, e *Event) bool {
 				e.UStack = append(e.UStack, d.procs.Resolve(r.Task.Pid, f.Off))
 			}
 		}
+		e.UStack = pyframes.Merge(e.UStack, py)
 	}
 	return true
+}
+
+// kernelNames reads /proc/kallsyms the first time a kernel stack needs
+// names; nil if that failed (checkKallsyms passed at start, so only a
+// kernel that changed its mind since).
+func (d *decoder) kernelNames() *syms.Kallsyms {
+	if !d.kallsymsRead {
+		d.kallsymsRead = true
+		d.kallsyms, _ = syms.LoadKallsyms()
+	}
+	return d.kallsyms
+}
+
+// checkKallsyms fails at start as LoadKallsyms would, cheaply: the file
+// opens and its first text symbol has an address (kernel.kptr_restrict
+// hides them all as zeros).
+func checkKallsyms() error {
+	f, err := os.Open(syms.KallsymsPath)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", syms.KallsymsPath, err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		addr, rest, _ := strings.Cut(sc.Text(), " ")
+		if typ, _, _ := strings.Cut(rest, " "); typ != "T" && typ != "t" {
+			continue
+		}
+		if strings.Trim(addr, "0") == "" {
+			return syms.ErrKptrRestrict
+		}
+		return nil
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("read %s: %w", syms.KallsymsPath, err)
+	}
+	return fmt.Errorf("%s: no text symbols", syms.KallsymsPath)
 }
 
 // first reports whether r is the first check of its kind, and remembers

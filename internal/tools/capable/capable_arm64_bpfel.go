@@ -31,6 +31,7 @@ type capableEvent struct {
 	Syscall     int32
 	Kstack      int32
 	Ustack      int32
+	Pystack     uint64
 	Audit       uint8
 	Insetid     uint8
 	Ia32        uint8
@@ -55,6 +56,41 @@ type capableExecEvent struct {
 	_        [4]byte
 }
 
+type capableOwlPyProc struct {
+	_         structs.HostLayout
+	TssKey    uint64
+	Kind      uint32
+	TsdFirst  uint32
+	TsdSecond uint32
+	TsdSize   uint32
+	TsdData   uint32
+	TsFrame   uint32
+	CfFrame   int32
+	F_code    uint32
+	F_back    uint32
+	F_ip      uint32
+	F_flag    uint32
+	F_size    uint32
+}
+
+type capableOwlPyScratch struct {
+	_     structs.HostLayout
+	St    capableOwlPyStack
+	Chunk [128]uint8
+}
+
+type capableOwlPyStack struct {
+	_         structs.HostLayout
+	N         uint32
+	Truncated uint32
+	Entry     uint64
+	F         [64]struct {
+		_    structs.HostLayout
+		Code uint64
+		Ip   uint64
+	}
+}
+
 type capableSyscall struct {
 	_    structs.HostLayout
 	Nr   int32
@@ -70,6 +106,10 @@ const (
 	capableMapInSyscall        = "in_syscall"
 	capableMapKstacks          = "kstacks"
 	capableMapOwlCounters      = "owl_counters"
+	capableMapOwlPyProcs       = "owl_py_procs"
+	capableMapOwlPyScratch     = "owl_py_scratch"
+	capableMapOwlPyStacks      = "owl_py_stacks"
+	capableMapOwlUstacks       = "owl_ustacks"
 	capableMapUstacks          = "ustacks"
 	capableProgFexitCapCapable = "fexit_cap_capable"
 	capableProgKpCapCapable    = "kp_cap_capable"
@@ -81,10 +121,13 @@ const (
 	capableVarOwlOffNsInum     = "owl_off_ns_inum"
 	capableVarOwlOffNsproxy    = "owl_off_nsproxy"
 	capableVarOwlOffTiStatus   = "owl_off_ti_status"
+	capableVarOwlPyEnabled     = "owl_py_enabled"
+	capableVarOwlPyOffTp       = "owl_py_off_tp"
 	capableVarOwlTargCgroup    = "owl_targ_cgroup"
 	capableVarOwlTargMntns     = "owl_targ_mntns"
 	capableVarOwlTargTgid      = "owl_targ_tgid"
 	capableVarOwlTargUid       = "owl_targ_uid"
+	capableVarOwlWakeupBytes   = "owl_wakeup_bytes"
 	capableVarUnusedEvent      = "unused_event"
 	capableVarUnusedExecEvent  = "unused_exec_event"
 	capableVarVerbose          = "verbose"
@@ -147,12 +190,16 @@ type capableProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type capableMapSpecs struct {
-	Checks      *ebpf.MapSpec `ebpf:"checks"`
-	Events      *ebpf.MapSpec `ebpf:"events"`
-	InSyscall   *ebpf.MapSpec `ebpf:"in_syscall"`
-	Kstacks     *ebpf.MapSpec `ebpf:"kstacks"`
-	OwlCounters *ebpf.MapSpec `ebpf:"owl_counters"`
-	Ustacks     *ebpf.MapSpec `ebpf:"ustacks"`
+	Checks       *ebpf.MapSpec `ebpf:"checks"`
+	Events       *ebpf.MapSpec `ebpf:"events"`
+	InSyscall    *ebpf.MapSpec `ebpf:"in_syscall"`
+	Kstacks      *ebpf.MapSpec `ebpf:"kstacks"`
+	OwlCounters  *ebpf.MapSpec `ebpf:"owl_counters"`
+	OwlPyProcs   *ebpf.MapSpec `ebpf:"owl_py_procs"`
+	OwlPyScratch *ebpf.MapSpec `ebpf:"owl_py_scratch"`
+	OwlPyStacks  *ebpf.MapSpec `ebpf:"owl_py_stacks"`
+	OwlUstacks   *ebpf.MapSpec `ebpf:"owl_ustacks"`
+	Ustacks      *ebpf.MapSpec `ebpf:"ustacks"`
 }
 
 // capableVariableSpecs contains global variables before they are loaded into the kernel.
@@ -163,10 +210,13 @@ type capableVariableSpecs struct {
 	OwlOffNsInum    *ebpf.VariableSpec `ebpf:"owl_off_ns_inum"`
 	OwlOffNsproxy   *ebpf.VariableSpec `ebpf:"owl_off_nsproxy"`
 	OwlOffTiStatus  *ebpf.VariableSpec `ebpf:"owl_off_ti_status"`
+	OwlPyEnabled    *ebpf.VariableSpec `ebpf:"owl_py_enabled"`
+	OwlPyOffTp      *ebpf.VariableSpec `ebpf:"owl_py_off_tp"`
 	OwlTargCgroup   *ebpf.VariableSpec `ebpf:"owl_targ_cgroup"`
 	OwlTargMntns    *ebpf.VariableSpec `ebpf:"owl_targ_mntns"`
 	OwlTargTgid     *ebpf.VariableSpec `ebpf:"owl_targ_tgid"`
 	OwlTargUid      *ebpf.VariableSpec `ebpf:"owl_targ_uid"`
+	OwlWakeupBytes  *ebpf.VariableSpec `ebpf:"owl_wakeup_bytes"`
 	UnusedEvent     *ebpf.VariableSpec `ebpf:"unused_event"`
 	UnusedExecEvent *ebpf.VariableSpec `ebpf:"unused_exec_event"`
 	Verbose         *ebpf.VariableSpec `ebpf:"verbose"`
@@ -195,12 +245,16 @@ func (o *capableObjects) Close() error {
 //
 // It can be passed to loadCapableObjects or ebpf.CollectionSpec.LoadAndAssign.
 type capableMaps struct {
-	Checks      *ebpf.Map `ebpf:"checks"`
-	Events      *ebpf.Map `ebpf:"events"`
-	InSyscall   *ebpf.Map `ebpf:"in_syscall"`
-	Kstacks     *ebpf.Map `ebpf:"kstacks"`
-	OwlCounters *ebpf.Map `ebpf:"owl_counters"`
-	Ustacks     *ebpf.Map `ebpf:"ustacks"`
+	Checks       *ebpf.Map `ebpf:"checks"`
+	Events       *ebpf.Map `ebpf:"events"`
+	InSyscall    *ebpf.Map `ebpf:"in_syscall"`
+	Kstacks      *ebpf.Map `ebpf:"kstacks"`
+	OwlCounters  *ebpf.Map `ebpf:"owl_counters"`
+	OwlPyProcs   *ebpf.Map `ebpf:"owl_py_procs"`
+	OwlPyScratch *ebpf.Map `ebpf:"owl_py_scratch"`
+	OwlPyStacks  *ebpf.Map `ebpf:"owl_py_stacks"`
+	OwlUstacks   *ebpf.Map `ebpf:"owl_ustacks"`
+	Ustacks      *ebpf.Map `ebpf:"ustacks"`
 }
 
 func (m *capableMaps) Close() error {
@@ -210,6 +264,10 @@ func (m *capableMaps) Close() error {
 		m.InSyscall,
 		m.Kstacks,
 		m.OwlCounters,
+		m.OwlPyProcs,
+		m.OwlPyScratch,
+		m.OwlPyStacks,
+		m.OwlUstacks,
 		m.Ustacks,
 	)
 }
@@ -222,10 +280,13 @@ type capableVariables struct {
 	OwlOffNsInum    *ebpf.Variable `ebpf:"owl_off_ns_inum"`
 	OwlOffNsproxy   *ebpf.Variable `ebpf:"owl_off_nsproxy"`
 	OwlOffTiStatus  *ebpf.Variable `ebpf:"owl_off_ti_status"`
+	OwlPyEnabled    *ebpf.Variable `ebpf:"owl_py_enabled"`
+	OwlPyOffTp      *ebpf.Variable `ebpf:"owl_py_off_tp"`
 	OwlTargCgroup   *ebpf.Variable `ebpf:"owl_targ_cgroup"`
 	OwlTargMntns    *ebpf.Variable `ebpf:"owl_targ_mntns"`
 	OwlTargTgid     *ebpf.Variable `ebpf:"owl_targ_tgid"`
 	OwlTargUid      *ebpf.Variable `ebpf:"owl_targ_uid"`
+	OwlWakeupBytes  *ebpf.Variable `ebpf:"owl_wakeup_bytes"`
 	UnusedEvent     *ebpf.Variable `ebpf:"unused_event"`
 	UnusedExecEvent *ebpf.Variable `ebpf:"unused_exec_event"`
 	Verbose         *ebpf.Variable `ebpf:"verbose"`

@@ -195,24 +195,23 @@ func TestChrootDeniedForNobody(t *testing.T) {
 }
 
 // chrootBin returns testdata/chroot.c built with frame pointers, or the
-// prebuilt OWL_CHROOT_BIN where there is no gcc (qemu guest).
+// one test/vm/run.sh prebuilt where there is no gcc (qemu guest).
 func chrootBin(t *testing.T) string {
 	t.Helper()
-	if bin := os.Getenv("OWL_CHROOT_BIN"); bin != "" {
-		return bin
-	}
-	gcc, err := exec.LookPath("gcc")
-	if err != nil {
-		if os.Getenv("OWL_E2E") == "require" {
-			t.Fatal("gcc is needed to build the test program")
+	return e2e.Program(t, "capable/chroot", func() string {
+		gcc, err := exec.LookPath("gcc")
+		if err != nil {
+			if os.Getenv("OWL_E2E") == "require" {
+				t.Fatal("gcc is needed to build the test program")
+			}
+			t.Skip("gcc is not installed")
 		}
-		t.Skip("gcc is not installed")
-	}
-	bin := filepath.Join(t.TempDir(), "chroot")
-	if out, err := exec.Command(gcc, "-O0", "-fno-omit-frame-pointer", "-o", bin, "testdata/chroot.c").CombinedOutput(); err != nil {
-		t.Fatalf("gcc: %v\n%s", err, out)
-	}
-	return bin
+		bin := filepath.Join(t.TempDir(), "chroot")
+		if out, err := exec.Command(gcc, "-O0", "-fno-omit-frame-pointer", "-o", bin, "testdata/chroot.c").CombinedOutput(); err != nil {
+			t.Fatalf("gcc: %v\n%s", err, out)
+		}
+		return bin
+	})
 }
 
 // checkChrootStack checks that the user stack of a check made by

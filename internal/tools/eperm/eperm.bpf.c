@@ -71,7 +71,7 @@ int tp_sys_exit(struct sys_exit_args *ctx)
 		e->nr = ctx->id;
 		e->err = -ret;
 		e->ia32 = owl_in_compat_syscall();
-		bpf_ringbuf_submit(e, 0);
+		owl_submit(e, sizeof(*e));
 		return 0;
 	}
 	k.pid = bpf_get_current_pid_tgid() >> 32;

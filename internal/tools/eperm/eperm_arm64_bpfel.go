@@ -61,6 +61,7 @@ const (
 	epermVarOwlTargMntns   = "owl_targ_mntns"
 	epermVarOwlTargTgid    = "owl_targ_tgid"
 	epermVarOwlTargUid     = "owl_targ_uid"
+	epermVarOwlWakeupBytes = "owl_wakeup_bytes"
 	epermVarStream         = "stream"
 	epermVarUnusedEvent    = "unused_event"
 )
@@ -131,6 +132,7 @@ type epermVariableSpecs struct {
 	OwlTargMntns   *ebpf.VariableSpec `ebpf:"owl_targ_mntns"`
 	OwlTargTgid    *ebpf.VariableSpec `ebpf:"owl_targ_tgid"`
 	OwlTargUid     *ebpf.VariableSpec `ebpf:"owl_targ_uid"`
+	OwlWakeupBytes *ebpf.VariableSpec `ebpf:"owl_wakeup_bytes"`
 	Stream         *ebpf.VariableSpec `ebpf:"stream"`
 	UnusedEvent    *ebpf.VariableSpec `ebpf:"unused_event"`
 }
@@ -180,6 +182,7 @@ type epermVariables struct {
 	OwlTargMntns   *ebpf.Variable `ebpf:"owl_targ_mntns"`
 	OwlTargTgid    *ebpf.Variable `ebpf:"owl_targ_tgid"`
 	OwlTargUid     *ebpf.Variable `ebpf:"owl_targ_uid"`
+	OwlWakeupBytes *ebpf.Variable `ebpf:"owl_wakeup_bytes"`
 	Stream         *ebpf.Variable `ebpf:"stream"`
 	UnusedEvent    *ebpf.Variable `ebpf:"unused_event"`
 }

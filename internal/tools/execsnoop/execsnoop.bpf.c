@@ -35,6 +35,11 @@ struct buf {
 	__u8 data[FNAME_CAP + 2 * ARGS_CAP];
 };
 
+/* Masks a record's size: above its largest, within struct buf. */
+#define SIZE_MASK 0xffff
+_Static_assert(sizeof(struct event) + FNAME_CAP + ARGS_CAP <= SIZE_MASK &&
+	       SIZE_MASK < sizeof(struct buf), "SIZE_MASK");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1); /* set from Go: one per possible CPU */
@@ -105,6 +110,8 @@ static __always_inline struct buf *start_record(__s32 ret)
 
 static __always_inline void send(struct buf *b, __u64 fname, __u64 args)
 {
+	__u64 size;
+
 	/* Clamped where the verifier sees it: the compiler would otherwise
 	 * test a copy and pass the unchecked value on. */
 	barrier_var(fname);
@@ -115,7 +122,13 @@ static __always_inline void send(struct buf *b, __u64 fname, __u64 args)
 		args = ARGS_CAP;
 	b->e.fname_size = fname;
 	b->e.args_size = args;
-	owl_emit(b, sizeof(b->e) + fname + args);
+	size = sizeof(b->e) + fname + args;
+	/* 6.1's verifier keeps neither clamp's bound ("R3 min value is
+	 * negative"); this mask is a no-op (size < SIZE_MASK) that bounds
+	 * the size by the record buffer. */
+	barrier_var(size);
+	size &= SIZE_MASK;
+	owl_emit(b, size);
 }
 
 /* Clamps a string read's result to a size in [0, cap]. */
@@ -159,6 +172,11 @@ int tp_exec(struct exec_args *ctx)
 		if (off >= len)
 			break;
 		n = len - off > CHUNK ? CHUNK : len - off;
+		/* 6.1's verifier loses the clamp's bound on the way to the
+		 * call ("R2 min value is negative"); a mask, kept by the
+		 * barrier and a no-op here, gives it [0, 2 * CHUNK). */
+		barrier_var(n);
+		n &= 2 * CHUNK - 1;
 		if (bpf_probe_read_user(args + off, n, (void *)(start + off))) {
 			b->e.unreadable = 1;
 			break;
@@ -216,6 +234,9 @@ static __always_inline int on_exit(long ret)
 			b->e.truncated = 1;
 			break;
 		}
+		/* A no-op mask that shows the verifier off < ARGS_CAP. */
+		barrier_var(off);
+		off &= ARGS_CAP - 1;
 		n = bpf_probe_read_user_str(args + off, ARGS_CAP, (void *)p);
 		if (n <= 0) {
 			b->e.unreadable = 1;

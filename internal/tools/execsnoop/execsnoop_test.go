@@ -2,10 +2,10 @@ package execsnoop
 
 import (
 	"bytes"
-	"encoding/json"
-	"io"
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"maps"
 	"os"
 	"os/exec"
@@ -253,7 +253,6 @@ func TestSplitArgs(t *testing.T) {
 		}
 	}
 }
-
 
 // Side by side with bpftrace's execsnoop.bt and libbpf-tools' execsnoop -x
 // on one workload (successful and failed execs): every exec of the

@@ -66,6 +66,7 @@ const (
 	execsnoopVarOwlTargMntns     = "owl_targ_mntns"
 	execsnoopVarOwlTargTgid      = "owl_targ_tgid"
 	execsnoopVarOwlTargUid       = "owl_targ_uid"
+	execsnoopVarOwlWakeupBytes   = "owl_wakeup_bytes"
 	execsnoopVarTargPpid         = "targ_ppid"
 	execsnoopVarUnusedEvent      = "unused_event"
 )
@@ -140,6 +141,7 @@ type execsnoopVariableSpecs struct {
 	OwlTargMntns   *ebpf.VariableSpec `ebpf:"owl_targ_mntns"`
 	OwlTargTgid    *ebpf.VariableSpec `ebpf:"owl_targ_tgid"`
 	OwlTargUid     *ebpf.VariableSpec `ebpf:"owl_targ_uid"`
+	OwlWakeupBytes *ebpf.VariableSpec `ebpf:"owl_wakeup_bytes"`
 	TargPpid       *ebpf.VariableSpec `ebpf:"targ_ppid"`
 	UnusedEvent    *ebpf.VariableSpec `ebpf:"unused_event"`
 }
@@ -191,6 +193,7 @@ type execsnoopVariables struct {
 	OwlTargMntns   *ebpf.Variable `ebpf:"owl_targ_mntns"`
 	OwlTargTgid    *ebpf.Variable `ebpf:"owl_targ_tgid"`
 	OwlTargUid     *ebpf.Variable `ebpf:"owl_targ_uid"`
+	OwlWakeupBytes *ebpf.Variable `ebpf:"owl_wakeup_bytes"`
 	TargPpid       *ebpf.Variable `ebpf:"targ_ppid"`
 	UnusedEvent    *ebpf.Variable `ebpf:"unused_event"`
 }

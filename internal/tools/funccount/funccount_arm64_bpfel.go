@@ -29,6 +29,7 @@ const (
 	funccountVarOwlTargMntns     = "owl_targ_mntns"
 	funccountVarOwlTargTgid      = "owl_targ_tgid"
 	funccountVarOwlTargUid       = "owl_targ_uid"
+	funccountVarOwlWakeupBytes   = "owl_wakeup_bytes"
 )
 
 // loadFunccount returns the embedded CollectionSpec for funccount.
@@ -98,6 +99,7 @@ type funccountVariableSpecs struct {
 	OwlTargMntns   *ebpf.VariableSpec `ebpf:"owl_targ_mntns"`
 	OwlTargTgid    *ebpf.VariableSpec `ebpf:"owl_targ_tgid"`
 	OwlTargUid     *ebpf.VariableSpec `ebpf:"owl_targ_uid"`
+	OwlWakeupBytes *ebpf.VariableSpec `ebpf:"owl_wakeup_bytes"`
 }
 
 // funccountObjects contains all objects after they have been loaded into the kernel.
@@ -145,6 +147,7 @@ type funccountVariables struct {
 	OwlTargMntns   *ebpf.Variable `ebpf:"owl_targ_mntns"`
 	OwlTargTgid    *ebpf.Variable `ebpf:"owl_targ_tgid"`
 	OwlTargUid     *ebpf.Variable `ebpf:"owl_targ_uid"`
+	OwlWakeupBytes *ebpf.Variable `ebpf:"owl_wakeup_bytes"`
 }
 
 // funccountPrograms contains all programs after they have been loaded into the kernel.

@@ -10,9 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
-	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -31,7 +28,8 @@ func TestMain(m *testing.M) { e2e.Main(m, nil) }
 
 // needTool returns the path of a compiler or program a test needs. Where
 // it is missing the test skips, or fails under OWL_E2E=require, except in
-// the qemu guest (OWL_BIN set), which has test binaries and no compilers.
+// the qemu guest (OWL_BIN set), which has test binaries and no peers (its
+// programs come prebuilt: buildProgram).
 func needTool(t *testing.T, name string) string {
 	t.Helper()
 	p, err := exec.LookPath(name)
@@ -45,31 +43,37 @@ func needTool(t *testing.T, name string) string {
 	return ""
 }
 
-// buildProgram compiles testdata/src into a temporary directory: C and C++
-// with -O1 -fno-omit-frame-pointer -fno-inline (so every call is a call),
-// a Go directory with go build.
-func buildProgram(t *testing.T, src string, flags ...string) string {
+// buildProgram returns testdata/src built into a temporary directory: C
+// and C++ with -O1 -fno-omit-frame-pointer -fno-inline (so every call is
+// a call), a Go directory with go build, a .rs file with rustc. In the
+// qemu guest it is the program test/vm/run.sh prebuilt as funccount/name
+// (e2e.Program), static: keep its build line there in step with flags.
+func buildProgram(t *testing.T, name, src string, flags ...string) string {
 	t.Helper()
-	abs, err := filepath.Abs(filepath.Join("testdata", src))
-	if err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(t.TempDir(), strings.TrimSuffix(filepath.Base(src), filepath.Ext(src)))
-	var cmd *exec.Cmd
-	switch filepath.Ext(src) {
-	case ".c":
-		cmd = exec.Command(needTool(t, "gcc"), append([]string{"-O1", "-fno-omit-frame-pointer", "-fno-inline", "-o", bin, abs}, flags...)...)
-	case ".cpp":
-		cmd = exec.Command(needTool(t, "g++"), append([]string{"-O1", "-fno-omit-frame-pointer", "-fno-inline", "-o", bin, abs}, flags...)...)
-	default:
-		cmd = exec.Command(needTool(t, "go"), append(append([]string{"build", "-o", bin}, flags...), ".")...)
-		cmd.Dir = abs
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	}
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("%s: %v\n%s", cmd, err, out)
-	}
-	return bin
+	return e2e.Program(t, "funccount/"+name, func() string {
+		abs, err := filepath.Abs(filepath.Join("testdata", src))
+		if err != nil {
+			t.Fatal(err)
+		}
+		bin := filepath.Join(t.TempDir(), name)
+		var cmd *exec.Cmd
+		switch filepath.Ext(src) {
+		case ".c":
+			cmd = exec.Command(needTool(t, "gcc"), append([]string{"-O1", "-fno-omit-frame-pointer", "-fno-inline", "-o", bin, abs}, flags...)...)
+		case ".cpp":
+			cmd = exec.Command(needTool(t, "g++"), append([]string{"-O1", "-fno-omit-frame-pointer", "-fno-inline", "-o", bin, abs}, flags...)...)
+		case ".rs":
+			cmd = exec.Command(needTool(t, "rustc"), append([]string{"-o", bin, abs}, flags...)...)
+		default:
+			cmd = exec.Command(needTool(t, "go"), append(append([]string{"build", "-o", bin}, flags...), ".")...)
+			cmd.Dir = abs
+			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		}
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v\n%s", cmd, err, out)
+		}
+		return bin
+	})
 }
 
 // program is a test program that waits for a line on stdin.
@@ -170,7 +174,7 @@ func perfEvents() int {
 // for its pid (-p) and for every process.
 func TestCountsCFunctions(t *testing.T) {
 	e2e.Require(t)
-	bin := buildProgram(t, "work.c")
+	bin := buildProgram(t, "work", "work.c")
 	for _, c := range []struct {
 		name string
 		each bool
@@ -212,7 +216,7 @@ func TestCountsCFunctions(t *testing.T) {
 // A pid filter keeps other processes' calls out, even of the same file.
 func TestCountsOnlyThePID(t *testing.T) {
 	e2e.Require(t)
-	bin := buildProgram(t, "work.c")
+	bin := buildProgram(t, "work", "work.c")
 	traced, other := start(t, bin), start(t, bin)
 	opts := e2e.Options()
 	opts.Task.PID = traced.pid()
@@ -229,7 +233,7 @@ func TestCountsOnlyThePID(t *testing.T) {
 // C++ methods match and print demangled: funccount './app:Shape::*'.
 func TestCountsCPlusPlus(t *testing.T) {
 	e2e.Require(t)
-	bin := buildProgram(t, "shapes.cpp")
+	bin := buildProgram(t, "shapes", "shapes.cpp")
 	t.Chdir(filepath.Dir(bin))
 	p := start(t, bin)
 	stdout, stderr, err := runCommand(t, []string{"-p", fmt.Sprint(p.pid()), "./shapes:Shape::*"}, func() { p.run(t) })
@@ -252,23 +256,57 @@ func TestCountsCPlusPlus(t *testing.T) {
 	}
 }
 
+// Rust functions match and print demangled, by type or by module path:
+// funccount './app:*Shape*' './app:shapes::geometry::*', exact counts.
+func TestCountsRust(t *testing.T) {
+	e2e.Require(t)
+	bin := buildProgram(t, "shapes-rs", "shapes.rs", "-C", "opt-level=1")
+	t.Chdir(filepath.Dir(bin))
+	p := start(t, bin)
+	patterns := []string{"./shapes-rs:*Shape*", "./shapes-rs:shapes::geometry::*"}
+	stdout, stderr, err := runCommand(t, append([]string{"-p", fmt.Sprint(p.pid())}, patterns...), func() {
+		if out := p.run(t); out != "642\n" {
+			t.Errorf("program printed %q", out)
+		}
+	})
+	if err != nil {
+		t.Fatalf("funccount: %v\n%s", err, stderr)
+	}
+	if !strings.Contains(stderr, `Tracing 4 functions for "./shapes-rs:*Shape*" "./shapes-rs:shapes::geometry::*"... Hit Ctrl-C to end.`) {
+		t.Errorf("stderr %q", stderr)
+	}
+	row := func(name string, n int) string { return fmt.Sprintf("%-36s %8d\n", name, n) }
+	want := "\nFUNC                                    COUNT\n" +
+		row("shapes::Shape::new", 1) + row("shapes::geometry::perimeter", 7) +
+		row("shapes::Shape::scale", 200) + row("shapes::Shape::area", 300)
+	if stdout != want {
+		t.Errorf("stdout:\n%s\nwant:\n%s", stdout, want)
+	}
+}
+
 const mallocs = 5000
 
 // c:malloc with -p on a running process that mallocs a known number of
-// times once signalled: exactly that many.
+// times once signalled: exactly that many. The qemu guest's prebuilt
+// program is static, with no libc to find: there malloc is the program's
+// own (PATH:malloc).
 func TestCountsMallocInProcess(t *testing.T) {
 	e2e.Require(t)
-	bin := buildProgram(t, "mallocs.c", "-fno-builtin")
+	bin := buildProgram(t, "mallocs", "mallocs.c", "-fno-builtin")
 	p := start(t, bin, fmt.Sprint(mallocs))
 	if line, err := p.stdout.ReadString('\n'); line != "ready\n" {
 		t.Fatalf("program printed %q (%v)", line, err)
 	}
-	cfg, err := Resolve([]string{"c:malloc"}, uprobe.Options{PID: p.pid()})
+	pattern, in := "c:malloc", "libc"
+	if e2e.Prebuilt() {
+		pattern, in = bin+":malloc", filepath.Base(bin)
+	}
+	cfg, err := Resolve([]string{pattern}, uprobe.Options{PID: p.pid()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(cfg.Funcs) != 1 || !strings.Contains(filepath.Base(cfg.Funcs[0].Path), "libc") {
-		t.Fatalf("c:malloc resolved to %+v", cfg.Funcs)
+	if len(cfg.Funcs) != 1 || !strings.Contains(filepath.Base(cfg.Funcs[0].Path), in) {
+		t.Fatalf("%s resolved to %+v", pattern, cfg.Funcs)
 	}
 	opts := e2e.Options()
 	opts.Task.PID = p.pid()
@@ -293,7 +331,11 @@ func TestCountsGo(t *testing.T) {
 	e2e.Require(t)
 	for _, flags := range [][]string{nil, {"-ldflags=-s -w"}} {
 		t.Run(strings.Join(append([]string{"plain"}, flags...), " "), func(t *testing.T) {
-			bin := buildProgram(t, "goapp", flags...)
+			name := "goapp"
+			if flags != nil {
+				name = "goapp-stripped"
+			}
+			bin := buildProgram(t, name, "goapp", flags...)
 			p := start(t, bin)
 			stdout, stderr, err := runCommand(t, []string{"-o", "json", bin + ":main.work", bin + ":main.gr*"}, func() {
 				if out := p.run(t); out != "1000080\n" {
@@ -469,8 +511,8 @@ func TestBadPatternsExit2(t *testing.T) {
 
 // -l lists what the patterns match without tracing (nor privileges).
 func TestList(t *testing.T) {
-	bin := buildProgram(t, "work.c")
-	stdout, stderr, err := runCommand(t, []string{"-l", bin + ":sleep_*", bin + ":work", bin + ":w*"}, nil)
+	bin := buildProgram(t, "work", "work.c")
+	stdout, stderr, err := runCommand(t, []string{"-l", bin + ":sleep_*", bin + ":work", bin + ":wor?"}, nil)
 	if err != nil || stderr != "" {
 		t.Fatalf("funccount -l: %v, stderr %q", err, stderr)
 	}
@@ -515,7 +557,7 @@ func TestReports(t *testing.T) {
 func TestAgreesWithBpftrace(t *testing.T) {
 	e2e.Require(t)
 	bpftrace := needTool(t, "bpftrace")
-	bin := buildProgram(t, "work.c")
+	bin := buildProgram(t, "work", "work.c")
 	// bpftrace prints "Attaching 3 probes..." before it attaches them and
 	// runs BEGIN once they all are.
 	bt := exec.Command(bpftrace, "-e", fmt.Sprintf(`BEGIN { printf("ready\n"); } uprobe:%s:work, uprobe:%s:sleep_ms { @[probe] = count(); }`, bin, bin))
@@ -565,89 +607,4 @@ func TestAgreesWithBpftrace(t *testing.T) {
 	t.Logf("owl %v, bpftrace %v", owl, theirs)
 	checkCounts(t, theirs, owl)
 	checkCounts(t, owl, map[string]uint64{"work": 1000, "sleep_ms": 20})
-}
-
-// TestBenchmarkPerCall measures the cost funccount adds to each call, with
-// an uprobe-multi link and with one uprobe per function, next to
-// bpftrace's count(), on the same loop of 10M calls (OWL_BENCH=1;
-// OWL_BENCH_CALLS=N for another count, OWL_BENCH_ROUNDS=R to repeat the
-// three in turn, which evens out a noisy machine). Numbers, not a
-// pass/fail. A uprobe hit costs microseconds (a breakpoint trap), so at
-// 10M calls each traced run takes minutes: run with -timeout 60m.
-func TestBenchmarkPerCall(t *testing.T) {
-	if os.Getenv("OWL_BENCH") == "" {
-		t.Skip("set OWL_BENCH=1 to measure")
-	}
-	e2e.Require(t)
-	calls, rounds := 10_000_000, 1
-	if n, err := strconv.Atoi(os.Getenv("OWL_BENCH_CALLS")); err == nil && n > 0 {
-		calls = n
-	}
-	if n, err := strconv.Atoi(os.Getenv("OWL_BENCH_ROUNDS")); err == nil && n > 0 {
-		rounds = n
-	}
-	bin := buildProgram(t, "bench.c")
-	loop := func() time.Duration {
-		p := start(t, bin, fmt.Sprint(calls))
-		var ns int64
-		fmt.Sscan(p.run(t), &ns)
-		return time.Duration(ns)
-	}
-	base := loop()
-	for range 2 {
-		base = min(base, loop())
-	}
-	owl := func(each bool) (time.Duration, string) {
-		cfg := resolveT(t, bin+":work")
-		cfg.each = each
-		src, err := Open(cfg, e2e.Options())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer src.Close()
-		d := loop()
-		return d, fmt.Sprintf("counted %d", counted(t, src)["work"])
-	}
-	bpftrace := func() (time.Duration, string) {
-		bt := exec.Command(needTool(t, "bpftrace"), "-e", fmt.Sprintf(`BEGIN { printf("ready\n"); } uprobe:%s:work { @ = count(); }`, bin))
-		btOut, _ := bt.StdoutPipe()
-		if err := bt.Start(); err != nil {
-			t.Fatal(err)
-		}
-		defer bt.Wait()
-		defer bt.Process.Signal(os.Interrupt)
-		r := bufio.NewReader(btOut)
-		for line := ""; line != "ready\n"; {
-			var err error
-			if line, err = r.ReadString('\n'); err != nil {
-				t.Fatalf("bpftrace: %v", err)
-			}
-		}
-		d := loop()
-		bt.Process.Signal(os.Interrupt)
-		rest, _ := io.ReadAll(r)
-		return d, strings.TrimSpace(string(rest))
-	}
-	runs := []struct {
-		name string
-		run  func() (time.Duration, string)
-		all  []time.Duration
-	}{
-		{"owl funccount (uprobe-multi)", func() (time.Duration, string) { return owl(false) }, nil},
-		{"owl funccount (one uprobe)", func() (time.Duration, string) { return owl(true) }, nil},
-		{"bpftrace count()", bpftrace, nil},
-	}
-	t.Logf("no tracing: %v for %d calls (%.1f ns/call); %s, %d CPUs", base, calls, float64(base)/float64(calls), runtime.GOARCH, runtime.NumCPU())
-	perCall := func(d time.Duration) float64 { return float64(d-base) / float64(calls) }
-	for range rounds {
-		for i := range runs {
-			d, note := runs[i].run()
-			runs[i].all = append(runs[i].all, d)
-			t.Logf("%s: %v, +%.0f ns/call (%s)", runs[i].name, d, perCall(d), note)
-		}
-	}
-	for _, r := range runs {
-		slices.Sort(r.all)
-		t.Logf("median %s: +%.0f ns/call", r.name, perCall(r.all[len(r.all)/2]))
-	}
 }

@@ -26,9 +26,11 @@ type flags struct {
 
 func command() *cobra.Command {
 	var f flags
+	// -u is BCC's microseconds here; the uid filter stays --uid.
+	f.common.NoUIDShort = true
 	cmd := cli.NewCommand(spec.Info(), spec.Help(), `  owl funclatency ./app:sleep_ms                # time sleep_ms() of ./app, in nanoseconds
   owl funclatency -m ./app:sleep_ms             # in milliseconds
-  owl funclatency --microseconds -p 181 c:read  # read() of libc in process 181, in microseconds
+  owl funclatency -u -p 181 c:read              # read() of libc in process 181, in microseconds
   owl funclatency -F './app:main.*'             # one histogram per Go function of package main
   owl funclatency -i 5 -d 60 -m c:fsync         # every 5 seconds for a minute
   owl funclatency -l './app:Shape::*'           # list the functions that would be timed`, &f.common, func(cmd *cobra.Command, opts tool.Options) error {
@@ -51,8 +53,7 @@ func command() *cobra.Command {
 		return runE(cmd, args)
 	}
 	fl := cmd.Flags()
-	// BCC's -u is owl's --uid, common to the tools that trace tasks.
-	fl.BoolVar(&f.micro, "microseconds", false, "microsecond histogram")
+	fl.BoolVarP(&f.micro, "microseconds", "u", false, "microsecond histogram")
 	fl.BoolVarP(&f.milli, "milliseconds", "m", false, "millisecond histogram")
 	fl.BoolVarP(&f.cfg.PerFunc, "function", "F", false, "one histogram per function")
 	fl.IntVarP(&f.interval, "interval", "i", 0, "print a histogram every `SECONDS` as well as on exit (each covers its interval)")
@@ -62,11 +63,11 @@ func command() *cobra.Command {
 	return cmd
 }
 
-// unit checks --microseconds and -m.
+// unit checks -u and -m.
 func (f *flags) unit() (Unit, error) {
 	switch {
 	case f.micro && f.milli:
-		return 0, cli.Usagef("--microseconds and -m: choose one unit")
+		return 0, cli.Usagef("-u and -m: choose one unit")
 	case f.micro:
 		return Usecs, nil
 	case f.milli:

@@ -19,7 +19,13 @@
  * stack copying preserves; the morestack restart of a prologue enters the
  * function twice at the same position and the second entry's time wins.
  * The function id is in the key too: a C tail call enters another traced
- * function at the same stack position. */
+ * function at the same stack position.
+ *
+ * A return that finds no start is a call not timed: one whose start the
+ * LRU table evicted (more calls in flight than it holds) or, for Go, one
+ * begun before the probes were attached (a uretprobe, set at entry, never
+ * sees such a return). owl_unpaired counts them, per CPU, for the Lost
+ * line (probe.Stats.UnpairedReturn). */
 #include "owl.h"
 
 #define MAX_SLOTS 64
@@ -69,12 +75,21 @@ struct {
 	__type(value, struct hist);
 } hists SEC(".maps");
 
+/* Calls in flight; max_entries is set from Go (Config.starts, for tests). */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 16384);
 	__type(key, struct start_key);
 	__type(value, __u64);
 } starts SEC(".maps");
+
+/* Returns of wanted tasks that found no start (probe.UnpairedMap). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} owl_unpaired SEC(".maps");
 
 static __always_inline __u64 log2_u32(__u32 v)
 {
@@ -116,8 +131,17 @@ static __always_inline void finish(struct start_key *k)
 	struct hist *h;
 
 	ts = bpf_map_lookup_elem(&starts, k);
-	if (!ts)
-		return; /* entered before attach, or dropped by the LRU */
+	if (!ts) {
+		/* Evicted, or a Go call entered before attach. Entries are
+		 * filtered by task, returns only here: another task's return
+		 * is none of ours. */
+		__u32 zero = 0;
+		__u64 *n;
+
+		if (owl_task_wanted() && (n = bpf_map_lookup_elem(&owl_unpaired, &zero)))
+			*n += 1;
+		return;
+	}
 	delta = now - *ts;
 	bpf_map_delete_elem(&starts, k);
 	h = bpf_map_lookup_elem(&hists, &k->fid);

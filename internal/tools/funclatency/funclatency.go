@@ -39,7 +39,7 @@ type Unit int
 
 const (
 	Nsecs Unit = iota // default
-	Usecs             // --microseconds
+	Usecs             // -u
 	Msecs             // -m
 )
 
@@ -81,6 +81,9 @@ type Config struct {
 	// each attaches one uprobe per function even where the kernel has
 	// uprobe-multi links: the path of kernels before 6.6, for tests.
 	each bool
+	// starts sizes the table of calls in flight (0: the BPF object's
+	// 16384), for tests that overflow it.
+	starts uint32
 }
 
 const hookName = "uprobe + uretprobe (Go: uprobes at each RET)"
@@ -140,9 +143,9 @@ var spec = tool.Spec[Config, Hist]{
 print the durations as a power-of-two histogram (as BCC's funclatency), with
 their count, average and total. The histograms are kept in the kernel: owl
 reads them on exit and, with -i, every interval (each report covers its own
-interval). Durations are in nanoseconds, or in microseconds (--microseconds:
-BCC's -u is owl's --uid) or milliseconds (-m); -F prints one histogram per
-function.
+interval). Durations are in nanoseconds, or in microseconds (-u, as BCC's;
+the uid filter is --uid here) or milliseconds (-m); -F prints one histogram
+per function.
 
 PATTERN is [PATH_OR_LIB:]FUNC_GLOB: a program or library path, or a library
 name (c, ssl) found as the dynamic loader would, or, with -p, the process's
@@ -152,7 +155,15 @@ names demangled, and Go functions (stripped Go binaries too).
 Returns of C, C++ and Rust functions are taken by uretprobes. Go functions
 get a uprobe at each of their RET instructions instead (a uretprobe would
 corrupt the goroutine's stack), and calls are told apart by goroutine, not
-thread. Recursive and nested calls are paired by their stack frame.`,
+thread. Recursive and nested calls are paired by their stack frame.
+
+Calls not timed are counted in the Lost line on exit (unpaired_return in
+JSON): returns that found no start, because more calls were in flight at
+once than the table of starts holds (16384) and its oldest were evicted, or,
+for Go functions, because the call began before tracing did (a uretprobe is
+set at entry, so a C call begun before tracing is not seen returning). A
+call that never returns (a longjmp or C++ exception out of it, a Go panic)
+is neither timed nor counted.`,
 	Task:    true,
 	Load:    loadFunclatency,
 	Default: func() Config { return Config{} },
@@ -178,6 +189,9 @@ thread. Recursive and nested calls are paired by their stack frame.`,
 			return err
 		}
 		m.Hists.MaxEntries = uint32(max(len(cfg.funcs), 1))
+		if cfg.starts != 0 {
+			m.Starts.MaxEntries = cfg.starts
+		}
 		if cfg.each {
 			return nil
 		}

@@ -34,6 +34,7 @@ const (
 	funclatencyMapEvents         = "events"
 	funclatencyMapHists          = "hists"
 	funclatencyMapOwlCounters    = "owl_counters"
+	funclatencyMapOwlUnpaired    = "owl_unpaired"
 	funclatencyMapStarts         = "starts"
 	funclatencyProgGoEntry       = "go_entry"
 	funclatencyProgGoReturn      = "go_return"
@@ -48,6 +49,7 @@ const (
 	funclatencyVarOwlTargMntns   = "owl_targ_mntns"
 	funclatencyVarOwlTargTgid    = "owl_targ_tgid"
 	funclatencyVarOwlTargUid     = "owl_targ_uid"
+	funclatencyVarOwlWakeupBytes = "owl_wakeup_bytes"
 	funclatencyVarUnitNs         = "unit_ns"
 )
 
@@ -106,6 +108,7 @@ type funclatencyMapSpecs struct {
 	Events      *ebpf.MapSpec `ebpf:"events"`
 	Hists       *ebpf.MapSpec `ebpf:"hists"`
 	OwlCounters *ebpf.MapSpec `ebpf:"owl_counters"`
+	OwlUnpaired *ebpf.MapSpec `ebpf:"owl_unpaired"`
 	Starts      *ebpf.MapSpec `ebpf:"starts"`
 }
 
@@ -122,6 +125,7 @@ type funclatencyVariableSpecs struct {
 	OwlTargMntns   *ebpf.VariableSpec `ebpf:"owl_targ_mntns"`
 	OwlTargTgid    *ebpf.VariableSpec `ebpf:"owl_targ_tgid"`
 	OwlTargUid     *ebpf.VariableSpec `ebpf:"owl_targ_uid"`
+	OwlWakeupBytes *ebpf.VariableSpec `ebpf:"owl_wakeup_bytes"`
 	UnitNs         *ebpf.VariableSpec `ebpf:"unit_ns"`
 }
 
@@ -148,6 +152,7 @@ type funclatencyMaps struct {
 	Events      *ebpf.Map `ebpf:"events"`
 	Hists       *ebpf.Map `ebpf:"hists"`
 	OwlCounters *ebpf.Map `ebpf:"owl_counters"`
+	OwlUnpaired *ebpf.Map `ebpf:"owl_unpaired"`
 	Starts      *ebpf.Map `ebpf:"starts"`
 }
 
@@ -156,6 +161,7 @@ func (m *funclatencyMaps) Close() error {
 		m.Events,
 		m.Hists,
 		m.OwlCounters,
+		m.OwlUnpaired,
 		m.Starts,
 	)
 }
@@ -173,6 +179,7 @@ type funclatencyVariables struct {
 	OwlTargMntns   *ebpf.Variable `ebpf:"owl_targ_mntns"`
 	OwlTargTgid    *ebpf.Variable `ebpf:"owl_targ_tgid"`
 	OwlTargUid     *ebpf.Variable `ebpf:"owl_targ_uid"`
+	OwlWakeupBytes *ebpf.Variable `ebpf:"owl_wakeup_bytes"`
 	UnitNs         *ebpf.Variable `ebpf:"unit_ns"`
 }
 

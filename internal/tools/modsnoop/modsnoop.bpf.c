@@ -130,7 +130,7 @@ int tp_exit_emit(struct sys_exit_args *ctx)
 	if (ctx->ret == 0) {
 		e = start();
 		if (e)
-			bpf_ringbuf_submit(e, 0);
+			owl_submit(e, sizeof(*e));
 	}
 	owl_pending_taken(&loading, &tid);
 	return 0;
@@ -146,7 +146,7 @@ int tp_module_load(struct module_load_args *ctx)
 	e->taints = ctx->taints;
 	e->has_taints = 1;
 	bpf_probe_read_kernel_str(e->name, sizeof(e->name), (void *)ctx + (ctx->name & 0xffff));
-	bpf_ringbuf_submit(e, 0);
+	owl_submit(e, sizeof(*e));
 	return 0;
 }
 
@@ -159,7 +159,7 @@ static __always_inline void from_module(struct module *mod)
 	e->taints = BPF_CORE_READ(mod, taints);
 	e->has_taints = 1;
 	BPF_CORE_READ_STR_INTO(&e->name, mod, name);
-	bpf_ringbuf_submit(e, 0);
+	owl_submit(e, sizeof(*e));
 }
 
 SEC("fentry/do_init_module")

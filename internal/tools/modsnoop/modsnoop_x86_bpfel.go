@@ -61,6 +61,7 @@ const (
 	modsnoopVarOwlTargMntns        = "owl_targ_mntns"
 	modsnoopVarOwlTargTgid         = "owl_targ_tgid"
 	modsnoopVarOwlTargUid          = "owl_targ_uid"
+	modsnoopVarOwlWakeupBytes      = "owl_wakeup_bytes"
 	modsnoopVarUnusedEvent         = "unused_event"
 )
 
@@ -137,6 +138,7 @@ type modsnoopVariableSpecs struct {
 	OwlTargMntns   *ebpf.VariableSpec `ebpf:"owl_targ_mntns"`
 	OwlTargTgid    *ebpf.VariableSpec `ebpf:"owl_targ_tgid"`
 	OwlTargUid     *ebpf.VariableSpec `ebpf:"owl_targ_uid"`
+	OwlWakeupBytes *ebpf.VariableSpec `ebpf:"owl_wakeup_bytes"`
 	UnusedEvent    *ebpf.VariableSpec `ebpf:"unused_event"`
 }
 
@@ -187,6 +189,7 @@ type modsnoopVariables struct {
 	OwlTargMntns   *ebpf.Variable `ebpf:"owl_targ_mntns"`
 	OwlTargTgid    *ebpf.Variable `ebpf:"owl_targ_tgid"`
 	OwlTargUid     *ebpf.Variable `ebpf:"owl_targ_uid"`
+	OwlWakeupBytes *ebpf.Variable `ebpf:"owl_wakeup_bytes"`
 	UnusedEvent    *ebpf.Variable `ebpf:"unused_event"`
 }
 

@@ -1,6 +1,7 @@
 package opensnoop
 
 import (
+	"fmt"
 	"strconv"
 
 	"github.com/spf13/cobra"
@@ -30,6 +31,8 @@ func command() *cobra.Command {
   owl opensnoop -n main                # only command names containing "main"
   owl opensnoop -e                     # flags and mode columns
   owl opensnoop -f O_WRONLY -f O_RDWR  # only opens for writing
+  owl opensnoop -F                     # relative paths made absolute (cwd or dfd)
+  owl opensnoop --ustack -p 181        # with each open's user stack (Python frames too)
   owl opensnoop -o json                # {"syscall":"openat","fd":-1,"errno":2,"errno_name":"ENOENT","flags":524288,"mode":0,"dfd":-100,"path":"/etc/x",...}`,
 		&f.common, func(cmd *cobra.Command, opts tool.Options) error { return run(cmd, &f, opts) })
 	fl := cmd.Flags()
@@ -39,6 +42,8 @@ func command() *cobra.Command {
 	fl.IntVarP(&f.cfg.TID, "tid", "t", 0, "trace this thread (`TID`) only; the PID column becomes TID")
 	fl.StringVarP(&f.cfg.Name, "name", "n", "", "only print command names containing `NAME`")
 	fl.BoolVarP(&f.extended, "extended-fields", "e", false, "include FLAGS (octal) and MODE columns")
+	fl.BoolVarP(&f.cfg.FullPath, "full-path", "F", false, "show the full path of an open with a relative path (from the cwd, or dfd)")
+	fl.BoolVar(&f.cfg.UStack, "ustack", false, "print the user stack of each open (-U is BCC's UID column)")
 	fl.StringArrayVarP(&f.cfg.Flags, "flag-filter", "f", nil, "only opens with this `FLAG` (O_WRONLY, O_CREAT...; repeat for any of several)")
 	// Bad flags are reported before privileges are checked or anything
 	// is loaded.
@@ -62,7 +67,33 @@ func run(cmd *cobra.Command, f *flags, opts tool.Options) error {
 		return err
 	}
 	defer src.Close()
-	return cli.Stream(cmd, &f.common, src, f.table(), "open syscalls")
+	out := output.NewWriter(cmd.OutOrStdout(), f.common.Format, f.table())
+	if f.cfg.UStack {
+		out.SetTrailer(appendStack)
+	}
+	truncated := 0
+	err = cli.Run(cmd, &f.common, src, out, cli.Loop[Event]{What: "open syscalls", Emit: func(e *Event) {
+		if e.FullPathTruncated {
+			truncated++
+		}
+		out.Event(e)
+	}})
+	if truncated > 0 {
+		fmt.Fprintf(cmd.ErrOrStderr(), "owl: %d full paths were cut (directories over %d names or %d bytes): they start with \".../\"\n",
+			truncated, DirDepth, DirBytes)
+	}
+	return err
+}
+
+// appendStack prints the user stack indented under the event, then a
+// blank line, as capable -U does.
+func appendStack(b []byte, e *Event) []byte {
+	for _, fr := range e.UStack {
+		b = append(b, "        "...)
+		b = append(b, fr.String()...)
+		b = append(b, '\n')
+	}
+	return append(b, '\n')
 }
 
 // table is BCC's: [TIME(s)] [UID] PID|TID COMM FD ERR [FLAGS MODE] PATH.
@@ -101,7 +132,12 @@ func (f *flags) table() output.Table[Event] {
 			}},
 		)
 	}
-	return append(t, output.Column[Event]{Name: "PATH", Append: func(b []byte, e *Event) []byte { return e.Path.Append(b) }})
+	return append(t, output.Column[Event]{Name: "PATH", Append: func(b []byte, e *Event) []byte {
+		if e.FullPath != "" {
+			return e.FullPath.Append(b)
+		}
+		return e.Path.Append(b)
+	}})
 }
 
 // rightAlign appends v right-aligned in width (BCC's %4d).

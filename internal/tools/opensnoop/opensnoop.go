@@ -14,6 +14,8 @@ import (
 
 	"github.com/owlbpf/owl/internal/event"
 	"github.com/owlbpf/owl/internal/probe"
+	"github.com/owlbpf/owl/internal/pyframes"
+	"github.com/owlbpf/owl/internal/syms"
 	"github.com/owlbpf/owl/internal/sysnames"
 	"github.com/owlbpf/owl/internal/tool"
 )
@@ -48,6 +50,17 @@ type Event struct {
 	// PathAtExit: the path could not be read when the call started (its
 	// page was not in memory yet) and was read when it returned.
 	PathAtExit bool `json:"path_at_exit"`
+	// FullPath (-F) is Path made absolute: a relative one joined to the
+	// directory it is relative to (the cwd, or dfd's), as seen from the
+	// mount namespace's root; "" without -F or when that directory is
+	// unknown (a bad dfd). FullPathTruncated: the directory was deeper than
+	// DirDepth names or DirBytes bytes; FullPath then starts with ".../"
+	// and the innermost names.
+	FullPath          Str  `json:"full_path"`
+	FullPathTruncated bool `json:"full_path_truncated"`
+	// UStack is the user stack at the call (--ustack), innermost first,
+	// with Python frames ("lang": "python") in place of the interpreter's.
+	UStack []syms.Frame `json:"ustack,omitempty"`
 }
 
 // Config is opensnoop's own configuration; -p, -u, --cgroup and --mntns
@@ -57,7 +70,17 @@ type Config struct {
 	Failed bool     // -x: failed opens only
 	Flags  []string // -f: opens with any of these flags (O_RDONLY, O_CREAT...)
 	Name   string   // -n: command names containing this
+	// FullPath (-F): make relative paths absolute in the kernel
+	// (Event.FullPath).
+	FullPath bool
+	UStack   bool // --ustack: the user stack of each open
 }
+
+// The bounds of the directory walk of -F (opensnoop.bpf.c).
+const (
+	DirDepth = 32   // names
+	DirBytes = 4096 // bytes, a NUL after each name
+)
 
 // openFlags are the names -f takes, with this architecture's values.
 // O_RDONLY, O_WRONLY and O_RDWR are access modes (flags & O_ACCMODE), not
@@ -131,23 +154,29 @@ func configure(cfg Config, spec *ebpf.CollectionSpec) error {
 		return fmt.Errorf("possible CPUs: %w", err)
 	}
 	m.Bufs.MaxEntries = uint32(cpus)
+	if cfg.FullPath {
+		m.Fulls.MaxEntries = uint32(cpus)
+	}
 	accmodes, flags, err := flagMasks(cfg.Flags)
 	if err != nil {
 		return err
 	}
-	var failed uint8
+	var failed, fullPath uint8
 	if cfg.Failed {
 		failed = 1
+	}
+	if cfg.FullPath {
+		fullPath = 1
 	}
 	for _, set := range []struct {
 		v   *ebpf.VariableSpec
 		val any
-	}{{v.TargTid, uint32(cfg.TID)}, {v.TargFailed, failed}, {v.TargAccmodes, accmodes}, {v.TargFlags, flags}} {
+	}{{v.TargTid, uint32(cfg.TID)}, {v.TargFailed, failed}, {v.TargAccmodes, accmodes}, {v.TargFlags, flags}, {v.TargFullPath, fullPath}, {v.WantUstack, cfg.UStack}} {
 		if err := set.v.Set(set.val); err != nil {
 			return err
 		}
 	}
-	return nil
+	return pyframes.ConfigureUser(spec, cfg.UStack)
 }
 
 var spec = tool.Spec[Config, Event]{
@@ -161,14 +190,32 @@ creation mode ("n/a" when neither O_CREAT nor O_TMPFILE asks for one).
 The path is read when the call starts; when its page is not in memory yet
 (a string the program never touched), it is read again when the call
 returns, after the kernel has copied it (JSON "path_at_exit": true). Paths
-are printed as the process gave them (relative ones too), each control,
+are printed as the process gave them (relative ones too, but for -F), each control,
 non-printable or invalid byte and the backslash as \xNN.
+
+-F (--full-path) prints a relative path joined to the directory it is
+relative to: the process's current directory, or for openat(dfd, ...) the
+directory open as dfd (BCC's -F always takes the current directory). That
+directory's path is found in the kernel when the call returns, walking up
+its dentries and mount points to the root of the process's mount namespace
+(a chroot is not applied), at most 32 names and 4096 bytes: a deeper one
+keeps its innermost names after ".../" (JSON "full_path_truncated": true;
+how many is said on exit). Names are joined as they are ("./a" in /tmp is
+/tmp/./a). When dfd is not an open file, the path is printed as given and
+JSON "full_path" is "".
 
 -t TID keeps one thread (the column is then TID), -x failed opens, -n
 command names containing NAME (a plain substring, as BCC's), -f FLAG opens
 with any of the given flags (repeat it: -f O_WRONLY -f O_RDWR; O_RDONLY,
 O_WRONLY and O_RDWR match the access mode, the others any set bit). All
-but -n are applied in the kernel.`,
+but -n are applied in the kernel.
+
+--ustack (BCC's -U is the UID column) prints the user stack of each open
+under it, taken when the call started. Python processes show their Python frames (function, file:line; "lang":
+"python" in JSON) in place of the interpreter's native frames, named from
+the process's memory when the event is read. Up to 2048
+distinct native stacks are kept; a stack that finds no room is left out
+and counted (stack_unavailable).`,
 	Task: true,
 	// Opens come fast (a build makes tens of thousands a second); most
 	// records are ~100 bytes.
@@ -178,7 +225,14 @@ but -n are applied in the kernel.`,
 	Hooks:     hooks,
 	Configure: configure,
 	Decoder: func(cfg Config, s *probe.Session) (func([]byte, *Event) bool, error) {
-		return func(raw []byte, e *Event) bool { return decode(cfg, s, raw, e) }, nil
+		var us *pyframes.UserStacks
+		if cfg.UStack {
+			var err error
+			if us, err = pyframes.NewUser(s.Assign); err != nil {
+				return nil, err
+			}
+		}
+		return func(raw []byte, e *Event) bool { return decode(cfg, s, us, raw, e) }, nil
 	},
 }
 
@@ -194,12 +248,13 @@ const headerSize = int(unsafe.Sizeof(opensnoopEvent{}))
 
 var syscalls = [...]string{"open", "openat", "openat2"}
 
-func decode(cfg Config, s *probe.Session, raw []byte, e *Event) bool {
+func decode(cfg Config, s *probe.Session, us *pyframes.UserStacks, raw []byte, e *Event) bool {
 	r, ok := probe.View[opensnoopEvent](raw)
-	if !ok || int(r.PathSize) > len(raw)-headerSize || int(r.Syscall) >= len(syscalls) {
+	if !ok || int(r.PathSize)+int(r.DirSize) > len(raw)-headerSize || int(r.Syscall) >= len(syscalls) {
 		return false
 	}
-	path, _, _ := bytes.Cut(raw[headerSize:headerSize+int(r.PathSize)], []byte{0})
+	text := raw[headerSize:]
+	path, _, _ := bytes.Cut(text[:r.PathSize], []byte{0})
 	*e = Event{
 		Task:       s.Task(raw),
 		Syscall:    syscalls[r.Syscall],
@@ -210,11 +265,57 @@ func decode(cfg Config, s *probe.Session, raw []byte, e *Event) bool {
 		Path:       Str(path),
 		PathAtExit: r.PathAtExit != 0,
 	}
+	if cfg.FullPath {
+		e.FullPath, e.FullPathTruncated = fullPath(path, r.Dir, text[r.PathSize:r.PathSize+r.DirSize])
+	}
 	if r.Ret < 0 {
 		e.FD, e.Errno = -1, int(-r.Ret)
 		e.ErrnoName = event.Name(sysnames.Errno(e.Errno))
 	}
-	return cfg.Name == "" || strings.Contains(e.Task.Comm.String(), cfg.Name)
+	if cfg.Name != "" && !strings.Contains(e.Task.Comm.String(), cfg.Name) {
+		return false
+	}
+	if us != nil {
+		e.UStack = us.Frames(r.Task.Pid, r.Ustack.Native, r.Ustack.Python)
+	}
+	return true
+}
+
+// What the kernel says of the names after the path (DIR_* in
+// opensnoop.bpf.c).
+const (
+	dirNone = iota
+	dirComplete
+	dirCut
+	dirUnknown
+)
+
+// fullPath is path made absolute with the directory's names (each ended
+// by a NUL, innermost first); truncated when they do not reach the root.
+// Components are joined as they are: "./a" in /tmp is "/tmp/./a" (".." and
+// symbolic links make a lexical cleaning wrong).
+func fullPath(path []byte, dir uint8, names []byte) (Str, bool) {
+	switch {
+	case dir == dirNone:
+		return Str(path), false // absolute or empty: as given
+	case dir == dirUnknown:
+		return "", false
+	}
+	var parts [][]byte
+	for len(names) > 0 {
+		name, rest, _ := bytes.Cut(names, []byte{0})
+		parts, names = append(parts, name), rest
+	}
+	cut := dir != dirComplete
+	var b []byte
+	if cut {
+		b = append(b, "..."...)
+	}
+	for i := len(parts) - 1; i >= 0; i-- {
+		b = append(append(b, '/'), parts[i]...)
+	}
+	b = append(append(b, '/'), path...)
+	return Str(b), cut
 }
 
 // HasMode reports whether the call asked for a creation mode (O_CREAT or

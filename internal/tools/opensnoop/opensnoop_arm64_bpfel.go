@@ -30,9 +30,59 @@ type opensnoopEvent struct {
 	Mode       uint32
 	Dfd        int32
 	PathSize   uint32
+	DirSize    uint32
 	Syscall    uint8
 	PathAtExit uint8
-	Pad        [6]uint8
+	Dir        uint8
+	Pad        [5]uint8
+	_          [4]byte
+	Ustack     struct {
+		_      structs.HostLayout
+		Native int32
+		Pad    uint32
+		Python uint64
+	}
+}
+
+type opensnoopFull struct {
+	_    structs.HostLayout
+	E    opensnoopEvent
+	Text [8192]uint8
+}
+
+type opensnoopOwlPyProc struct {
+	_         structs.HostLayout
+	TssKey    uint64
+	Kind      uint32
+	TsdFirst  uint32
+	TsdSecond uint32
+	TsdSize   uint32
+	TsdData   uint32
+	TsFrame   uint32
+	CfFrame   int32
+	F_code    uint32
+	F_back    uint32
+	F_ip      uint32
+	F_flag    uint32
+	F_size    uint32
+}
+
+type opensnoopOwlPyScratch struct {
+	_     structs.HostLayout
+	St    opensnoopOwlPyStack
+	Chunk [128]uint8
+}
+
+type opensnoopOwlPyStack struct {
+	_         structs.HostLayout
+	N         uint32
+	Truncated uint32
+	Entry     uint64
+	F         [64]struct {
+		_    structs.HostLayout
+		Code uint64
+		Ip   uint64
+	}
 }
 
 type opensnoopStart struct {
@@ -48,7 +98,12 @@ type opensnoopStart struct {
 const (
 	opensnoopMapBufs            = "bufs"
 	opensnoopMapEvents          = "events"
+	opensnoopMapFulls           = "fulls"
 	opensnoopMapOwlCounters     = "owl_counters"
+	opensnoopMapOwlPyProcs      = "owl_py_procs"
+	opensnoopMapOwlPyScratch    = "owl_py_scratch"
+	opensnoopMapOwlPyStacks     = "owl_py_stacks"
+	opensnoopMapOwlUstacks      = "owl_ustacks"
 	opensnoopMapStarts          = "starts"
 	opensnoopProgTpEnterOpen    = "tp_enter_open"
 	opensnoopProgTpEnterOpenat  = "tp_enter_openat"
@@ -58,15 +113,20 @@ const (
 	opensnoopVarOwlOffNsInum    = "owl_off_ns_inum"
 	opensnoopVarOwlOffNsproxy   = "owl_off_nsproxy"
 	opensnoopVarOwlOffTiStatus  = "owl_off_ti_status"
+	opensnoopVarOwlPyEnabled    = "owl_py_enabled"
+	opensnoopVarOwlPyOffTp      = "owl_py_off_tp"
 	opensnoopVarOwlTargCgroup   = "owl_targ_cgroup"
 	opensnoopVarOwlTargMntns    = "owl_targ_mntns"
 	opensnoopVarOwlTargTgid     = "owl_targ_tgid"
 	opensnoopVarOwlTargUid      = "owl_targ_uid"
+	opensnoopVarOwlWakeupBytes  = "owl_wakeup_bytes"
 	opensnoopVarTargAccmodes    = "targ_accmodes"
 	opensnoopVarTargFailed      = "targ_failed"
 	opensnoopVarTargFlags       = "targ_flags"
+	opensnoopVarTargFullPath    = "targ_full_path"
 	opensnoopVarTargTid         = "targ_tid"
 	opensnoopVarUnusedEvent     = "unused_event"
+	opensnoopVarWantUstack      = "want_ustack"
 )
 
 // loadOpensnoop returns the embedded CollectionSpec for opensnoop.
@@ -121,10 +181,15 @@ type opensnoopProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type opensnoopMapSpecs struct {
-	Bufs        *ebpf.MapSpec `ebpf:"bufs"`
-	Events      *ebpf.MapSpec `ebpf:"events"`
-	OwlCounters *ebpf.MapSpec `ebpf:"owl_counters"`
-	Starts      *ebpf.MapSpec `ebpf:"starts"`
+	Bufs         *ebpf.MapSpec `ebpf:"bufs"`
+	Events       *ebpf.MapSpec `ebpf:"events"`
+	Fulls        *ebpf.MapSpec `ebpf:"fulls"`
+	OwlCounters  *ebpf.MapSpec `ebpf:"owl_counters"`
+	OwlPyProcs   *ebpf.MapSpec `ebpf:"owl_py_procs"`
+	OwlPyScratch *ebpf.MapSpec `ebpf:"owl_py_scratch"`
+	OwlPyStacks  *ebpf.MapSpec `ebpf:"owl_py_stacks"`
+	OwlUstacks   *ebpf.MapSpec `ebpf:"owl_ustacks"`
+	Starts       *ebpf.MapSpec `ebpf:"starts"`
 }
 
 // opensnoopVariableSpecs contains global variables before they are loaded into the kernel.
@@ -135,15 +200,20 @@ type opensnoopVariableSpecs struct {
 	OwlOffNsInum   *ebpf.VariableSpec `ebpf:"owl_off_ns_inum"`
 	OwlOffNsproxy  *ebpf.VariableSpec `ebpf:"owl_off_nsproxy"`
 	OwlOffTiStatus *ebpf.VariableSpec `ebpf:"owl_off_ti_status"`
+	OwlPyEnabled   *ebpf.VariableSpec `ebpf:"owl_py_enabled"`
+	OwlPyOffTp     *ebpf.VariableSpec `ebpf:"owl_py_off_tp"`
 	OwlTargCgroup  *ebpf.VariableSpec `ebpf:"owl_targ_cgroup"`
 	OwlTargMntns   *ebpf.VariableSpec `ebpf:"owl_targ_mntns"`
 	OwlTargTgid    *ebpf.VariableSpec `ebpf:"owl_targ_tgid"`
 	OwlTargUid     *ebpf.VariableSpec `ebpf:"owl_targ_uid"`
+	OwlWakeupBytes *ebpf.VariableSpec `ebpf:"owl_wakeup_bytes"`
 	TargAccmodes   *ebpf.VariableSpec `ebpf:"targ_accmodes"`
 	TargFailed     *ebpf.VariableSpec `ebpf:"targ_failed"`
 	TargFlags      *ebpf.VariableSpec `ebpf:"targ_flags"`
+	TargFullPath   *ebpf.VariableSpec `ebpf:"targ_full_path"`
 	TargTid        *ebpf.VariableSpec `ebpf:"targ_tid"`
 	UnusedEvent    *ebpf.VariableSpec `ebpf:"unused_event"`
+	WantUstack     *ebpf.VariableSpec `ebpf:"want_ustack"`
 }
 
 // opensnoopObjects contains all objects after they have been loaded into the kernel.
@@ -166,17 +236,27 @@ func (o *opensnoopObjects) Close() error {
 //
 // It can be passed to loadOpensnoopObjects or ebpf.CollectionSpec.LoadAndAssign.
 type opensnoopMaps struct {
-	Bufs        *ebpf.Map `ebpf:"bufs"`
-	Events      *ebpf.Map `ebpf:"events"`
-	OwlCounters *ebpf.Map `ebpf:"owl_counters"`
-	Starts      *ebpf.Map `ebpf:"starts"`
+	Bufs         *ebpf.Map `ebpf:"bufs"`
+	Events       *ebpf.Map `ebpf:"events"`
+	Fulls        *ebpf.Map `ebpf:"fulls"`
+	OwlCounters  *ebpf.Map `ebpf:"owl_counters"`
+	OwlPyProcs   *ebpf.Map `ebpf:"owl_py_procs"`
+	OwlPyScratch *ebpf.Map `ebpf:"owl_py_scratch"`
+	OwlPyStacks  *ebpf.Map `ebpf:"owl_py_stacks"`
+	OwlUstacks   *ebpf.Map `ebpf:"owl_ustacks"`
+	Starts       *ebpf.Map `ebpf:"starts"`
 }
 
 func (m *opensnoopMaps) Close() error {
 	return _OpensnoopClose(
 		m.Bufs,
 		m.Events,
+		m.Fulls,
 		m.OwlCounters,
+		m.OwlPyProcs,
+		m.OwlPyScratch,
+		m.OwlPyStacks,
+		m.OwlUstacks,
 		m.Starts,
 	)
 }
@@ -189,15 +269,20 @@ type opensnoopVariables struct {
 	OwlOffNsInum   *ebpf.Variable `ebpf:"owl_off_ns_inum"`
 	OwlOffNsproxy  *ebpf.Variable `ebpf:"owl_off_nsproxy"`
 	OwlOffTiStatus *ebpf.Variable `ebpf:"owl_off_ti_status"`
+	OwlPyEnabled   *ebpf.Variable `ebpf:"owl_py_enabled"`
+	OwlPyOffTp     *ebpf.Variable `ebpf:"owl_py_off_tp"`
 	OwlTargCgroup  *ebpf.Variable `ebpf:"owl_targ_cgroup"`
 	OwlTargMntns   *ebpf.Variable `ebpf:"owl_targ_mntns"`
 	OwlTargTgid    *ebpf.Variable `ebpf:"owl_targ_tgid"`
 	OwlTargUid     *ebpf.Variable `ebpf:"owl_targ_uid"`
+	OwlWakeupBytes *ebpf.Variable `ebpf:"owl_wakeup_bytes"`
 	TargAccmodes   *ebpf.Variable `ebpf:"targ_accmodes"`
 	TargFailed     *ebpf.Variable `ebpf:"targ_failed"`
 	TargFlags      *ebpf.Variable `ebpf:"targ_flags"`
+	TargFullPath   *ebpf.Variable `ebpf:"targ_full_path"`
 	TargTid        *ebpf.Variable `ebpf:"targ_tid"`
 	UnusedEvent    *ebpf.Variable `ebpf:"unused_event"`
+	WantUstack     *ebpf.Variable `ebpf:"want_ustack"`
 }
 
 // opensnoopPrograms contains all programs after they have been loaded into the kernel.

@@ -278,7 +278,6 @@ func TestBadFlags(t *testing.T) {
 	}
 }
 
-
 // Side by side with bpftrace's opensnoop.bt and libbpf-tools' opensnoop
 // on one workload of opens that succeed and fail: every open of the
 // workload either peer reports, owl reports too, with the same pid, fd,

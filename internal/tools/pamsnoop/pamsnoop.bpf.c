@@ -249,7 +249,7 @@ int pam_return(struct uregs *ctx)
 			e->st = *st;
 	}
 	owl_pending_taken(&calls, &k);
-	bpf_ringbuf_submit(e, 0);
+	owl_submit(e, sizeof(*e));
 	return 0;
 }
 

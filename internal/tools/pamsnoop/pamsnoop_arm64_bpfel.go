@@ -80,6 +80,7 @@ const (
 	pamsnoopVarOwlTargMntns   = "owl_targ_mntns"
 	pamsnoopVarOwlTargTgid    = "owl_targ_tgid"
 	pamsnoopVarOwlTargUid     = "owl_targ_uid"
+	pamsnoopVarOwlWakeupBytes = "owl_wakeup_bytes"
 	pamsnoopVarUnusedEvent    = "unused_event"
 )
 
@@ -151,6 +152,7 @@ type pamsnoopVariableSpecs struct {
 	OwlTargMntns   *ebpf.VariableSpec `ebpf:"owl_targ_mntns"`
 	OwlTargTgid    *ebpf.VariableSpec `ebpf:"owl_targ_tgid"`
 	OwlTargUid     *ebpf.VariableSpec `ebpf:"owl_targ_uid"`
+	OwlWakeupBytes *ebpf.VariableSpec `ebpf:"owl_wakeup_bytes"`
 	UnusedEvent    *ebpf.VariableSpec `ebpf:"unused_event"`
 }
 
@@ -201,6 +203,7 @@ type pamsnoopVariables struct {
 	OwlTargMntns   *ebpf.Variable `ebpf:"owl_targ_mntns"`
 	OwlTargTgid    *ebpf.Variable `ebpf:"owl_targ_tgid"`
 	OwlTargUid     *ebpf.Variable `ebpf:"owl_targ_uid"`
+	OwlWakeupBytes *ebpf.Variable `ebpf:"owl_wakeup_bytes"`
 	UnusedEvent    *ebpf.Variable `ebpf:"unused_event"`
 }
 

@@ -33,6 +33,7 @@ const (
 	seccountVarOwlTargMntns      = "owl_targ_mntns"
 	seccountVarOwlTargTgid       = "owl_targ_tgid"
 	seccountVarOwlTargUid        = "owl_targ_uid"
+	seccountVarOwlWakeupBytes    = "owl_wakeup_bytes"
 )
 
 // loadSeccount returns the embedded CollectionSpec for seccount.
@@ -106,6 +107,7 @@ type seccountVariableSpecs struct {
 	OwlTargMntns   *ebpf.VariableSpec `ebpf:"owl_targ_mntns"`
 	OwlTargTgid    *ebpf.VariableSpec `ebpf:"owl_targ_tgid"`
 	OwlTargUid     *ebpf.VariableSpec `ebpf:"owl_targ_uid"`
+	OwlWakeupBytes *ebpf.VariableSpec `ebpf:"owl_wakeup_bytes"`
 }
 
 // seccountObjects contains all objects after they have been loaded into the kernel.
@@ -155,6 +157,7 @@ type seccountVariables struct {
 	OwlTargMntns   *ebpf.Variable `ebpf:"owl_targ_mntns"`
 	OwlTargTgid    *ebpf.Variable `ebpf:"owl_targ_tgid"`
 	OwlTargUid     *ebpf.Variable `ebpf:"owl_targ_uid"`
+	OwlWakeupBytes *ebpf.Variable `ebpf:"owl_wakeup_bytes"`
 }
 
 // seccountPrograms contains all programs after they have been loaded into the kernel.

@@ -105,7 +105,7 @@ static __always_inline int on_exit(long ret)
 		e->args[1] = s->args[1];
 		e->args[2] = s->args[2];
 		e->ia32 = s->ia32;
-		bpf_ringbuf_submit(e, 0);
+		owl_submit(e, sizeof(*e));
 	}
 	bpf_map_delete_elem(&starts, &tid);
 	return 0;

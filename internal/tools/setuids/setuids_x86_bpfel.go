@@ -70,6 +70,7 @@ const (
 	setuidsVarOwlTargMntns   = "owl_targ_mntns"
 	setuidsVarOwlTargTgid    = "owl_targ_tgid"
 	setuidsVarOwlTargUid     = "owl_targ_uid"
+	setuidsVarOwlWakeupBytes = "owl_wakeup_bytes"
 	setuidsVarUnusedEvent    = "unused_event"
 )
 
@@ -143,6 +144,7 @@ type setuidsVariableSpecs struct {
 	OwlTargMntns   *ebpf.VariableSpec `ebpf:"owl_targ_mntns"`
 	OwlTargTgid    *ebpf.VariableSpec `ebpf:"owl_targ_tgid"`
 	OwlTargUid     *ebpf.VariableSpec `ebpf:"owl_targ_uid"`
+	OwlWakeupBytes *ebpf.VariableSpec `ebpf:"owl_wakeup_bytes"`
 	UnusedEvent    *ebpf.VariableSpec `ebpf:"unused_event"`
 }
 
@@ -192,6 +194,7 @@ type setuidsVariables struct {
 	OwlTargMntns   *ebpf.Variable `ebpf:"owl_targ_mntns"`
 	OwlTargTgid    *ebpf.Variable `ebpf:"owl_targ_tgid"`
 	OwlTargUid     *ebpf.Variable `ebpf:"owl_targ_uid"`
+	OwlWakeupBytes *ebpf.Variable `ebpf:"owl_wakeup_bytes"`
 	UnusedEvent    *ebpf.Variable `ebpf:"unused_event"`
 }
 

@@ -241,6 +241,9 @@ func appendName(b []byte, f syms.Frame, offset bool) []byte {
 		}
 		return b
 	}
+	if f.Lang != "" {
+		return append(b, f.String()...)
+	}
 	b = event.AppendEscaped(b, []byte(f.Symbol))
 	if offset {
 		b = fmt.Appendf(b, "+0x%x", f.Offset)

@@ -4,6 +4,7 @@
  * and kernel tracepoints, in the kernel: a hash from (process, kernel stack
  * id, user stack id) to a count. Nothing is streamed. */
 #include "owl.h"
+#include "python.h"
 
 #define EFAULT 14
 #define EEXIST 17
@@ -21,6 +22,7 @@ struct stack_key {
 	 * address), when the kernel's walk missed the caller; else 0. */
 	__u64 ip;
 	__u64 caller;
+	__u64 pystack;	/* Python frames (bpf/python.h), 0 when none */
 };
 
 const volatile bool want_kstack = false; /* tracepoints only: a uprobe has none */
@@ -105,6 +107,8 @@ static __always_inline int count(void *ctx, bool kernel)
 	k.ustack = want_ustack ? stack_id(ctx, &ustacks, BPF_F_USER_STACK) : NO_STACK;
 	if (!kernel && k.ustack >= 0)
 		missing_caller(ctx, &k);
+	if (want_ustack)
+		k.pystack = owl_py_stack();
 	n = bpf_map_lookup_elem(&counts, &k);
 	if (!n) {
 		err = bpf_map_update_elem(&counts, &k, &one, BPF_NOEXIST);
@@ -132,6 +136,78 @@ int count_uprobe(struct pt_regs *ctx)
 SEC("tracepoint")
 int count_tracepoint(void *ctx)
 {
+	return count(ctx, true);
+}
+
+/* Kernel stacks at syscall tracepoints (syscalls:sys_enter_NAME and
+ * sys_exit_NAME). Kernels before 6.12 (Debian's 6.1) hand a BPF program
+ * there the task's user registers, so the kernel stack it takes is empty
+ * (-EFAULT). With -K those tracepoints are counted at the raw sys_enter and
+ * sys_exit tracepoints instead, where the stack is walked from the program
+ * itself, for the syscall numbers set from Go in this table (bit 0: enter,
+ * bit 1: exit). */
+#define MAX_SYSCALLS 1024
+#define SYS_ENTER 1
+#define SYS_EXIT 2
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_SYSCALLS);
+	__type(key, __u32);
+	__type(value, __u8);
+} syscalls SEC(".maps");
+
+/* The registers fields read, by name (CO-RE): their offsets differ
+ * between architectures and vmlinux.h is x86's. */
+struct pt_regs___sc_x86 {
+	long orig_ax;
+	unsigned long cs;
+} __attribute__((preserve_access_index));
+
+struct pt_regs___sc_arm64 {
+	int syscallno;
+} __attribute__((preserve_access_index));
+
+/* x86's 32-bit code segment: a 32-bit process's syscalls are numbered
+ * from the i386 table, and the syscall tracepoints leave them out. */
+#define USER32_CS 0x23
+
+static __always_inline bool syscall_wanted(void *regs, long nr, __u8 bit)
+{
+	__u32 key = nr;
+	__u8 *want;
+
+#if defined(__TARGET_ARCH_x86)
+	if (BPF_CORE_READ((struct pt_regs___sc_x86 *)regs, cs) == USER32_CS)
+		return false;
+#endif
+	if (nr < 0 || nr >= MAX_SYSCALLS)
+		return false;
+	want = bpf_map_lookup_elem(&syscalls, &key);
+	return want && (*want & bit);
+}
+
+SEC("raw_tracepoint/sys_enter")
+int count_sys_enter(struct bpf_raw_tracepoint_args *ctx)
+{
+	if (!syscall_wanted((void *)ctx->args[0], ctx->args[1], SYS_ENTER))
+		return 0;
+	return count(ctx, true);
+}
+
+SEC("raw_tracepoint/sys_exit")
+int count_sys_exit(struct bpf_raw_tracepoint_args *ctx)
+{
+	void *regs = (void *)ctx->args[0];
+	long nr;
+
+#if defined(__TARGET_ARCH_x86)
+	nr = BPF_CORE_READ((struct pt_regs___sc_x86 *)regs, orig_ax);
+#else
+	nr = BPF_CORE_READ((struct pt_regs___sc_arm64 *)regs, syscallno);
+#endif
+	if (!syscall_wanted(regs, nr, SYS_EXIT))
+		return 0;
 	return count(ctx, true);
 }
 

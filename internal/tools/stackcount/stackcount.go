@@ -18,7 +18,9 @@ import (
 
 	"github.com/owlbpf/owl/internal/event"
 	"github.com/owlbpf/owl/internal/probe"
+	"github.com/owlbpf/owl/internal/pyframes"
 	"github.com/owlbpf/owl/internal/syms"
+	"github.com/owlbpf/owl/internal/sysnames"
 	"github.com/owlbpf/owl/internal/tool"
 	"github.com/owlbpf/owl/internal/tools/funccount"
 	"github.com/owlbpf/owl/internal/uprobe"
@@ -129,10 +131,56 @@ func hooks(cfg Config) []probe.Hook {
 	for _, path := range order {
 		h.Attachments = append(h.Attachments, attach(stackcountProgCountUprobe, path, offsets[path], nil, false, p.PID))
 	}
+	enter, exit := false, false
 	for _, tp := range p.Tracepoints {
+		if _, bit, ok := cfg.rawSyscall(tp); ok {
+			enter, exit = enter || bit == sysEnter, exit || bit == sysExit
+			continue
+		}
 		h.Attachments = append(h.Attachments, probe.TracepointAt(stackcountProgCountTracepoint, tp.Group, tp.Name))
 	}
+	if enter {
+		h.Attachments = append(h.Attachments, probe.RawTracepointAt(stackcountProgCountSysEnter, "sys_enter"))
+	}
+	if exit {
+		h.Attachments = append(h.Attachments, probe.RawTracepointAt(stackcountProgCountSysExit, "sys_exit"))
+	}
 	return []probe.Hook{h}
+}
+
+// Bits of the syscalls table (stackcount.bpf.c).
+const (
+	sysEnter    = 1
+	sysExit     = 2
+	maxSyscalls = 1024
+)
+
+// rawSyscall tells whether tp, a syscall tracepoint, is counted at the raw
+// sys_enter or sys_exit tracepoint (and which: bit), filtered on its
+// syscall's number nr. Kernels before 6.12 hand a program at a syscall
+// tracepoint the user registers, so the kernel stack it takes there is
+// empty; a raw tracepoint's is walked from the program. Only with -K; a
+// name that is not a syscall of this architecture (a few tracepoints are
+// named after the kernel's function, as sys_enter_newuname) stays a
+// tracepoint.
+func (c Config) rawSyscall(tp funccount.Tracepoint) (nr int, bit uint8, ok bool) {
+	if !c.KStack || tp.Group != "syscalls" {
+		return 0, 0, false
+	}
+	name, found := strings.CutPrefix(tp.Name, "sys_enter_")
+	bit = sysEnter
+	if !found {
+		name, found = strings.CutPrefix(tp.Name, "sys_exit_")
+		bit = sysExit
+	}
+	if !found {
+		return 0, 0, false
+	}
+	nr, ok = sysnames.SyscallNr(sysnames.Native(), name)
+	if !ok || nr >= maxSyscalls {
+		return 0, 0, false
+	}
+	return nr, bit, true
 }
 
 // haveUprobes rejects kernels built without uprobe events (where sysfs
@@ -161,7 +209,10 @@ PATTERNs are funccount's: [PATH_OR_LIB:]FUNCTION (a glob, Go functions
 included) and t:GROUP:NAME for kernel tracepoints. The stacks taken are
 both, where they exist, as BCC's stackcount: a user function has only a
 user stack, a tracepoint in a kernel thread only a kernel one. -K keeps
-kernel stacks only (tracepoints), -U user stacks only.
+kernel stacks only (tracepoints), -U user stacks only. User stacks of
+Python processes show their Python frames (function, file:line) in place
+of the interpreter's, named at the report from the process's memory: one
+that exited before shows [unknown] (python).
 
 Text output is BCC's: for each stack, smallest count first, the kernel
 frames innermost first, "--" between kernel and user frames with -d, the
@@ -177,7 +228,11 @@ User stacks need frame pointers in the traced code (gcc
 -fno-omit-frame-pointer; Go keeps them on amd64 and arm64); a function's
 caller, which a frame-pointer walk misses at the function's first
 instruction, is put back from the return address. Kernel stacks are named
-from /proc/kallsyms. User frames are taken as build-id and file offset, so
+from /proc/kallsyms. With kernel stacks, t:syscalls:sys_enter_NAME and
+sys_exit_NAME are counted at the raw sys_enter and sys_exit tracepoints,
+filtered on the syscall's number: kernels before 6.12 give no kernel stack
+at a syscall tracepoint. 32-bit (i386) syscalls are left out there, as the
+syscall tracepoints do. User frames are taken as build-id and file offset, so
 the stacks of processes that exited before the report are named from files
 owl knows: the files of the patterns and the libraries they need, and with
 -p the process's own; other files print as [unknown] (build-id
@@ -217,8 +272,18 @@ report; a call that finds no room is lost and counted (map_full).
 		if cfg.UStack {
 			m.Ustacks.MaxEntries = uint32(orDefault(cfg.Stacks, DefaultStacks))
 		}
+		// The syscalls counted at raw tracepoints (rawSyscall).
+		want := map[int]uint8{}
+		for _, tp := range cfg.Probes.Tracepoints {
+			if nr, bit, ok := cfg.rawSyscall(tp); ok {
+				want[nr] |= bit
+			}
+		}
+		for nr, bits := range want {
+			m.Syscalls.Contents = append(m.Syscalls.Contents, ebpf.MapKV{Key: uint32(nr), Value: bits})
+		}
 		err := errors.Join(v.WantKstack.Set(cfg.kernelStacks()), v.WantUstack.Set(cfg.UStack),
-			v.KeyPid.Set(cfg.keyPID()), v.KeyComm.Set(cfg.PerPID))
+			v.KeyPid.Set(cfg.keyPID()), v.KeyComm.Set(cfg.PerPID), pyframes.Configure(cs, cfg.UStack))
 		if err != nil || cfg.each || cs.Programs[stackcountProgCountUprobe] == nil {
 			return err
 		}
@@ -255,6 +320,7 @@ type Source struct {
 	maps     stackcountMaps
 	kallsyms *syms.Kallsyms
 	procs    *syms.Processes
+	py       *pyframes.Walker
 	ips      [127]uint64
 	frames   [127]buildIDFrame
 }
@@ -296,6 +362,10 @@ func Open(cfg Config, opts tool.Options) (*Source, error) {
 			s.procs.Learn(uint32(opts.Task.PID))
 		}
 		learnFiles(s.procs, cfg.Probes.Funcs)
+		if s.py, err = pyframes.New(src.Assign); err != nil {
+			src.Close()
+			return nil, err
+		}
 	}
 	return s, nil
 }
@@ -399,10 +469,15 @@ func (s *Source) stack(k *stackcountStackKey) Stack {
 	}
 	if s.kallsyms != nil && k.Kstack >= 0 {
 		for _, ip := range s.kernelStack(k.Kstack) {
-			st.KStack = append(st.KStack, s.kallsyms.Resolve(ip))
+			f := s.kallsyms.Resolve(ip)
+			if len(st.KStack) == 0 && isTracingFrame(f.Symbol) {
+				continue
+			}
+			st.KStack = append(st.KStack, f)
 		}
 	}
 	if s.procs != nil && k.Ustack >= 0 {
+		py := s.py.Python(k.Pid, k.Pystack)
 		frames := s.userStack(k.Ustack)
 		for i, f := range frames {
 			if f.Status == frameBuildID {
@@ -414,6 +489,7 @@ func (s *Source) stack(k *stackcountStackKey) Stack {
 				st.UStack = append(st.UStack, s.caller(k, f))
 			}
 		}
+		st.UStack = pyframes.Merge(st.UStack, py)
 	}
 	// A stack id that is no stack, or one gone from its table, is a
 	// missed stack (counted in the kernel when it could not be taken).
@@ -436,6 +512,18 @@ func (s *Source) caller(k *stackcountStackKey, top buildIDFrame) syms.Frame {
 		}
 	}
 	return s.procs.Resolve(k.Pid, k.Caller)
+}
+
+// isTracingFrame: a stack taken at a raw tracepoint starts in the BPF
+// program and the kernel's code that runs it, before the traced code;
+// those frames are left out (how many there are depends on the kernel).
+func isTracingFrame(symbol string) bool {
+	for _, p := range []string{"bpf_prog_", "bpf_trace_run", "__bpf_trace_", "__traceiter_"} {
+		if strings.HasPrefix(symbol, p) {
+			return true
+		}
+	}
+	return false
 }
 
 func missed(id int32, frames int) bool {
@@ -477,7 +565,7 @@ func (st *Stack) appendIdentity(b []byte) []byte {
 	for _, frames := range [][]syms.Frame{st.KStack, st.UStack} {
 		b = append(b, '|')
 		for _, f := range frames {
-			b = fmt.Appendf(b, "%s+%x(%s);", f.Symbol, f.Offset, f.Module)
+			b = fmt.Appendf(b, "%s+%x(%s)%s:%d;", f.Symbol, f.Offset, f.Module, f.File, f.Line)
 		}
 	}
 	return fmt.Appendf(b, "|%v%v", st.KStackMissed, st.UStackMissed)

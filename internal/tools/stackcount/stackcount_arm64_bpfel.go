@@ -13,15 +13,51 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type stackcountOwlPyProc struct {
+	_         structs.HostLayout
+	TssKey    uint64
+	Kind      uint32
+	TsdFirst  uint32
+	TsdSecond uint32
+	TsdSize   uint32
+	TsdData   uint32
+	TsFrame   uint32
+	CfFrame   int32
+	F_code    uint32
+	F_back    uint32
+	F_ip      uint32
+	F_flag    uint32
+	F_size    uint32
+}
+
+type stackcountOwlPyScratch struct {
+	_     structs.HostLayout
+	St    stackcountOwlPyStack
+	Chunk [128]uint8
+}
+
+type stackcountOwlPyStack struct {
+	_         structs.HostLayout
+	N         uint32
+	Truncated uint32
+	Entry     uint64
+	F         [64]struct {
+		_    structs.HostLayout
+		Code uint64
+		Ip   uint64
+	}
+}
+
 type stackcountStackKey struct {
-	_      structs.HostLayout
-	Pid    uint32
-	Kstack int32
-	Ustack int32
-	Comm   [16]uint8
-	_      [4]byte
-	Ip     uint64
-	Caller uint64
+	_       structs.HostLayout
+	Pid     uint32
+	Kstack  int32
+	Ustack  int32
+	Comm    [16]uint8
+	_       [4]byte
+	Ip      uint64
+	Caller  uint64
+	Pystack uint64
 }
 
 // Names of all BPF objects in the ELF.
@@ -32,7 +68,14 @@ const (
 	stackcountMapEvents           = "events"
 	stackcountMapKstacks          = "kstacks"
 	stackcountMapOwlCounters      = "owl_counters"
+	stackcountMapOwlPyProcs       = "owl_py_procs"
+	stackcountMapOwlPyScratch     = "owl_py_scratch"
+	stackcountMapOwlPyStacks      = "owl_py_stacks"
+	stackcountMapOwlUstacks       = "owl_ustacks"
+	stackcountMapSyscalls         = "syscalls"
 	stackcountMapUstacks          = "ustacks"
+	stackcountProgCountSysEnter   = "count_sys_enter"
+	stackcountProgCountSysExit    = "count_sys_exit"
 	stackcountProgCountTracepoint = "count_tracepoint"
 	stackcountProgCountUprobe     = "count_uprobe"
 	stackcountVarKeyComm          = "key_comm"
@@ -41,10 +84,13 @@ const (
 	stackcountVarOwlOffNsInum     = "owl_off_ns_inum"
 	stackcountVarOwlOffNsproxy    = "owl_off_nsproxy"
 	stackcountVarOwlOffTiStatus   = "owl_off_ti_status"
+	stackcountVarOwlPyEnabled     = "owl_py_enabled"
+	stackcountVarOwlPyOffTp       = "owl_py_off_tp"
 	stackcountVarOwlTargCgroup    = "owl_targ_cgroup"
 	stackcountVarOwlTargMntns     = "owl_targ_mntns"
 	stackcountVarOwlTargTgid      = "owl_targ_tgid"
 	stackcountVarOwlTargUid       = "owl_targ_uid"
+	stackcountVarOwlWakeupBytes   = "owl_wakeup_bytes"
 	stackcountVarUnusedStackKey   = "unused_stack_key"
 	stackcountVarWantKstack       = "want_kstack"
 	stackcountVarWantUstack       = "want_ustack"
@@ -92,6 +138,8 @@ type stackcountSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type stackcountProgramSpecs struct {
+	CountSysEnter   *ebpf.ProgramSpec `ebpf:"count_sys_enter"`
+	CountSysExit    *ebpf.ProgramSpec `ebpf:"count_sys_exit"`
 	CountTracepoint *ebpf.ProgramSpec `ebpf:"count_tracepoint"`
 	CountUprobe     *ebpf.ProgramSpec `ebpf:"count_uprobe"`
 }
@@ -100,11 +148,16 @@ type stackcountProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type stackcountMapSpecs struct {
-	Counts      *ebpf.MapSpec `ebpf:"counts"`
-	Events      *ebpf.MapSpec `ebpf:"events"`
-	Kstacks     *ebpf.MapSpec `ebpf:"kstacks"`
-	OwlCounters *ebpf.MapSpec `ebpf:"owl_counters"`
-	Ustacks     *ebpf.MapSpec `ebpf:"ustacks"`
+	Counts       *ebpf.MapSpec `ebpf:"counts"`
+	Events       *ebpf.MapSpec `ebpf:"events"`
+	Kstacks      *ebpf.MapSpec `ebpf:"kstacks"`
+	OwlCounters  *ebpf.MapSpec `ebpf:"owl_counters"`
+	OwlPyProcs   *ebpf.MapSpec `ebpf:"owl_py_procs"`
+	OwlPyScratch *ebpf.MapSpec `ebpf:"owl_py_scratch"`
+	OwlPyStacks  *ebpf.MapSpec `ebpf:"owl_py_stacks"`
+	OwlUstacks   *ebpf.MapSpec `ebpf:"owl_ustacks"`
+	Syscalls     *ebpf.MapSpec `ebpf:"syscalls"`
+	Ustacks      *ebpf.MapSpec `ebpf:"ustacks"`
 }
 
 // stackcountVariableSpecs contains global variables before they are loaded into the kernel.
@@ -117,10 +170,13 @@ type stackcountVariableSpecs struct {
 	OwlOffNsInum   *ebpf.VariableSpec `ebpf:"owl_off_ns_inum"`
 	OwlOffNsproxy  *ebpf.VariableSpec `ebpf:"owl_off_nsproxy"`
 	OwlOffTiStatus *ebpf.VariableSpec `ebpf:"owl_off_ti_status"`
+	OwlPyEnabled   *ebpf.VariableSpec `ebpf:"owl_py_enabled"`
+	OwlPyOffTp     *ebpf.VariableSpec `ebpf:"owl_py_off_tp"`
 	OwlTargCgroup  *ebpf.VariableSpec `ebpf:"owl_targ_cgroup"`
 	OwlTargMntns   *ebpf.VariableSpec `ebpf:"owl_targ_mntns"`
 	OwlTargTgid    *ebpf.VariableSpec `ebpf:"owl_targ_tgid"`
 	OwlTargUid     *ebpf.VariableSpec `ebpf:"owl_targ_uid"`
+	OwlWakeupBytes *ebpf.VariableSpec `ebpf:"owl_wakeup_bytes"`
 	UnusedStackKey *ebpf.VariableSpec `ebpf:"unused_stack_key"`
 	WantKstack     *ebpf.VariableSpec `ebpf:"want_kstack"`
 	WantUstack     *ebpf.VariableSpec `ebpf:"want_ustack"`
@@ -146,11 +202,16 @@ func (o *stackcountObjects) Close() error {
 //
 // It can be passed to loadStackcountObjects or ebpf.CollectionSpec.LoadAndAssign.
 type stackcountMaps struct {
-	Counts      *ebpf.Map `ebpf:"counts"`
-	Events      *ebpf.Map `ebpf:"events"`
-	Kstacks     *ebpf.Map `ebpf:"kstacks"`
-	OwlCounters *ebpf.Map `ebpf:"owl_counters"`
-	Ustacks     *ebpf.Map `ebpf:"ustacks"`
+	Counts       *ebpf.Map `ebpf:"counts"`
+	Events       *ebpf.Map `ebpf:"events"`
+	Kstacks      *ebpf.Map `ebpf:"kstacks"`
+	OwlCounters  *ebpf.Map `ebpf:"owl_counters"`
+	OwlPyProcs   *ebpf.Map `ebpf:"owl_py_procs"`
+	OwlPyScratch *ebpf.Map `ebpf:"owl_py_scratch"`
+	OwlPyStacks  *ebpf.Map `ebpf:"owl_py_stacks"`
+	OwlUstacks   *ebpf.Map `ebpf:"owl_ustacks"`
+	Syscalls     *ebpf.Map `ebpf:"syscalls"`
+	Ustacks      *ebpf.Map `ebpf:"ustacks"`
 }
 
 func (m *stackcountMaps) Close() error {
@@ -159,6 +220,11 @@ func (m *stackcountMaps) Close() error {
 		m.Events,
 		m.Kstacks,
 		m.OwlCounters,
+		m.OwlPyProcs,
+		m.OwlPyScratch,
+		m.OwlPyStacks,
+		m.OwlUstacks,
+		m.Syscalls,
 		m.Ustacks,
 	)
 }
@@ -173,10 +239,13 @@ type stackcountVariables struct {
 	OwlOffNsInum   *ebpf.Variable `ebpf:"owl_off_ns_inum"`
 	OwlOffNsproxy  *ebpf.Variable `ebpf:"owl_off_nsproxy"`
 	OwlOffTiStatus *ebpf.Variable `ebpf:"owl_off_ti_status"`
+	OwlPyEnabled   *ebpf.Variable `ebpf:"owl_py_enabled"`
+	OwlPyOffTp     *ebpf.Variable `ebpf:"owl_py_off_tp"`
 	OwlTargCgroup  *ebpf.Variable `ebpf:"owl_targ_cgroup"`
 	OwlTargMntns   *ebpf.Variable `ebpf:"owl_targ_mntns"`
 	OwlTargTgid    *ebpf.Variable `ebpf:"owl_targ_tgid"`
 	OwlTargUid     *ebpf.Variable `ebpf:"owl_targ_uid"`
+	OwlWakeupBytes *ebpf.Variable `ebpf:"owl_wakeup_bytes"`
 	UnusedStackKey *ebpf.Variable `ebpf:"unused_stack_key"`
 	WantKstack     *ebpf.Variable `ebpf:"want_kstack"`
 	WantUstack     *ebpf.Variable `ebpf:"want_ustack"`
@@ -186,12 +255,16 @@ type stackcountVariables struct {
 //
 // It can be passed to loadStackcountObjects or ebpf.CollectionSpec.LoadAndAssign.
 type stackcountPrograms struct {
+	CountSysEnter   *ebpf.Program `ebpf:"count_sys_enter"`
+	CountSysExit    *ebpf.Program `ebpf:"count_sys_exit"`
 	CountTracepoint *ebpf.Program `ebpf:"count_tracepoint"`
 	CountUprobe     *ebpf.Program `ebpf:"count_uprobe"`
 }
 
 func (p *stackcountPrograms) Close() error {
 	return _StackcountClose(
+		p.CountSysEnter,
+		p.CountSysExit,
 		p.CountTracepoint,
 		p.CountUprobe,
 	)

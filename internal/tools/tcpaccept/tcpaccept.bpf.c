@@ -45,7 +45,7 @@ static __always_inline void emit_accept(struct sock *sk)
 	e->rport = ep.rport;
 	__builtin_memcpy(e->laddr, ep.laddr, 16);
 	__builtin_memcpy(e->raddr, ep.raddr, 16);
-	bpf_ringbuf_submit(e, 0);
+	owl_submit(e, sizeof(*e));
 }
 
 #define S_IFMT 00170000

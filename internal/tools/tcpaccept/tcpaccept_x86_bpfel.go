@@ -70,6 +70,7 @@ const (
 	tcpacceptVarOwlTargMntns     = "owl_targ_mntns"
 	tcpacceptVarOwlTargTgid      = "owl_targ_tgid"
 	tcpacceptVarOwlTargUid       = "owl_targ_uid"
+	tcpacceptVarOwlWakeupBytes   = "owl_wakeup_bytes"
 	tcpacceptVarUnusedEvent      = "unused_event"
 )
 
@@ -148,6 +149,7 @@ type tcpacceptVariableSpecs struct {
 	OwlTargMntns   *ebpf.VariableSpec `ebpf:"owl_targ_mntns"`
 	OwlTargTgid    *ebpf.VariableSpec `ebpf:"owl_targ_tgid"`
 	OwlTargUid     *ebpf.VariableSpec `ebpf:"owl_targ_uid"`
+	OwlWakeupBytes *ebpf.VariableSpec `ebpf:"owl_wakeup_bytes"`
 	UnusedEvent    *ebpf.VariableSpec `ebpf:"unused_event"`
 }
 
@@ -200,6 +202,7 @@ type tcpacceptVariables struct {
 	OwlTargMntns   *ebpf.Variable `ebpf:"owl_targ_mntns"`
 	OwlTargTgid    *ebpf.Variable `ebpf:"owl_targ_tgid"`
 	OwlTargUid     *ebpf.Variable `ebpf:"owl_targ_uid"`
+	OwlWakeupBytes *ebpf.Variable `ebpf:"owl_wakeup_bytes"`
 	UnusedEvent    *ebpf.Variable `ebpf:"unused_event"`
 }
 

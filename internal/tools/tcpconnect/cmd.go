@@ -29,6 +29,7 @@ func command() *cobra.Command {
   owl tcpconnect -U -u 1000   # show UIDs, only UID 1000
   owl tcpconnect -c -d 10     # count connects per source/destination/port for 10 s
   owl tcpconnect --outcome    # add each handshake's result and latency
+  owl tcpconnect --ustack -p 181  # with the user stack of each connect (Python frames too)
   owl tcpconnect -o json      # one JSON object per line`, &f.common, func(cmd *cobra.Command, opts tool.Options) error {
 		return run(cmd, &f, opts)
 	})
@@ -38,7 +39,14 @@ func command() *cobra.Command {
 	fl.BoolVarP(&f.cfg.LocalPort, "lport", "L", false, "include the local port (LPORT); events wait for the port to be chosen")
 	fl.BoolVarP(&f.cfg.Count, "count", "c", false, "count connects per source, destination and port; print the counts at the end")
 	fl.BoolVar(&f.cfg.Outcome, "outcome", false, "add the handshake's result (established, refused, timeout, error, aborted; pending at the end) and latency in µs")
+	fl.BoolVar(&f.cfg.UStack, "ustack", false, "print the user stack of each connect (-U is BCC's UID column); not with -c")
 	f.net.AddFlags(cmd, "destination")
+	cmd.PreRunE = func(*cobra.Command, []string) error {
+		if f.cfg.UStack && f.cfg.Count {
+			return cli.Usagef("--ustack: not with -c (counts have no stacks)")
+		}
+		return nil
+	}
 	return cmd
 }
 
@@ -54,6 +62,9 @@ func run(cmd *cobra.Command, f *flags, opts tool.Options) error {
 	defer src.Close()
 	if !f.cfg.Count {
 		out := output.NewWriter(cmd.OutOrStdout(), f.common.Format, f.table())
+		if f.cfg.UStack {
+			out.SetTrailer(appendStack)
+		}
 		var untracked uint64
 		err := cli.Run(cmd, &f.common, src.Source, out, cli.Loop[Event]{What: "TCP connects", Emit: func(e *Event) {
 			if e.Outcome == Untracked {
@@ -130,4 +141,15 @@ var countTable = output.Table[Count]{
 	{Name: "RADDR", Width: 25, Append: func(b []byte, r *Count) []byte { return r.Daddr.AppendTo(b) }},
 	{Name: "RPORT", Width: 20, Append: func(b []byte, r *Count) []byte { return output.Uint(b, r.Dport) }},
 	{Name: "CONNECTS", Append: func(b []byte, r *Count) []byte { return output.Uint(b, r.Count) }},
+}
+
+// appendStack prints the user stack indented under the event, then a
+// blank line, as capable -U does.
+func appendStack(b []byte, e *Event) []byte {
+	for _, fr := range e.UStack {
+		b = append(b, "        "...)
+		b = append(b, fr.String()...)
+		b = append(b, '\n')
+	}
+	return append(b, '\n')
 }

@@ -9,6 +9,7 @@
  * Whoever deletes a pending entry delivers it, exactly once: the end of its
  * handshake here, or user space at the end of a run (outcome pending). */
 #include "owl.h"
+#include "python.h"
 #include "sock.h"
 
 #define OUTCOME_NONE 0
@@ -34,6 +35,7 @@ struct event {
 	__s32 err; /* sk_err when the handshake failed */
 	__u8 saddr[16];
 	__u8 daddr[16];
+	struct owl_ustack ustack; /* --ustack; native -1 when not taken */
 };
 
 /* -c: connects counted in the kernel per source, destination and port. */
@@ -49,6 +51,7 @@ struct count_key {
 const volatile bool want_lport = false;
 const volatile bool want_outcome = false;
 const volatile bool count_only = false;
+const volatile bool want_ustack = false; /* --ustack: the connecting task's user stack */
 
 /* Not preallocated: creating 10k preallocated entries at every start cost
  * more than the rest of start-up (bench/startup). */
@@ -205,6 +208,9 @@ static __always_inline int set_state(struct set_state_args *ctx, bool with_err)
 	if (!owl_task_wanted() || !owl_endpoint_wanted(ctx->family, ctx->dport))
 		return 0;
 	owl_task_fill(&e.task);
+	e.ustack.native = -1;
+	if (want_ustack)
+		owl_user_stack(ctx, &e.ustack);
 	e.family = ctx->family;
 	e.dport = ctx->dport;
 	/* Copied with probe reads: the verifier refuses loads through a
@@ -245,7 +251,7 @@ int BPF_KPROBE(kp_connect, struct sock *sk)
 }
 
 /* tcp_v{4,6}_connect returned: the local port is bound by now. */
-static __always_inline void connect_returned(__u64 sk, int ret)
+static __always_inline void connect_returned(void *ctx, __u64 sk, int ret)
 {
 	struct owl_endpoints ep = {};
 	struct event e = {};
@@ -255,6 +261,9 @@ static __always_inline void connect_returned(__u64 sk, int ret)
 	if (!owl_endpoint_wanted(ep.family, ep.rport))
 		return;
 	owl_task_fill(&e.task);
+	e.ustack.native = -1;
+	if (want_ustack)
+		owl_user_stack(ctx, &e.ustack);
 	e.family = ep.family;
 	e.sport = ep.lport;
 	e.dport = ep.rport;
@@ -274,7 +283,7 @@ int BPF_KRETPROBE(krp_connect, int ret)
 		return 0;
 	sk = *skp;
 	bpf_map_delete_elem(&connecting, &tid);
-	connect_returned(sk, ret);
+	connect_returned(ctx, sk, ret);
 	return 0;
 }
 
@@ -287,7 +296,7 @@ int BPF_PROG(fexit_v4_connect, struct sock *sk)
 
 	bpf_get_func_ret(ctx, &ret);
 	if (owl_task_wanted())
-		connect_returned((__u64)sk, (int)ret);
+		connect_returned(ctx, (__u64)sk, (int)ret);
 	return 0;
 }
 
@@ -298,7 +307,7 @@ int BPF_PROG(fexit_v6_connect, struct sock *sk)
 
 	bpf_get_func_ret(ctx, &ret);
 	if (owl_task_wanted())
-		connect_returned((__u64)sk, (int)ret);
+		connect_returned(ctx, (__u64)sk, (int)ret);
 	return 0;
 }
 

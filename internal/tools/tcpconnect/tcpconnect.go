@@ -12,6 +12,8 @@ import (
 
 	"github.com/owlbpf/owl/internal/event"
 	"github.com/owlbpf/owl/internal/probe"
+	"github.com/owlbpf/owl/internal/pyframes"
+	"github.com/owlbpf/owl/internal/syms"
 	"github.com/owlbpf/owl/internal/tool"
 )
 
@@ -67,6 +69,10 @@ type Event struct {
 	Outcome   Outcome    `json:"outcome,omitempty"`    // with --outcome; pending and untracked always
 	LatencyUS float64    `json:"latency_us,omitempty"` // SYN sent to handshake end
 	Errno     int32      `json:"errno,omitempty"`      // sk_err of a failed handshake (outcome error)
+	// UStack is the connecting thread's user stack (--ustack), innermost
+	// first, with Python frames ("lang": "python") in place of the
+	// interpreter's.
+	UStack []syms.Frame `json:"ustack,omitempty"`
 }
 
 // Count is how many connects went from one address to one address and
@@ -84,6 +90,7 @@ type Config struct {
 	LocalPort bool // wait for the local port (-L)
 	Outcome   bool // wait for the handshake's result (--outcome)
 	Count     bool // count in the kernel instead of streaming (-c)
+	UStack    bool // the user stack of each connect (--ustack; not with Count)
 }
 
 // setStateLayout is struct set_state_args of tcpconnect.bpf.c, which reads
@@ -157,7 +164,14 @@ pending: still waiting for its handshake when tracing ended (Ctrl-C, -d);
 untracked: printed when it started, without its end, because over 65536
 connects were waiting at once (stderr says how many). With -L alone, pending
 and untracked connects are printed too, with LPORT 0 on the tracepoint hook
-("outcome" in JSON says why): a connect is never dropped for want of its end.`,
+("outcome" in JSON says why): a connect is never dropped for want of its end.
+
+--ustack (BCC's -U is the UID column) prints the connecting thread's user
+stack under each event (not with -c). Python processes show their Python frames (function, file:line; "lang":
+"python" in JSON) in place of the interpreter's native frames, named from
+the process's memory when the event is read. Up to 2048 distinct
+native stacks are kept; a stack that finds no room is left out and
+counted (stack_unavailable).`,
 	Task:      true,
 	Net:       true,
 	RingBytes: 1 << 20,
@@ -184,7 +198,8 @@ and untracked connects are printed too, with LPORT 0 on the tracepoint hook
 		if _, kprobe := spec.Programs[tcpconnectProgKpConnect]; !kprobe {
 			m.Connecting.MaxEntries = 1
 		}
-		return errors.Join(v.WantLport.Set(cfg.LocalPort), v.WantOutcome.Set(cfg.Outcome), v.CountOnly.Set(cfg.Count))
+		return errors.Join(v.WantLport.Set(cfg.LocalPort), v.WantOutcome.Set(cfg.Outcome), v.CountOnly.Set(cfg.Count),
+			v.WantUstack.Set(cfg.UStack && !cfg.Count), pyframes.ConfigureUser(spec, cfg.UStack && !cfg.Count))
 	},
 	Stream: func(cfg Config) bool { return !cfg.Count },
 	// No Pending: the table is a plain hash that evicts nothing (see
@@ -192,8 +207,15 @@ and untracked connects are printed too, with LPORT 0 on the tracepoint hook
 	// Source.Run.
 	Held: func(_ Config, s *probe.Session, record func([]byte)) error { return takeHeld(s, record) },
 	Decoder: func(cfg Config, s *probe.Session) (func([]byte, *Event) bool, error) {
+		var us *pyframes.UserStacks
+		if cfg.UStack && !cfg.Count {
+			var err error
+			if us, err = pyframes.NewUser(s.Assign); err != nil {
+				return nil, err
+			}
+		}
 		return func(raw []byte, e *Event) bool {
-			if !decode(s, raw, e) {
+			if !decode(s, us, raw, e) {
 				return false
 			}
 			if !cfg.Outcome && e.Outcome != Untracked && e.Outcome != Pending {
@@ -284,7 +306,7 @@ func (s *Source) Counts() ([]Count, error) {
 	return counts, nil
 }
 
-func decode(s *probe.Session, raw []byte, e *Event) bool {
+func decode(s *probe.Session, us *pyframes.UserStacks, raw []byte, e *Event) bool {
 	r, ok := probe.View[tcpconnectEvent](raw)
 	if !ok {
 		return false
@@ -299,6 +321,9 @@ func decode(s *probe.Session, raw []byte, e *Event) bool {
 	e.Family, e.Saddr, e.Daddr = event.Addrs(r.Family, &r.Saddr, &r.Daddr)
 	if e.Outcome != OutcomeNone && e.Outcome != Pending && e.Outcome != Untracked {
 		e.LatencyUS = float64(r.LatencyNs) / 1e3
+	}
+	if us != nil {
+		e.UStack = us.Frames(r.Task.Pid, r.Ustack.Native, r.Ustack.Python)
 	}
 	return true
 }

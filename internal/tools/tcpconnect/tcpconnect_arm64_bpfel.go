@@ -44,6 +44,47 @@ type tcpconnectEvent struct {
 	Saddr     [16]uint8
 	Daddr     [16]uint8
 	_         [4]byte
+	Ustack    struct {
+		_      structs.HostLayout
+		Native int32
+		Pad    uint32
+		Python uint64
+	}
+}
+
+type tcpconnectOwlPyProc struct {
+	_         structs.HostLayout
+	TssKey    uint64
+	Kind      uint32
+	TsdFirst  uint32
+	TsdSecond uint32
+	TsdSize   uint32
+	TsdData   uint32
+	TsFrame   uint32
+	CfFrame   int32
+	F_code    uint32
+	F_back    uint32
+	F_ip      uint32
+	F_flag    uint32
+	F_size    uint32
+}
+
+type tcpconnectOwlPyScratch struct {
+	_     structs.HostLayout
+	St    tcpconnectOwlPyStack
+	Chunk [128]uint8
+}
+
+type tcpconnectOwlPyStack struct {
+	_         structs.HostLayout
+	N         uint32
+	Truncated uint32
+	Entry     uint64
+	F         [64]struct {
+		_    structs.HostLayout
+		Code uint64
+		Ip   uint64
+	}
 }
 
 // Names of all BPF objects in the ELF.
@@ -55,6 +96,10 @@ const (
 	tcpconnectMapEvents          = "events"
 	tcpconnectMapOwlCounters     = "owl_counters"
 	tcpconnectMapOwlPorts        = "owl_ports"
+	tcpconnectMapOwlPyProcs      = "owl_py_procs"
+	tcpconnectMapOwlPyScratch    = "owl_py_scratch"
+	tcpconnectMapOwlPyStacks     = "owl_py_stacks"
+	tcpconnectMapOwlUstacks      = "owl_ustacks"
 	tcpconnectMapPending         = "pending"
 	tcpconnectProgFexitV4Connect = "fexit_v4_connect"
 	tcpconnectProgFexitV6Connect = "fexit_v6_connect"
@@ -69,14 +114,18 @@ const (
 	tcpconnectVarOwlOffNsInum    = "owl_off_ns_inum"
 	tcpconnectVarOwlOffNsproxy   = "owl_off_nsproxy"
 	tcpconnectVarOwlOffTiStatus  = "owl_off_ti_status"
+	tcpconnectVarOwlPyEnabled    = "owl_py_enabled"
+	tcpconnectVarOwlPyOffTp      = "owl_py_off_tp"
 	tcpconnectVarOwlTargCgroup   = "owl_targ_cgroup"
 	tcpconnectVarOwlTargFamily   = "owl_targ_family"
 	tcpconnectVarOwlTargMntns    = "owl_targ_mntns"
 	tcpconnectVarOwlTargTgid     = "owl_targ_tgid"
 	tcpconnectVarOwlTargUid      = "owl_targ_uid"
+	tcpconnectVarOwlWakeupBytes  = "owl_wakeup_bytes"
 	tcpconnectVarUnusedEvent     = "unused_event"
 	tcpconnectVarWantLport       = "want_lport"
 	tcpconnectVarWantOutcome     = "want_outcome"
+	tcpconnectVarWantUstack      = "want_ustack"
 )
 
 // loadTcpconnect returns the embedded CollectionSpec for tcpconnect.
@@ -134,12 +183,16 @@ type tcpconnectProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tcpconnectMapSpecs struct {
-	Connecting  *ebpf.MapSpec `ebpf:"connecting"`
-	Counts      *ebpf.MapSpec `ebpf:"counts"`
-	Events      *ebpf.MapSpec `ebpf:"events"`
-	OwlCounters *ebpf.MapSpec `ebpf:"owl_counters"`
-	OwlPorts    *ebpf.MapSpec `ebpf:"owl_ports"`
-	Pending     *ebpf.MapSpec `ebpf:"pending"`
+	Connecting   *ebpf.MapSpec `ebpf:"connecting"`
+	Counts       *ebpf.MapSpec `ebpf:"counts"`
+	Events       *ebpf.MapSpec `ebpf:"events"`
+	OwlCounters  *ebpf.MapSpec `ebpf:"owl_counters"`
+	OwlPorts     *ebpf.MapSpec `ebpf:"owl_ports"`
+	OwlPyProcs   *ebpf.MapSpec `ebpf:"owl_py_procs"`
+	OwlPyScratch *ebpf.MapSpec `ebpf:"owl_py_scratch"`
+	OwlPyStacks  *ebpf.MapSpec `ebpf:"owl_py_stacks"`
+	OwlUstacks   *ebpf.MapSpec `ebpf:"owl_ustacks"`
+	Pending      *ebpf.MapSpec `ebpf:"pending"`
 }
 
 // tcpconnectVariableSpecs contains global variables before they are loaded into the kernel.
@@ -152,14 +205,18 @@ type tcpconnectVariableSpecs struct {
 	OwlOffNsInum   *ebpf.VariableSpec `ebpf:"owl_off_ns_inum"`
 	OwlOffNsproxy  *ebpf.VariableSpec `ebpf:"owl_off_nsproxy"`
 	OwlOffTiStatus *ebpf.VariableSpec `ebpf:"owl_off_ti_status"`
+	OwlPyEnabled   *ebpf.VariableSpec `ebpf:"owl_py_enabled"`
+	OwlPyOffTp     *ebpf.VariableSpec `ebpf:"owl_py_off_tp"`
 	OwlTargCgroup  *ebpf.VariableSpec `ebpf:"owl_targ_cgroup"`
 	OwlTargFamily  *ebpf.VariableSpec `ebpf:"owl_targ_family"`
 	OwlTargMntns   *ebpf.VariableSpec `ebpf:"owl_targ_mntns"`
 	OwlTargTgid    *ebpf.VariableSpec `ebpf:"owl_targ_tgid"`
 	OwlTargUid     *ebpf.VariableSpec `ebpf:"owl_targ_uid"`
+	OwlWakeupBytes *ebpf.VariableSpec `ebpf:"owl_wakeup_bytes"`
 	UnusedEvent    *ebpf.VariableSpec `ebpf:"unused_event"`
 	WantLport      *ebpf.VariableSpec `ebpf:"want_lport"`
 	WantOutcome    *ebpf.VariableSpec `ebpf:"want_outcome"`
+	WantUstack     *ebpf.VariableSpec `ebpf:"want_ustack"`
 }
 
 // tcpconnectObjects contains all objects after they have been loaded into the kernel.
@@ -182,12 +239,16 @@ func (o *tcpconnectObjects) Close() error {
 //
 // It can be passed to loadTcpconnectObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tcpconnectMaps struct {
-	Connecting  *ebpf.Map `ebpf:"connecting"`
-	Counts      *ebpf.Map `ebpf:"counts"`
-	Events      *ebpf.Map `ebpf:"events"`
-	OwlCounters *ebpf.Map `ebpf:"owl_counters"`
-	OwlPorts    *ebpf.Map `ebpf:"owl_ports"`
-	Pending     *ebpf.Map `ebpf:"pending"`
+	Connecting   *ebpf.Map `ebpf:"connecting"`
+	Counts       *ebpf.Map `ebpf:"counts"`
+	Events       *ebpf.Map `ebpf:"events"`
+	OwlCounters  *ebpf.Map `ebpf:"owl_counters"`
+	OwlPorts     *ebpf.Map `ebpf:"owl_ports"`
+	OwlPyProcs   *ebpf.Map `ebpf:"owl_py_procs"`
+	OwlPyScratch *ebpf.Map `ebpf:"owl_py_scratch"`
+	OwlPyStacks  *ebpf.Map `ebpf:"owl_py_stacks"`
+	OwlUstacks   *ebpf.Map `ebpf:"owl_ustacks"`
+	Pending      *ebpf.Map `ebpf:"pending"`
 }
 
 func (m *tcpconnectMaps) Close() error {
@@ -197,6 +258,10 @@ func (m *tcpconnectMaps) Close() error {
 		m.Events,
 		m.OwlCounters,
 		m.OwlPorts,
+		m.OwlPyProcs,
+		m.OwlPyScratch,
+		m.OwlPyStacks,
+		m.OwlUstacks,
 		m.Pending,
 	)
 }
@@ -211,14 +276,18 @@ type tcpconnectVariables struct {
 	OwlOffNsInum   *ebpf.Variable `ebpf:"owl_off_ns_inum"`
 	OwlOffNsproxy  *ebpf.Variable `ebpf:"owl_off_nsproxy"`
 	OwlOffTiStatus *ebpf.Variable `ebpf:"owl_off_ti_status"`
+	OwlPyEnabled   *ebpf.Variable `ebpf:"owl_py_enabled"`
+	OwlPyOffTp     *ebpf.Variable `ebpf:"owl_py_off_tp"`
 	OwlTargCgroup  *ebpf.Variable `ebpf:"owl_targ_cgroup"`
 	OwlTargFamily  *ebpf.Variable `ebpf:"owl_targ_family"`
 	OwlTargMntns   *ebpf.Variable `ebpf:"owl_targ_mntns"`
 	OwlTargTgid    *ebpf.Variable `ebpf:"owl_targ_tgid"`
 	OwlTargUid     *ebpf.Variable `ebpf:"owl_targ_uid"`
+	OwlWakeupBytes *ebpf.Variable `ebpf:"owl_wakeup_bytes"`
 	UnusedEvent    *ebpf.Variable `ebpf:"unused_event"`
 	WantLport      *ebpf.Variable `ebpf:"want_lport"`
 	WantOutcome    *ebpf.Variable `ebpf:"want_outcome"`
+	WantUstack     *ebpf.Variable `ebpf:"want_ustack"`
 }
 
 // tcpconnectPrograms contains all programs after they have been loaded into the kernel.

@@ -167,7 +167,7 @@ func TestEventPathDoesNotAllocate(t *testing.T) {
 	var e Event
 	buf := make([]byte, 0, 256)
 	allocs := testing.AllocsPerRun(100, func() {
-		decode(s, raw, &e)
+		decode(s, nil, raw, &e)
 		buf = tab.AppendRow(buf[:0], &e)
 	})
 	if allocs != 0 {

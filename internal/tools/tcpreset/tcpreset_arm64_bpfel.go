@@ -61,6 +61,7 @@ const (
 	tcpresetVarOwlTargMntns       = "owl_targ_mntns"
 	tcpresetVarOwlTargTgid        = "owl_targ_tgid"
 	tcpresetVarOwlTargUid         = "owl_targ_uid"
+	tcpresetVarOwlWakeupBytes     = "owl_wakeup_bytes"
 	tcpresetVarUnusedEvent        = "unused_event"
 )
 
@@ -140,6 +141,7 @@ type tcpresetVariableSpecs struct {
 	OwlTargMntns   *ebpf.VariableSpec `ebpf:"owl_targ_mntns"`
 	OwlTargTgid    *ebpf.VariableSpec `ebpf:"owl_targ_tgid"`
 	OwlTargUid     *ebpf.VariableSpec `ebpf:"owl_targ_uid"`
+	OwlWakeupBytes *ebpf.VariableSpec `ebpf:"owl_wakeup_bytes"`
 	UnusedEvent    *ebpf.VariableSpec `ebpf:"unused_event"`
 }
 
@@ -193,6 +195,7 @@ type tcpresetVariables struct {
 	OwlTargMntns   *ebpf.Variable `ebpf:"owl_targ_mntns"`
 	OwlTargTgid    *ebpf.Variable `ebpf:"owl_targ_tgid"`
 	OwlTargUid     *ebpf.Variable `ebpf:"owl_targ_uid"`
+	OwlWakeupBytes *ebpf.Variable `ebpf:"owl_wakeup_bytes"`
 	UnusedEvent    *ebpf.Variable `ebpf:"unused_event"`
 }
 

@@ -15,6 +15,7 @@
  * probe that prints arguments saves them at entry in an LRU table keyed
  * like funclatency's: thread or goroutine, stack position, function id. */
 #include "owl.h"
+#include "python.h"
 #include "uregs.h"
 
 #define NWORDS (2 * UREG_WORDS) /* arguments, then results */
@@ -59,6 +60,7 @@ struct event {
 	struct owl_task task;
 	__u32 fid;
 	__s32 ustack;	/* stack id, negative when not taken */
+	__u64 pystack;	/* Python frames (bpf/python.h), 0 when none */
 	__u64 words[NWORDS];
 	struct str strs[NSTR];
 };
@@ -262,8 +264,9 @@ static __always_inline void emit(void *ctx, struct func_desc *d, __u32 fid, stru
 		if (id < 0 && id != -14)
 			owl_count(OWL_DROP_STACK);
 		e->ustack = id;
+		e->pystack = owl_py_stack();
 	}
-	bpf_ringbuf_submit(e, 0);
+	owl_submit(e, sizeof(*e));
 }
 
 static __always_inline void c_key(struct entry_key *k, struct uregs *r, __u64 sp_adjust, __u32 fid)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/owlbpf/owl/internal/event"
 	"github.com/owlbpf/owl/internal/probe"
+	"github.com/owlbpf/owl/internal/pyframes"
 	"github.com/owlbpf/owl/internal/syms"
 	"github.com/owlbpf/owl/internal/tool"
 	"github.com/owlbpf/owl/internal/uprobe"
@@ -166,7 +167,9 @@ cannot be compiled is an error (exit 2).
 Columns as BCC's trace: PID, TID, COMM, FUNC and the message; -t adds
 TIME as seconds since tracing began, -T as the wall clock. -U prints the
 user stack under each event (frame pointers needed; up to 2048 distinct
-stacks).`,
+stacks). Python processes show their Python frames (function, file:line; "lang":
+"python" in JSON) in place of the interpreter's native frames, named from
+the process's memory when the event is read.`,
 	Task:      true,
 	RingBytes: 4 << 20,
 	Pending:   traceMapEntries,
@@ -198,6 +201,9 @@ stacks).`,
 			m.Ustacks.MaxEntries = 1
 		} else {
 			m.Ustacks.MaxEntries = maxUStacks
+		}
+		if err := pyframes.Configure(cs, cfg.UStack); err != nil {
+			return err
 		}
 		if cfg.each {
 			return nil
@@ -339,6 +345,7 @@ type decoder struct {
 	types   map[string]*goTypes // by path; nil value: no names
 	ustacks *ebpf.Map
 	procs   *syms.Processes
+	py      *pyframes.Walker
 	frames  [127]buildIDFrame
 	rec     record
 }
@@ -380,6 +387,10 @@ func newDecoder(cfg Config, s *probe.Session) (*decoder, error) {
 		if cfg.pid != 0 {
 			d.procs.Learn(uint32(cfg.pid))
 		}
+		var err error
+		if d.py, err = pyframes.New(s.Assign); err != nil {
+			return nil, err
+		}
 		// The probed files are known now: their frames are named even
 		// after the process exits (pid 0 has no /proc entry, so the
 		// path is read).
@@ -412,6 +423,7 @@ func (d *decoder) decode(raw []byte, e *Event) bool {
 	msg, e.Values = t.message(nil, make([]any, 0, len(t.verbs)), rec, d.types[t.fn.Path])
 	e.Msg = string(msg)
 	if d.procs != nil {
+		py := d.py.Python(r.Task.Pid, r.Pystack) // first: read while the process is there
 		for _, f := range d.userStack(r.Ustack) {
 			if f.Status == frameBuildID {
 				e.UStack = append(e.UStack, d.procs.ResolveBuildID(r.Task.Pid, f.BuildID[:], f.Off))
@@ -419,6 +431,7 @@ func (d *decoder) decode(raw []byte, e *Event) bool {
 				e.UStack = append(e.UStack, d.procs.Resolve(r.Task.Pid, f.Off))
 			}
 		}
+		e.UStack = pyframes.Merge(e.UStack, py)
 	}
 	return true
 }

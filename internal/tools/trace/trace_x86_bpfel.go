@@ -33,10 +33,11 @@ type traceEvent struct {
 		Mntns    uint32
 		Comm     [16]uint8
 	}
-	Fid    uint32
-	Ustack int32
-	Words  [18]uint64
-	Strs   [4]struct {
+	Fid     uint32
+	Ustack  int32
+	Pystack uint64
+	Words   [18]uint64
+	Strs    [4]struct {
 		_     structs.HostLayout
 		Aux   uint64
 		Len   uint32
@@ -64,6 +65,41 @@ type traceFuncDesc struct {
 	}
 }
 
+type traceOwlPyProc struct {
+	_         structs.HostLayout
+	TssKey    uint64
+	Kind      uint32
+	TsdFirst  uint32
+	TsdSecond uint32
+	TsdSize   uint32
+	TsdData   uint32
+	TsFrame   uint32
+	CfFrame   int32
+	F_code    uint32
+	F_back    uint32
+	F_ip      uint32
+	F_flag    uint32
+	F_size    uint32
+}
+
+type traceOwlPyScratch struct {
+	_     structs.HostLayout
+	St    traceOwlPyStack
+	Chunk [128]uint8
+}
+
+type traceOwlPyStack struct {
+	_         structs.HostLayout
+	N         uint32
+	Truncated uint32
+	Entry     uint64
+	F         [64]struct {
+		_    structs.HostLayout
+		Code uint64
+		Ip   uint64
+	}
+}
+
 type traceWords struct {
 	_ structs.HostLayout
 	W [18]uint64
@@ -78,6 +114,10 @@ const (
 	traceMapFuncs          = "funcs"
 	traceMapMisses         = "misses"
 	traceMapOwlCounters    = "owl_counters"
+	traceMapOwlPyProcs     = "owl_py_procs"
+	traceMapOwlPyScratch   = "owl_py_scratch"
+	traceMapOwlPyStacks    = "owl_py_stacks"
+	traceMapOwlUstacks     = "owl_ustacks"
 	traceMapUstacks        = "ustacks"
 	traceProgGoEntry       = "go_entry"
 	traceProgGoReturn      = "go_return"
@@ -88,10 +128,13 @@ const (
 	traceVarOwlOffNsInum   = "owl_off_ns_inum"
 	traceVarOwlOffNsproxy  = "owl_off_nsproxy"
 	traceVarOwlOffTiStatus = "owl_off_ti_status"
+	traceVarOwlPyEnabled   = "owl_py_enabled"
+	traceVarOwlPyOffTp     = "owl_py_off_tp"
 	traceVarOwlTargCgroup  = "owl_targ_cgroup"
 	traceVarOwlTargMntns   = "owl_targ_mntns"
 	traceVarOwlTargTgid    = "owl_targ_tgid"
 	traceVarOwlTargUid     = "owl_targ_uid"
+	traceVarOwlWakeupBytes = "owl_wakeup_bytes"
 	traceVarUnusedEvent    = "unused_event"
 	traceVarUnusedFuncDesc = "unused_func_desc"
 )
@@ -148,12 +191,16 @@ type traceProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type traceMapSpecs struct {
-	Entries     *ebpf.MapSpec `ebpf:"entries"`
-	Events      *ebpf.MapSpec `ebpf:"events"`
-	Funcs       *ebpf.MapSpec `ebpf:"funcs"`
-	Misses      *ebpf.MapSpec `ebpf:"misses"`
-	OwlCounters *ebpf.MapSpec `ebpf:"owl_counters"`
-	Ustacks     *ebpf.MapSpec `ebpf:"ustacks"`
+	Entries      *ebpf.MapSpec `ebpf:"entries"`
+	Events       *ebpf.MapSpec `ebpf:"events"`
+	Funcs        *ebpf.MapSpec `ebpf:"funcs"`
+	Misses       *ebpf.MapSpec `ebpf:"misses"`
+	OwlCounters  *ebpf.MapSpec `ebpf:"owl_counters"`
+	OwlPyProcs   *ebpf.MapSpec `ebpf:"owl_py_procs"`
+	OwlPyScratch *ebpf.MapSpec `ebpf:"owl_py_scratch"`
+	OwlPyStacks  *ebpf.MapSpec `ebpf:"owl_py_stacks"`
+	OwlUstacks   *ebpf.MapSpec `ebpf:"owl_ustacks"`
+	Ustacks      *ebpf.MapSpec `ebpf:"ustacks"`
 }
 
 // traceVariableSpecs contains global variables before they are loaded into the kernel.
@@ -165,10 +212,13 @@ type traceVariableSpecs struct {
 	OwlOffNsInum   *ebpf.VariableSpec `ebpf:"owl_off_ns_inum"`
 	OwlOffNsproxy  *ebpf.VariableSpec `ebpf:"owl_off_nsproxy"`
 	OwlOffTiStatus *ebpf.VariableSpec `ebpf:"owl_off_ti_status"`
+	OwlPyEnabled   *ebpf.VariableSpec `ebpf:"owl_py_enabled"`
+	OwlPyOffTp     *ebpf.VariableSpec `ebpf:"owl_py_off_tp"`
 	OwlTargCgroup  *ebpf.VariableSpec `ebpf:"owl_targ_cgroup"`
 	OwlTargMntns   *ebpf.VariableSpec `ebpf:"owl_targ_mntns"`
 	OwlTargTgid    *ebpf.VariableSpec `ebpf:"owl_targ_tgid"`
 	OwlTargUid     *ebpf.VariableSpec `ebpf:"owl_targ_uid"`
+	OwlWakeupBytes *ebpf.VariableSpec `ebpf:"owl_wakeup_bytes"`
 	UnusedEvent    *ebpf.VariableSpec `ebpf:"unused_event"`
 	UnusedFuncDesc *ebpf.VariableSpec `ebpf:"unused_func_desc"`
 }
@@ -193,12 +243,16 @@ func (o *traceObjects) Close() error {
 //
 // It can be passed to loadTraceObjects or ebpf.CollectionSpec.LoadAndAssign.
 type traceMaps struct {
-	Entries     *ebpf.Map `ebpf:"entries"`
-	Events      *ebpf.Map `ebpf:"events"`
-	Funcs       *ebpf.Map `ebpf:"funcs"`
-	Misses      *ebpf.Map `ebpf:"misses"`
-	OwlCounters *ebpf.Map `ebpf:"owl_counters"`
-	Ustacks     *ebpf.Map `ebpf:"ustacks"`
+	Entries      *ebpf.Map `ebpf:"entries"`
+	Events       *ebpf.Map `ebpf:"events"`
+	Funcs        *ebpf.Map `ebpf:"funcs"`
+	Misses       *ebpf.Map `ebpf:"misses"`
+	OwlCounters  *ebpf.Map `ebpf:"owl_counters"`
+	OwlPyProcs   *ebpf.Map `ebpf:"owl_py_procs"`
+	OwlPyScratch *ebpf.Map `ebpf:"owl_py_scratch"`
+	OwlPyStacks  *ebpf.Map `ebpf:"owl_py_stacks"`
+	OwlUstacks   *ebpf.Map `ebpf:"owl_ustacks"`
+	Ustacks      *ebpf.Map `ebpf:"ustacks"`
 }
 
 func (m *traceMaps) Close() error {
@@ -208,6 +262,10 @@ func (m *traceMaps) Close() error {
 		m.Funcs,
 		m.Misses,
 		m.OwlCounters,
+		m.OwlPyProcs,
+		m.OwlPyScratch,
+		m.OwlPyStacks,
+		m.OwlUstacks,
 		m.Ustacks,
 	)
 }
@@ -221,10 +279,13 @@ type traceVariables struct {
 	OwlOffNsInum   *ebpf.Variable `ebpf:"owl_off_ns_inum"`
 	OwlOffNsproxy  *ebpf.Variable `ebpf:"owl_off_nsproxy"`
 	OwlOffTiStatus *ebpf.Variable `ebpf:"owl_off_ti_status"`
+	OwlPyEnabled   *ebpf.Variable `ebpf:"owl_py_enabled"`
+	OwlPyOffTp     *ebpf.Variable `ebpf:"owl_py_off_tp"`
 	OwlTargCgroup  *ebpf.Variable `ebpf:"owl_targ_cgroup"`
 	OwlTargMntns   *ebpf.Variable `ebpf:"owl_targ_mntns"`
 	OwlTargTgid    *ebpf.Variable `ebpf:"owl_targ_tgid"`
 	OwlTargUid     *ebpf.Variable `ebpf:"owl_targ_uid"`
+	OwlWakeupBytes *ebpf.Variable `ebpf:"owl_wakeup_bytes"`
 	UnusedEvent    *ebpf.Variable `ebpf:"unused_event"`
 	UnusedFuncDesc *ebpf.Variable `ebpf:"unused_func_desc"`
 }

@@ -76,6 +76,7 @@ const (
 	ucallsVarOwlTargMntns   = "owl_targ_mntns"
 	ucallsVarOwlTargTgid    = "owl_targ_tgid"
 	ucallsVarOwlTargUid     = "owl_targ_uid"
+	ucallsVarOwlWakeupBytes = "owl_wakeup_bytes"
 	ucallsVarUnusedInfo     = "unused_info"
 	ucallsVarUnusedKey      = "unused_key"
 )
@@ -150,6 +151,7 @@ type ucallsVariableSpecs struct {
 	OwlTargMntns   *ebpf.VariableSpec `ebpf:"owl_targ_mntns"`
 	OwlTargTgid    *ebpf.VariableSpec `ebpf:"owl_targ_tgid"`
 	OwlTargUid     *ebpf.VariableSpec `ebpf:"owl_targ_uid"`
+	OwlWakeupBytes *ebpf.VariableSpec `ebpf:"owl_wakeup_bytes"`
 	UnusedInfo     *ebpf.VariableSpec `ebpf:"unused_info"`
 	UnusedKey      *ebpf.VariableSpec `ebpf:"unused_key"`
 }
@@ -206,6 +208,7 @@ type ucallsVariables struct {
 	OwlTargMntns   *ebpf.Variable `ebpf:"owl_targ_mntns"`
 	OwlTargTgid    *ebpf.Variable `ebpf:"owl_targ_tgid"`
 	OwlTargUid     *ebpf.Variable `ebpf:"owl_targ_uid"`
+	OwlWakeupBytes *ebpf.Variable `ebpf:"owl_wakeup_bytes"`
 	UnusedInfo     *ebpf.Variable `ebpf:"unused_info"`
 	UnusedKey      *ebpf.Variable `ebpf:"unused_key"`
 }

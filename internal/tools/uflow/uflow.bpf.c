@@ -145,6 +145,6 @@ int uflow_hit(struct pt_regs *ctx)
 		bpf_ringbuf_discard(e, 0);
 		return 0;
 	}
-	bpf_ringbuf_submit(e, 0);
+	owl_submit(e, sizeof(*e));
 	return 0;
 }

@@ -85,6 +85,7 @@ const (
 	uflowVarOwlTargMntns    = "owl_targ_mntns"
 	uflowVarOwlTargTgid     = "owl_targ_tgid"
 	uflowVarOwlTargUid      = "owl_targ_uid"
+	uflowVarOwlWakeupBytes  = "owl_wakeup_bytes"
 	uflowVarUnusedEvent     = "unused_event"
 )
 
@@ -160,6 +161,7 @@ type uflowVariableSpecs struct {
 	OwlTargMntns    *ebpf.VariableSpec `ebpf:"owl_targ_mntns"`
 	OwlTargTgid     *ebpf.VariableSpec `ebpf:"owl_targ_tgid"`
 	OwlTargUid      *ebpf.VariableSpec `ebpf:"owl_targ_uid"`
+	OwlWakeupBytes  *ebpf.VariableSpec `ebpf:"owl_wakeup_bytes"`
 	UnusedEvent     *ebpf.VariableSpec `ebpf:"unused_event"`
 }
 
@@ -216,6 +218,7 @@ type uflowVariables struct {
 	OwlTargMntns    *ebpf.Variable `ebpf:"owl_targ_mntns"`
 	OwlTargTgid     *ebpf.Variable `ebpf:"owl_targ_tgid"`
 	OwlTargUid      *ebpf.Variable `ebpf:"owl_targ_uid"`
+	OwlWakeupBytes  *ebpf.Variable `ebpf:"owl_wakeup_bytes"`
 	UnusedEvent     *ebpf.Variable `ebpf:"unused_event"`
 }
 

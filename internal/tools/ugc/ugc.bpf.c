@@ -104,6 +104,6 @@ int ugc_hit(struct pt_regs *ctx)
 	vals(ctx, spec, e->end);
 	usdt_str(ctx, spec, usdt_cookie_byte(spec, 4), usdt_cookie_byte(spec, 5), e->names[0], NAME_LEN);
 	usdt_str(ctx, spec, usdt_cookie_byte(spec, 6), usdt_cookie_byte(spec, 7), e->names[1], NAME_LEN);
-	bpf_ringbuf_submit(e, 0);
+	owl_submit(e, sizeof(*e));
 	return 0;
 }

@@ -82,6 +82,7 @@ const (
 	ugcVarOwlTargMntns   = "owl_targ_mntns"
 	ugcVarOwlTargTgid    = "owl_targ_tgid"
 	ugcVarOwlTargUid     = "owl_targ_uid"
+	ugcVarOwlWakeupBytes = "owl_wakeup_bytes"
 	ugcVarUnusedEvent    = "unused_event"
 )
 
@@ -153,6 +154,7 @@ type ugcVariableSpecs struct {
 	OwlTargMntns   *ebpf.VariableSpec `ebpf:"owl_targ_mntns"`
 	OwlTargTgid    *ebpf.VariableSpec `ebpf:"owl_targ_tgid"`
 	OwlTargUid     *ebpf.VariableSpec `ebpf:"owl_targ_uid"`
+	OwlWakeupBytes *ebpf.VariableSpec `ebpf:"owl_wakeup_bytes"`
 	UnusedEvent    *ebpf.VariableSpec `ebpf:"unused_event"`
 }
 
@@ -204,6 +206,7 @@ type ugcVariables struct {
 	OwlTargMntns   *ebpf.Variable `ebpf:"owl_targ_mntns"`
 	OwlTargTgid    *ebpf.Variable `ebpf:"owl_targ_tgid"`
 	OwlTargUid     *ebpf.Variable `ebpf:"owl_targ_uid"`
+	OwlWakeupBytes *ebpf.Variable `ebpf:"owl_wakeup_bytes"`
 	UnusedEvent    *ebpf.Variable `ebpf:"unused_event"`
 }
 

@@ -56,6 +56,6 @@ int usdt_hit(struct pt_regs *ctx)
 		 * prints empty rather than failing the event. */
 		bpf_probe_read_user_str(e->strs[i], STR_LEN, (void *)e->args[a]);
 	}
-	bpf_ringbuf_submit(e, 0);
+	owl_submit(e, sizeof(*e));
 	return 0;
 }

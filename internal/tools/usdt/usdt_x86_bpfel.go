@@ -66,6 +66,7 @@ const (
 	usdtVarOwlTargMntns   = "owl_targ_mntns"
 	usdtVarOwlTargTgid    = "owl_targ_tgid"
 	usdtVarOwlTargUid     = "owl_targ_uid"
+	usdtVarOwlWakeupBytes = "owl_wakeup_bytes"
 	usdtVarStrArg         = "str_arg"
 	usdtVarUnusedEvent    = "unused_event"
 )
@@ -136,6 +137,7 @@ type usdtVariableSpecs struct {
 	OwlTargMntns   *ebpf.VariableSpec `ebpf:"owl_targ_mntns"`
 	OwlTargTgid    *ebpf.VariableSpec `ebpf:"owl_targ_tgid"`
 	OwlTargUid     *ebpf.VariableSpec `ebpf:"owl_targ_uid"`
+	OwlWakeupBytes *ebpf.VariableSpec `ebpf:"owl_wakeup_bytes"`
 	StrArg         *ebpf.VariableSpec `ebpf:"str_arg"`
 	UnusedEvent    *ebpf.VariableSpec `ebpf:"unused_event"`
 }
@@ -185,6 +187,7 @@ type usdtVariables struct {
 	OwlTargMntns   *ebpf.Variable `ebpf:"owl_targ_mntns"`
 	OwlTargTgid    *ebpf.Variable `ebpf:"owl_targ_tgid"`
 	OwlTargUid     *ebpf.Variable `ebpf:"owl_targ_uid"`
+	OwlWakeupBytes *ebpf.Variable `ebpf:"owl_wakeup_bytes"`
 	StrArg         *ebpf.Variable `ebpf:"str_arg"`
 	UnusedEvent    *ebpf.Variable `ebpf:"unused_event"`
 }

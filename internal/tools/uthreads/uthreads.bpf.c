@@ -54,7 +54,7 @@ int uthreads_hit(struct pt_regs *ctx)
 	if (a != USDT_NONE)
 		usdt_arg(ctx, spec, a, &e->ids[1]);
 	usdt_str(ctx, spec, usdt_cookie_byte(spec, 4), usdt_cookie_byte(spec, 5), e->name, NAME_LEN);
-	bpf_ringbuf_submit(e, 0);
+	owl_submit(e, sizeof(*e));
 	return 0;
 }
 
@@ -122,7 +122,7 @@ int uthreads_newtask(struct newtask_ctx *ctx)
 	e->role = ROLE_START;
 	e->ids[0] = routine;
 	e->ids[1] = child;
-	bpf_ringbuf_submit(e, 0);
+	owl_submit(e, sizeof(*e));
 	return 0;
 }
 
@@ -149,6 +149,6 @@ int uthreads_exit(void *ctx)
 	}
 	e->ids[1] = tid;
 	bpf_get_current_comm(e->name, sizeof(e->name));
-	bpf_ringbuf_submit(e, 0);
+	owl_submit(e, sizeof(*e));
 	return 0;
 }

@@ -70,6 +70,7 @@ const (
 	uthreadsVarOwlTargMntns     = "owl_targ_mntns"
 	uthreadsVarOwlTargTgid      = "owl_targ_tgid"
 	uthreadsVarOwlTargUid       = "owl_targ_uid"
+	uthreadsVarOwlWakeupBytes   = "owl_wakeup_bytes"
 	uthreadsVarUnusedEvent      = "unused_event"
 )
 
@@ -144,6 +145,7 @@ type uthreadsVariableSpecs struct {
 	OwlTargMntns   *ebpf.VariableSpec `ebpf:"owl_targ_mntns"`
 	OwlTargTgid    *ebpf.VariableSpec `ebpf:"owl_targ_tgid"`
 	OwlTargUid     *ebpf.VariableSpec `ebpf:"owl_targ_uid"`
+	OwlWakeupBytes *ebpf.VariableSpec `ebpf:"owl_wakeup_bytes"`
 	UnusedEvent    *ebpf.VariableSpec `ebpf:"unused_event"`
 }
 
@@ -196,6 +198,7 @@ type uthreadsVariables struct {
 	OwlTargMntns   *ebpf.Variable `ebpf:"owl_targ_mntns"`
 	OwlTargTgid    *ebpf.Variable `ebpf:"owl_targ_tgid"`
 	OwlTargUid     *ebpf.Variable `ebpf:"owl_targ_uid"`
+	OwlWakeupBytes *ebpf.Variable `ebpf:"owl_wakeup_bytes"`
 	UnusedEvent    *ebpf.Variable `ebpf:"unused_event"`
 }
 
