@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/owlbpf/owl/internal/agent"
+	"github.com/owlbpf/owl/internal/agent/sinks"
 	"github.com/owlbpf/owl/internal/cli"
 	"github.com/owlbpf/owl/internal/probe"
 	"github.com/owlbpf/owl/internal/tool"
@@ -36,7 +38,8 @@ from the cgroup path of the pid; the pod UID on Kubernetes; the mount
 namespace) and an OCSF ` + "1.3.0" + ` classification (class and activity).
 
 Records go to any combination of sinks:
-  --json FILE|-        JSON lines, to stdout or a file rotated by size
+  --json FILE|-        JSON lines, to stdout or a file rotated by size (a
+                       device or fifo, such as /dev/null, is not rotated)
   --otlp-endpoint URL  OTLP logs over HTTP/protobuf or gRPC (--otlp-protocol),
                        batched, retried with backoff, bounded queue
   --metrics-address A  Prometheus /metrics, /healthz and /readyz
@@ -62,14 +65,13 @@ and listed in /readyz; the others run.`,
   owl agent --config agent.yaml                       # YAML keys as the flags below`,
 		Args: cli.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			find := func(name string) tool.Tool {
-				for _, t := range registry {
-					if t.Info().Name == name {
-						return t
-					}
-				}
-				return nil
+			// Info is not free (a tool may resolve its target's symbols
+			// in it): once per tool, not at every look-up.
+			byName := make(map[string]tool.Tool, len(registry))
+			for _, t := range registry {
+				byName[t.Info().Name] = t
 			}
+			find := func(name string) tool.Tool { return byName[name] }
 			load := func() (agent.Config, error) {
 				cfg := agent.Defaults()
 				if configPath != "" {
@@ -110,6 +112,10 @@ and listed in /readyz; the others run.`,
 			logger := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
 			ctx := cmd.Context()
 			a, err := agent.New(ctx, cfg, agent.Options{Find: find, Log: logger, Prefer: prefer, Version: version()})
+			var pathErr *sinks.PathError
+			if errors.As(err, &pathErr) {
+				return &cli.UsageError{Err: err}
+			}
 			if err != nil {
 				return err
 			}
@@ -146,7 +152,7 @@ and listed in /readyz; the others run.`,
 // agentFlagUsage documents each config key as a flag.
 var agentFlagUsage = map[string]string{
 	"tools":            "comma-separated tools to run (default: the default set)",
-	"json":             "write JSON lines to `FILE` (- for stdout)",
+	"json":             "write JSON lines to `FILE` (- for stdout; a device or fifo is written without rotation)",
 	"json-max-size-mb": "rotate the JSON file at this size in MiB (default 100)",
 	"json-max-backups": "rotated JSON files to keep (default 3)",
 	"otlp-endpoint":    "send OTLP logs to `URL` (http://HOST:4318 or, with grpc, http://HOST:4317)",
