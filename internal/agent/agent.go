@@ -104,9 +104,11 @@ const recordBytes = 2048
 func (c *Config) queueRecords() int { return c.MemoryBudgetMB << 20 / 2 / recordBytes }
 
 // ringBytes is each of n tools' ring: an equal share of the other half,
-// rounded down to a power of two, at least 64 KiB.
+// halved because a BPF ring's data pages are mapped twice in the reader
+// (so that a record never wraps) and count twice in its RSS, rounded down
+// to a power of two, at least 64 KiB.
 func (c *Config) ringBytes(n int) uint32 {
-	share := uint64(c.MemoryBudgetMB) << 20 / 2 / uint64(max(n, 1))
+	share := uint64(c.MemoryBudgetMB) << 20 / 2 / uint64(max(n, 1)) / 2
 	ring := uint32(1) << (bits.Len64(share) - 1)
 	return max(ring, 64<<10)
 }

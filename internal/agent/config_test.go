@@ -90,14 +90,15 @@ func TestConfigErrors(t *testing.T) {
 	}
 }
 
-// The rings share half the budget, the queue the other half.
+// The rings share half the budget (each counted twice: mapped twice),
+// the queue the other half.
 func TestBudget(t *testing.T) {
 	cfg := Defaults()
 	cfg.MemoryBudgetMB = 24
-	if got := cfg.ringBytes(8); got != 1<<20 {
+	if got := cfg.ringBytes(8); got != 512<<10 {
 		t.Errorf("8 tools in 24 MiB: ring %d", got)
 	}
-	if got := cfg.ringBytes(1); got != 8<<20 {
+	if got := cfg.ringBytes(1); got != 4<<20 {
 		t.Errorf("1 tool in 24 MiB: ring %d", got)
 	}
 	if got := cfg.queueRecords() * recordBytes; got != 12<<20 {
