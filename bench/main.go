@@ -2,7 +2,7 @@
 // same work, alternating them run by run, and writes docs/PERFORMANCE.md:
 //
 //  1. start-up (process start → probes attached) and peak RSS of every owl
-//     tool and the peers' equivalents;
+//     tool and the peers' equivalents, and of owl agent's default set;
 //
 //  2. added cost per event of streaming tools in storms of one system call
 //     (setuid, failing openat, exec), against an empty BPF program on the

@@ -42,6 +42,8 @@ type startRow struct {
 	ready, rss  stat
 	fail        string
 	unavailable string // why it is not measured here
+	// goalMS and goalMB are an owl row's goal; 0: a tool's (10 ms, 12 MB).
+	goalMS, goalMB float64
 }
 
 // startup measures process start → ready line, and peak RSS, of every owl
@@ -96,6 +98,7 @@ func startup(e *env) error {
 			rows = append(rows, r)
 		}
 	}
+	rows = append(rows, agentRow(e))
 	if e.bpftrace != "" {
 		for _, s := range []string{"execsnoop", "opensnoop", "setuids", "bashreadline", "capable", "tcpaccept", "tcpconnect"} {
 			rows = append(rows, &startRow{t: bpftraceTracer(e, s+".bt", "/usr/sbin/"+s+".bt")})
@@ -131,7 +134,9 @@ func startup(e *env) error {
 		"Process start → the tool's own ready line (owl: `Tracing ... Hit Ctrl-C` on stderr, after every\n"+
 		"probe is attached; bpftrace: `Attaching N probes` on stdout, printed *before* its programs load,\n"+
 		"so it flatters bpftrace; libbpf-tools: the first stdout line, after attach), and peak RSS\n"+
-		"(ru_maxrss after SIGINT, 100 ms after ready). Goal for owl: ≤ 10 ms and ≤ 12 MB.\n\n"+
+		"(ru_maxrss after SIGINT, 100 ms after ready). Goal for owl: ≤ 10 ms and ≤ 12 MB. `owl agent`\n"+
+		"runs its default tools (JSON lines to /dev/null); it is ready at its `msg=ready` log line, once\n"+
+		"every tool has started or failed; its goal: ≤ 50 ms and ≤ 40 MB.\n\n"+
 		"| tool | ready ms | peak RSS MB | goal |\n|---|---|---|---|\n")
 	for _, r := range rows {
 		switch {
@@ -145,8 +150,12 @@ func startup(e *env) error {
 		default:
 			goal := ""
 			if strings.HasPrefix(r.t.name, "owl") {
+				goalMS, goalMB := 10.0, 12.0
+				if r.goalMS > 0 {
+					goalMS, goalMB = r.goalMS, r.goalMB
+				}
 				goal = "met"
-				if r.ready.med() > 10 || r.rss.med() > 12 {
+				if r.ready.med() > goalMS || r.rss.med() > goalMB {
 					goal = "**missed**"
 				}
 			}
@@ -154,6 +163,19 @@ func startup(e *env) error {
 		}
 	}
 	return nil
+}
+
+// agentRow is `owl agent` with its default tools (issue 15's goal: ready
+// in ≤ 50 ms, ≤ 40 MB). No owl@base row: the agent is measured on its
+// own, and its libraries' cost to plain tools shows in their rows
+// against -base.
+func agentRow(e *env) *startRow {
+	r := &startRow{t: tracer{name: "owl agent", argv: []string{e.owl, "agent", "--json", "/dev/null"},
+		ready: "msg=ready", readyOn: "stderr"}, goalMS: 50, goalMB: 40}
+	if exec.Command(e.owl, "agent", "--help").Run() != nil {
+		r.unavailable = "no `owl agent` in this binary"
+	}
+	return r
 }
 
 func cmdline(t tracer) string {

@@ -106,6 +106,13 @@ Tracing needs root, or CAP_BPF and CAP_PERFMON with read access to
 	if manCommand != nil {
 		root.AddCommand(manCommand(root))
 	}
+	// The agent runs the registry's tools; it is the fleet's command.
+	if !root.ContainsGroup("fleet") {
+		root.AddGroup(&cobra.Group{ID: "fleet", Title: groupTitles["fleet"]})
+	}
+	ac := agentCommand(registry)
+	ac.GroupID = "fleet"
+	root.AddCommand(ac)
 	for _, t := range registry {
 		cmd := t.Command()
 		cmd.GroupID = t.Info().Group
