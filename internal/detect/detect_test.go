@@ -252,9 +252,9 @@ func TestOCSF(t *testing.T) {
 		t.Fatal(err)
 	}
 	var o struct {
-		ClassUID    int    `json:"class_uid"`
-		TypeUID     int    `json:"type_uid"`
-		SeverityID  int    `json:"severity_id"`
+		ClassUID    int `json:"class_uid"`
+		TypeUID     int `json:"type_uid"`
+		SeverityID  int `json:"severity_id"`
 		Metadata    struct{ Version string }
 		FindingInfo struct {
 			UID      string

@@ -274,3 +274,12 @@ func (b *book) tick(now time.Time) {
 
 // remote is an address and port as a finding names them.
 func remote(a netip.Addr, port uint16) netip.AddrPort { return netip.AddrPortFrom(a.Unmap(), port) }
+
+// Rules are every rule's id (agent.Detector).
+func (e *Engine) Rules() []string {
+	var ids []string
+	for _, r := range Rules {
+		ids = append(ids, r.ID)
+	}
+	return ids
+}
