@@ -30,7 +30,7 @@ func newRig(t *testing.T, cfg Config, exes map[uint32]string) *rig {
 	}
 	r := &rig{}
 	r.Engine = New(cfg, Options{Emit: func(f Finding) { r.got = append(r.got, f) },
-		Exe: func(pid uint32) string { return exes[pid] }})
+		Exe: func(pid uint32, _ string) string { return exes[pid] }})
 	return r
 }
 
@@ -192,10 +192,15 @@ func TestPrivEsc(t *testing.T) {
 	r.priv.setuid(setID{Task: task(12, 1000, "python3", t0), Syscall: "setuid", ToRoot: true, Ret: -1}, source{"setuids", "eperm"})
 	r.priv.setuid(setID{Task: task(12, 0, "python3", t0), Syscall: "setuid", ToRoot: true}, source{"setuids", "root"})
 	r.priv.setuid(setID{Task: task(12, 1000, "python3", t0), Syscall: "setuid"}, source{"setuids", "to 1000"})
+	r.Tick(t0.Add(100 * time.Millisecond))
+	if len(r.got) != 0 {
+		t.Fatalf("judged before the exec events could come: %v", r.got)
+	}
+	r.Tick(t0.Add(time.Second))
 	r.Tick(t0.Add(time.Hour))
 	n, last := r.uids(RulePrivEsc)
 	if n != 1 || last.Actor.Exe != "/tmp/x/helper" || last.Actor.UID != 1000 || last.Count != 2 {
-		t.Fatalf("privilege escalation: %d findings, last %+v (%v)", n, last, r.got)
+		t.Fatalf("privilege escalation: %d findings, last %+v", n, last)
 	}
 	// Capability denials: a burst, and a trickle.
 	for i := range 60 {
@@ -325,5 +330,28 @@ func TestConfig(t *testing.T) {
 		if err == nil {
 			t.Errorf("%q: no error", bad)
 		}
+	}
+}
+
+// The executable is the image the pid ran when its name was the event's
+// comm: sudo runs its command in its own pid.
+func TestExeByComm(t *testing.T) {
+	r := newRig(t, Defaults(), nil)
+	r.Engine.exe = r.procExe
+	r.exes.put(1<<30, 1, "/usr/bin/sudo")
+	r.exes.put(1<<30, 1, "/usr/bin/true")
+	if got := r.procExe(1<<30, "sudo"); got != "/usr/bin/sudo" {
+		t.Errorf("got %q", got)
+	}
+	// A child forked by sudo that exec'd its command: its parent's image.
+	r.exes.put(1<<30+1, 1<<30, "/usr/bin/id")
+	if got := r.procExe(1<<30+1, "sudo"); got != "/usr/bin/sudo" {
+		t.Errorf("child: got %q", got)
+	}
+	if got := r.procExe(1<<30, "bash"); got != "" {
+		t.Errorf("got %q for a name of no image", got)
+	}
+	if !named("/usr/bin/a-very-long-program-name", "a-very-long-pro") {
+		t.Error("a 15-byte comm names a longer file")
 	}
 }

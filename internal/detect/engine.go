@@ -11,7 +11,9 @@ import (
 	"encoding/json"
 	"net/netip"
 	"os"
+	"path"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -42,7 +44,7 @@ type Engine struct {
 	mu    sync.Mutex
 	cfg   Config
 	emit  func(Finding)
-	exe   func(pid uint32) string
+	exe   func(pid uint32, comm string) string
 	exes  exeCache
 	stats Stats
 
@@ -69,9 +71,10 @@ type Options struct {
 	// Emit gets each finding state; called with the engine's lock held
 	// (it must not call back into the engine).
 	Emit func(Finding)
-	// Exe returns a process's executable path ("" when unknown); nil:
-	// /proc/PID/exe, else the last exec execsnoop reported for the pid.
-	Exe func(pid uint32) string
+	// Exe returns the executable path of the process pid when its name
+	// was comm ("" when unknown); nil: /proc/PID/exe, else the pid's
+	// execs execsnoop reported.
+	Exe func(pid uint32, comm string) string
 }
 
 // New makes an engine; cfg must have passed Check.
@@ -80,7 +83,7 @@ func New(cfg Config, opts Options) *Engine {
 	if e.exe == nil {
 		e.exe = e.procExe
 	}
-	e.exes = exeCache{m: map[uint32]string{}, max: cfg.MaxKeys}
+	e.exes = exeCache{m: map[uint32]execs{}, max: cfg.MaxKeys}
 	e.scan.init(e, &cfg.PortScan)
 	e.brute.init(e, &cfg.BruteForce)
 	e.priv.init(e, &cfg.PrivEsc)
@@ -113,7 +116,7 @@ func (e *Engine) Observe(toolName string, ev any) {
 		e.mods.load(ev, src)
 	case *execsnoop.Event:
 		if ev.Ret == 0 {
-			e.exes.put(ev.PID, string(ev.Filename))
+			e.exes.put(ev.PID, ev.PPID, string(ev.Filename))
 		}
 		e.shells.exec(execOf(ev), src)
 	}
@@ -124,6 +127,7 @@ func (e *Engine) Observe(toolName string, ev any) {
 func (e *Engine) Tick(now time.Time) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	e.priv.resolve(now)
 	for _, b := range e.books() {
 		b.tick(now)
 	}
@@ -158,33 +162,95 @@ func (s source) evidence(t time.Time) func() Evidence {
 	}
 }
 
-// actor describes a task's process.
+// actor describes a task's process; comm is its name at the event, which
+// tells which of the images the pid ran was the one (a process may exec
+// again right after the event: sudo runs its command in its own pid).
 func (e *Engine) actor(pid, uid uint32, comm string) *Actor {
-	return &Actor{PID: pid, UID: uid, Comm: comm, Exe: e.exe(pid)}
+	return &Actor{PID: pid, UID: uid, Comm: comm, Exe: e.exe(pid, comm)}
 }
 
-// procExe reads /proc/PID/exe: the image the process runs now, which is
-// the one that made the call unless it exec'd since; for a process gone
-// already, the last exec execsnoop reported.
-func (e *Engine) procExe(pid uint32) string {
-	if p, err := os.Readlink("/proc/" + strconv.FormatUint(uint64(pid), 10) + "/exe"); err == nil {
+// procExe finds the image pid ran when its name was comm: /proc/PID/exe,
+// the pid's execs that execsnoop reported, else the same for its parent
+// (a child forked by sudo calls setresuid before it execs the command:
+// its own exec record is the command's).
+func (e *Engine) procExe(pid uint32, comm string) string {
+	if exe := e.imageOf(pid, comm); exe != "" {
+		return exe
+	}
+	ppid := e.exes.m[pid].ppid
+	if ppid == 0 {
+		ppid = procPPID(pid)
+	}
+	if ppid == 0 {
+		return ""
+	}
+	return e.imageOf(ppid, comm)
+}
+
+func (e *Engine) imageOf(pid uint32, comm string) string {
+	if p, err := os.Readlink("/proc/" + strconv.FormatUint(uint64(pid), 10) + "/exe"); err == nil && named(p, comm) {
 		return p
 	}
-	return e.exes.m[pid]
+	list := e.exes.m[pid].execs
+	for i := len(list) - 1; i >= 0; i-- {
+		if named(list[i], comm) {
+			return list[i]
+		}
+	}
+	return ""
 }
 
-// exeCache maps pids to their last exec, bounded: when full it starts
-// over (pids of the oldest execs are the likeliest gone).
+// procPPID reads a live process's parent from /proc/PID/stat; 0 if gone.
+func procPPID(pid uint32) uint32 {
+	b, err := os.ReadFile("/proc/" + strconv.FormatUint(uint64(pid), 10) + "/stat")
+	if err != nil {
+		return 0
+	}
+	// pid (comm) state ppid ...: comm may hold anything, so from the last ')'.
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 2 {
+		return 0
+	}
+	n, _ := strconv.ParseUint(f[1], 10, 32)
+	return uint32(n)
+}
+
+// named reports whether comm (at most 15 bytes) names the file exe.
+func named(exe, comm string) bool {
+	base := path.Base(exe)
+	return base == comm || (len(comm) == 15 && strings.HasPrefix(base, comm))
+}
+
+// exeCache keeps each pid's parent and last execs, bounded: when full it
+// starts over (pids of the oldest execs are the likeliest gone).
 type exeCache struct {
-	m   map[uint32]string
+	m   map[uint32]execs
 	max int
 }
 
-func (c *exeCache) put(pid uint32, exe string) {
+type execs struct {
+	ppid  uint32
+	execs []string
+}
+
+// execsPerPid bounds the images remembered per pid.
+const execsPerPid = 4
+
+func (c *exeCache) put(pid, ppid uint32, exe string) {
 	if len(c.m) >= c.max {
 		clear(c.m)
 	}
-	c.m[pid] = exe
+	x := c.m[pid]
+	x.ppid = ppid
+	x.execs = append(x.execs, exe)
+	if len(x.execs) > execsPerPid {
+		x.execs = x.execs[len(x.execs)-execsPerPid:]
+	}
+	c.m[pid] = x
 }
 
 // book is the groups of one rule and the life of their findings: made

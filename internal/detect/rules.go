@@ -261,11 +261,24 @@ func setIDOf(ev *setuids.Event) setID {
 }
 
 // privEsc: a non-root process that made itself root through the setuid
-// family, its executable not in the allowlist.
+// family, its executable not in the allowlist. Calls wait for the next
+// tick (resolveAfter at least) before they are judged: the exec that
+// names the executable comes from execsnoop's ring, which may be read
+// after setuids'.
 type privEsc struct {
 	book
-	cfg *PrivEsc
+	cfg     *PrivEsc
+	pending []pendingSetID
 }
+
+type pendingSetID struct {
+	s   setID
+	src Evidence
+}
+
+// resolveAfter is how long a setuid call waits for the exec events
+// before it.
+const resolveAfter = 200 * time.Millisecond
 
 func (d *privEsc) init(e *Engine, cfg *PrivEsc) {
 	d.book.init(e, RulePrivEsc, oneShotClose)
@@ -276,6 +289,29 @@ func (d *privEsc) setuid(s setID, src source) {
 	if d.cfg.Disabled || s.Task.UID == 0 || !s.ToRoot || s.Ret != 0 {
 		return
 	}
+	if len(d.pending) >= d.e.cfg.MaxKeys {
+		d.e.stats.Dropped++
+		return
+	}
+	t := s.Task.Time.Time
+	d.pending = append(d.pending, pendingSetID{s, src.evidence(t)()})
+}
+
+// resolve judges the calls made before now - resolveAfter.
+func (d *privEsc) resolve(now time.Time) {
+	keep := d.pending[:0]
+	for _, p := range d.pending {
+		if now.Sub(p.s.Task.Time.Time) < resolveAfter {
+			keep = append(keep, p)
+			continue
+		}
+		d.judge(p.s, p.src)
+	}
+	clear(d.pending[len(keep):])
+	d.pending = keep
+}
+
+func (d *privEsc) judge(s setID, ev Evidence) {
 	actor := d.e.actor(s.Task.PID, s.Task.UID, s.Task.Comm.String())
 	if actor.Exe != "" && matchAny(d.cfg.Allow, actor.Exe) {
 		return
@@ -285,7 +321,7 @@ func (d *privEsc) setuid(s setID, src source) {
 	if g == nil {
 		return
 	}
-	g.addEvidence(d.e.cfg.Evidence, src.evidence(t))
+	g.addEvidence(d.e.cfg.Evidence, func() Evidence { return ev })
 	if f := g.f; f != nil {
 		f.Count++
 		f.Last = t

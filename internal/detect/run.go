@@ -16,6 +16,7 @@ import (
 func (e *Engine) Flush(now time.Time) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	e.priv.resolve(now.Add(time.Hour))
 	for _, b := range e.books() {
 		for _, g := range b.groups {
 			g.last = now.Add(-b.closeAfter)
