@@ -38,8 +38,8 @@ this host and prints findings, not events:
   privilege-escalation    a non-root process gains uid or euid 0 through the
                           setuid family; executables in the allowlist (su, sudo,
                           login, sshd, passwd, newgrp ...) excepted
-  capability-denials      50 denied CAP_SYS_ADMIN/CAP_SYS_MODULE checks of one
-                          process in 10 s
+  capability-denials      per process, 500 denied CAP_SYS_ADMIN or 5 denied
+                          CAP_SYS_MODULE checks in 10 s
   module-load             any kernel module load not in the allowlist
   reverse-shell           a shell or interpreter exec'd with fd 0, 1 or 2 a
                           TCP or UDP socket
@@ -61,8 +61,8 @@ optional (defaults above):
   port-scan: {ports: 50, window: 60s, close-after: 60s, ignore: [10.0.0.0/8]}
   brute-force: {failures: 60, window: 30s, services: {sshd: 10},
                 success-after: 25, success-within: 15s, ignore: [192.0.2.7]}
-  privilege-escalation: {allow: [/usr/bin/sudo], cap-denials: 50, window: 10s,
-                         caps: [CAP_SYS_ADMIN, CAP_SYS_MODULE]}
+  privilege-escalation: {allow: [/usr/bin/sudo], window: 10s,
+                         caps: {CAP_SYS_ADMIN: 500, CAP_SYS_MODULE: 5}}
   module-load: {allow: ["nls_*"]}
   reverse-shell: {shells: [bash, "python*"], ignore: []}
 

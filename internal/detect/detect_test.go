@@ -203,15 +203,15 @@ func TestPrivEsc(t *testing.T) {
 		t.Fatalf("privilege escalation: %d findings, last %+v", n, last)
 	}
 	// Capability denials: a burst, and a trickle.
-	for i := range 60 {
-		at := t0.Add(time.Duration(i) * 10 * time.Millisecond)
+	for i := range 600 {
+		at := t0.Add(time.Duration(i) * time.Millisecond)
 		r.Observe("capable", &capable.Event{Task: task(20, 1000, "probe", at), Cap: 21, CapName: "CAP_SYS_ADMIN", Verdict: "deny"})
 		r.Observe("capable", &capable.Event{Task: task(21, 1000, "ok", at.Add(time.Duration(i)*time.Second)), Cap: 21, CapName: "CAP_SYS_ADMIN", Verdict: "deny"})
 		r.Observe("capable", &capable.Event{Task: task(22, 1000, "net", at), Cap: 12, CapName: "CAP_NET_ADMIN", Verdict: "deny"})
 	}
 	r.Tick(t0.Add(2 * time.Hour))
 	n, last = r.uids(RuleCapDenials)
-	if n != 1 || last.Actor.PID != 20 || last.Count != 60 {
+	if n != 1 || last.Actor.PID != 20 || last.Count != 600 || last.Capability != "CAP_SYS_ADMIN" {
 		t.Fatalf("capability denials: %d findings, last %+v", n, last)
 	}
 }

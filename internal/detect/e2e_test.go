@@ -570,7 +570,9 @@ func TestModuleLoadE2E(t *testing.T) {
 	if len(files) < 2 {
 		t.Skipf("need two unloaded uncompressed nls modules in %s (the guests have them)", dir)
 	}
-	name := func(f string) string { return strings.ReplaceAll(strings.TrimSuffix(filepath.Base(f), ".ko"), "-", "_") }
+	name := func(f string) string {
+		return strings.ReplaceAll(strings.TrimSuffix(filepath.Base(f), ".ko"), "-", "_")
+	}
 	cfg := fastConfig()
 	cfg.ModuleLoad.Allow = []string{name(files[1])}
 	l := startLive(t, cfg)

@@ -106,10 +106,11 @@ type Finding struct {
 	Service    string // the PAM service
 	// Ports is a sample of the ports scanned (the first ones, sorted);
 	// PortCount the distinct ports of the whole scan.
-	Ports     []uint16
-	PortCount int
-	Module    string
-	Evidence  []Evidence
+	Ports      []uint16
+	PortCount  int
+	Module     string
+	Capability string // capability-denials: the capability denied
+	Evidence   []Evidence
 }
 
 // Actor is the process a finding is about.

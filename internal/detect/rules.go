@@ -350,16 +350,17 @@ func (d *capDenials) init(e *Engine, cfg *PrivEsc) {
 	d.cfg = cfg
 	d.msg = func(f *Finding) string {
 		return fmt.Sprintf("pid %d (%s) of uid %d was denied %s %d times in %s", f.Actor.PID, f.Actor.Comm, f.Actor.UID,
-			strings.Join(cfg.Caps, "/"), f.Count, span(f))
+			f.Capability, f.Count, span(f))
 	}
 }
 
 func (d *capDenials) check(ev *capable.Event, src source) {
-	if d.cfg.Disabled || ev.Verdict != "deny" || !slices.Contains(d.cfg.Caps, ev.CapName) {
+	n, ok := d.cfg.Caps[ev.CapName]
+	if d.cfg.Disabled || ev.Verdict != "deny" || !ok {
 		return
 	}
 	t := ev.Time.Time
-	g := d.get(fmt.Sprint(ev.PID), t)
+	g := d.get(fmt.Sprint(ev.PID, "/", ev.CapName), t)
 	if g == nil {
 		return
 	}
@@ -371,13 +372,14 @@ func (d *capDenials) check(ev *capable.Event, src source) {
 		return
 	}
 	g.times = append(g.times, t)
-	if n := d.cfg.CapDenials; len(g.times) > n {
+	if len(g.times) > n {
 		g.times = g.times[len(g.times)-n:]
 	}
-	if len(g.times) < d.cfg.CapDenials || t.Sub(g.times[0]) > d.cfg.Window {
+	if len(g.times) < n || t.Sub(g.times[0]) > d.cfg.Window {
 		return
 	}
-	f := &Finding{First: g.times[0], Last: t, Count: len(g.times), Actor: d.e.actor(ev.PID, ev.UID, ev.Comm.String())}
+	f := &Finding{First: g.times[0], Last: t, Count: len(g.times), Actor: d.e.actor(ev.PID, ev.UID, ev.Comm.String()),
+		Capability: ev.CapName}
 	g.times = nil
 	d.trip(g, f, t)
 }
