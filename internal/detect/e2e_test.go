@@ -236,7 +236,8 @@ func fastConfig() Config {
 	cfg := Defaults()
 	cfg.UpdateEvery = time.Second
 	cfg.PortScan.CloseAfter = 3 * time.Second
-	cfg.BruteForce.CloseAfter = 5 * time.Second
+	// hydra against sshd goes at about one attempt a second, with pauses.
+	cfg.BruteForce.CloseAfter = 20 * time.Second
 	return cfg
 }
 

@@ -263,13 +263,16 @@ type book struct {
 	groups     map[string]*group
 	// msg, when set, says what a finding is from its current counts.
 	msg func(f *Finding) string
+	// keep is how long a quiet group's counts are kept: at least the
+	// window, however soon its finding closes.
+	keep time.Duration
 	// windowed findings are always closed (the last state says the
 	// activity stopped); a single-event rule's only when it changed.
 	windowed bool
 }
 
 func (b *book) init(e *Engine, r Rule, closeAfter time.Duration) {
-	b.e, b.rule, b.closeAfter, b.groups = e, r, closeAfter, map[string]*group{}
+	b.e, b.rule, b.closeAfter, b.keep, b.groups = e, r, closeAfter, closeAfter, map[string]*group{}
 }
 
 // get returns key's group, made if new; nil when the book is full (the
@@ -332,8 +335,11 @@ func (b *book) tick(now time.Time) {
 			b.e.stats.Updates++
 			b.send(g, now)
 		}
-		if quiet {
+		if quiet && now.Sub(g.last) >= b.keep {
 			delete(b.groups, key)
+		} else if quiet && g.f != nil {
+			// Closed; a later event starts a new finding from the counts.
+			g.f, g.evidence = nil, nil
 		}
 	}
 }

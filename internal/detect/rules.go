@@ -35,7 +35,7 @@ type portScan struct {
 
 func (d *portScan) init(e *Engine, cfg *PortScan) {
 	d.book.init(e, RulePortScan, cfg.CloseAfter)
-	d.windowed = true
+	d.windowed, d.keep = true, max(cfg.CloseAfter, cfg.Window)
 	d.cfg = cfg
 	d.ignore, _ = parseNets(cfg.Ignore)
 	d.msg = func(f *Finding) string {
@@ -130,7 +130,7 @@ type bruteForce struct {
 
 func (d *bruteForce) init(e *Engine, cfg *BruteForce) {
 	d.book.init(e, RuleBruteForce, cfg.CloseAfter)
-	d.windowed = true
+	d.windowed, d.keep = true, max(cfg.CloseAfter, cfg.Window)
 	d.succ.init(e, RuleSuccessAfter, oneShotClose)
 	d.cfg = cfg
 	d.msg = func(f *Finding) string {
