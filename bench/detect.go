@@ -34,9 +34,9 @@ func detectors(e *env) error {
 		make       func(i int, at time.Time) any
 		want       bool // the mix trips the rule
 	}{
-		{"port-scan", "tcpreset NO_SOCKET from 4096 addresses, 16 ports each, then repeats", "tcpreset", func(i int, at time.Time) any {
-			return &tcpreset.Event{Time: event.Time{Time: at}, Laddr: netip.AddrFrom4([4]byte{10, 0, 0, 1}), Lport: uint16(i % 65536 / 4096 * 7),
-				Raddr: netip.AddrFrom4([4]byte{10, 1, byte(i >> 8 % 16), byte(i)}), Rport: 40000, Family: 4, Reason: "NO_SOCKET"}
+		{"port-scan", "tcpreset NO_SOCKET from 256 addresses, 64 ports each, over and over", "tcpreset", func(i int, at time.Time) any {
+			return &tcpreset.Event{Time: event.Time{Time: at}, Laddr: netip.AddrFrom4([4]byte{10, 0, 0, 1}), Lport: uint16(i/256%64 + 1),
+				Raddr: netip.AddrFrom4([4]byte{10, 1, 0, byte(i)}), Rport: 40000, Family: 4, Reason: "NO_SOCKET"}
 		}, true},
 		{"port-scan (accepts)", "tcpaccept from 256 clients to one port", "tcpaccept", func(i int, at time.Time) any {
 			ev := &tcpaccept.Event{Family: 4, Raddr: netip.AddrFrom4([4]byte{10, 2, 0, byte(i)}), Rport: uint16(i), Lport: 443}
@@ -52,9 +52,9 @@ func detectors(e *env) error {
 			ev.Time, ev.PID = event.Time{Time: at}, uint32(1000+i%64)
 			return ev
 		}, true},
-		{"capability-denials", "CAP_SYS_ADMIN denials of 128 pids", "capable", func(i int, at time.Time) any {
+		{"capability-denials", "CAP_SYS_ADMIN denials of 8 pids", "capable", func(i int, at time.Time) any {
 			ev := &capable.Event{Cap: 21, CapName: "CAP_SYS_ADMIN", Verdict: "deny"}
-			ev.Time, ev.PID, ev.UID = event.Time{Time: at}, uint32(2000+i%128), 1000
+			ev.Time, ev.PID, ev.UID = event.Time{Time: at}, uint32(2000+i%8), 1000
 			return ev
 		}, true},
 		{"reverse-shell", "execs of shells (no socket on stdio)", "execsnoop", func(i int, at time.Time) any {
