@@ -66,3 +66,70 @@ static __always_inline bool owl_sock_endpoints(struct sock *sk, struct owl_endpo
 	}
 	return false;
 }
+
+/* The socket behind a file descriptor, for tools that find one in a task's
+ * file table (execsnoop's stdio). CO-RE reads: task_struct, files_struct,
+ * fdtable, file, inode, socket. */
+#define OWL_S_IFMT 00170000
+#define OWL_S_IFSOCK 0140000
+
+/* The socket of a socket file, NULL for any other file. The file may be
+ * closed and its number reused while this runs: a socket's private_data is
+ * its struct socket, which points back to the file. */
+static __always_inline struct sock *owl_file_sock(struct file *file)
+{
+	struct socket *sock;
+
+	if ((BPF_CORE_READ(file, f_inode, i_mode) & OWL_S_IFMT) != OWL_S_IFSOCK)
+		return NULL;
+	sock = BPF_CORE_READ(file, private_data);
+	if (!sock || BPF_CORE_READ(sock, file) != file)
+		return NULL;
+	return BPF_CORE_READ(sock, sk);
+}
+
+/* The socket of fd in task's file table, NULL when fd is not open or not
+ * a socket. */
+static __always_inline struct sock *owl_fd_sock(struct task_struct *task, unsigned int fd)
+{
+	struct file **fds, *file = NULL;
+
+	if (fd >= BPF_CORE_READ(task, files, fdt, max_fds))
+		return NULL;
+	fds = BPF_CORE_READ(task, files, fdt, fd);
+	if (!fds || bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]) || !file)
+		return NULL;
+	return owl_file_sock(file);
+}
+
+/* Family, ports and addresses of a TCP (or MPTCP) stream or UDP datagram
+ * socket over IPv4 or IPv6, and its protocol (IPPROTO_TCP, IPPROTO_UDP;
+ * MPTCP as TCP: it holds its first subflow's endpoints). False for any
+ * other socket (unix, raw, ping, UDP-Lite, SCTP...). An unconnected UDP
+ * socket has a zero remote address and port. */
+static __always_inline bool owl_sock_inet(struct sock *sk, struct owl_endpoints *ep, __u8 *proto)
+{
+	__u16 p = BPF_CORE_READ_BITFIELD_PROBED(sk, sk_protocol);
+	__u16 type = BPF_CORE_READ_BITFIELD_PROBED(sk, sk_type);
+
+	if (type == SOCK_STREAM && (p == IPPROTO_TCP || p == OWL_IPPROTO_MPTCP))
+		*proto = IPPROTO_TCP;
+	else if (type == SOCK_DGRAM && p == IPPROTO_UDP)
+		*proto = IPPROTO_UDP;
+	else
+		return false;
+	ep->family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	ep->lport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	ep->rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	if (ep->family == AF_INET) {
+		bpf_core_read(ep->laddr, 4, &sk->__sk_common.skc_rcv_saddr);
+		bpf_core_read(ep->raddr, 4, &sk->__sk_common.skc_daddr);
+		return true;
+	}
+	if (ep->family == AF_INET6) {
+		bpf_core_read(ep->laddr, 16, &sk->__sk_common.skc_v6_rcv_saddr);
+		bpf_core_read(ep->raddr, 16, &sk->__sk_common.skc_v6_daddr);
+		return true;
+	}
+	return false;
+}

@@ -16,6 +16,7 @@ type flags struct {
 	cfg             Config
 	time, timestamp bool
 	quote, printUID bool
+	sockets         bool
 	name, line      string
 }
 
@@ -28,6 +29,7 @@ func command() *cobra.Command {
   owl execsnoop -n '^ssh'       # only commands named ssh...
   owl execsnoop -l -- '--force' # only commands whose arguments contain --force
   owl execsnoop -P 1 --max-args 100   # children of pid 1, up to 100 arguments
+  owl execsnoop --sockets       # append stdio[0,1,2]=tcp:10.0.0.5:4444 when fds 0-2 are sockets
   owl execsnoop -o json         # {"ppid":1,"ret":0,"filename":"/usr/bin/ls","args":["ls","-l"],"args_truncated":false,...}`,
 		&f.common, func(cmd *cobra.Command, opts tool.Options) error { return run(cmd, &f, opts) })
 	fl := cmd.Flags()
@@ -40,6 +42,7 @@ func command() *cobra.Command {
 	fl.BoolVarP(&f.printUID, "print-uid", "U", false, "include a UID column")
 	fl.IntVar(&f.cfg.MaxArgs, "max-args", DefaultMaxArgs, "print at most `N` arguments (1 to 1000000; an event carries 32768 bytes of them)")
 	fl.IntVarP(&f.cfg.PPID, "ppid", "P", 0, "trace children of this parent `PID` only (filtered in the kernel)")
+	fl.BoolVar(&f.sockets, "sockets", false, "after the arguments, the remote end of each TCP/UDP socket on fds 0-2: stdio[FDS]=PROTO:ADDR:PORT")
 	// Bad flags are reported before privileges are checked or anything
 	// is loaded.
 	cmd.PreRunE = func(*cobra.Command, []string) error { return f.check(cmd) }
@@ -107,13 +110,19 @@ func (f *flags) table() output.Table[Event] {
 	if f.printUID {
 		t = append(t, output.UID[Event](5))
 	}
-	quote := f.quote
+	quote, sockets := f.quote, f.sockets
 	return append(t,
 		output.Comm[Event](16),
 		output.PID[Event](7),
 		output.Column[Event]{Name: "PPID", Width: 7, Append: func(b []byte, e *Event) []byte { return output.Uint(b, e.PPID) }},
 		output.Column[Event]{Name: "RET", Width: 3, Append: func(b []byte, e *Event) []byte { return rightAlign(b, 3, e.Ret) }},
-		output.Column[Event]{Name: "ARGS", Append: func(b []byte, e *Event) []byte { return e.AppendArgs(b, quote) }},
+		output.Column[Event]{Name: "ARGS", Append: func(b []byte, e *Event) []byte {
+			b = e.AppendArgs(b, quote)
+			if sockets {
+				b = e.AppendStdio(b)
+			}
+			return b
+		}},
 	)
 }
 

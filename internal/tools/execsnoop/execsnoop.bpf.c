@@ -6,16 +6,21 @@
  * argument is lost to a page not yet faulted in (as reads of the caller's
  * argv at sys_enter_execve can be). Failed execs (-x) have no new image:
  * sys_enter_execve(at) keeps the caller's argv pointer per thread and
- * sys_exit_execve(at) reads it when the exec failed. */
+ * sys_exit_execve(at) reads it when the exec failed. A successful exec
+ * also reports the TCP and UDP sockets behind fds 0, 1 and 2 of the new
+ * image (close-on-exec files are closed by then): a shell whose stdio is a
+ * socket is a reverse shell's signature. */
 #include "owl.h"
+#include "sock.h"
 
 #define FNAME_CAP 4096	/* PATH_MAX: the exec'd file */
 #define ARGS_CAP 32768	/* bytes of argv kept; more is cut and marked */
 #define CHUNK 4096	/* argv is read from the new image in reads of this size */
 #define FAIL_ARGS 256	/* arguments read from a failed exec's argv array */
 
-/* A record is this header, then fname_size bytes of file name (NUL
- * included), then args_size bytes of NUL-separated arguments. */
+/* A record is this header, then stdio_count struct stdio_sock, then
+ * fname_size bytes of file name (NUL included), then args_size bytes of
+ * NUL-separated arguments. */
 struct event {
 	struct owl_task task; /* the new program's (comm included) */
 	__u32 ppid;
@@ -24,20 +29,35 @@ struct event {
 	__u32 args_size;
 	__u8 truncated;	   /* argv was longer than ARGS_CAP bytes or FAIL_ARGS arguments */
 	__u8 unreadable;   /* part of argv could not be read */
-	__u8 pad[6];
+	__u8 stdio_count;  /* sockets after the header: 0 to 3 */
+	__u8 pad[5];
 };
+
+/* A TCP or UDP socket on fd 0, 1 or 2. */
+struct stdio_sock {
+	__u8 fd;
+	__u8 family;   /* AF_INET or AF_INET6 */
+	__u8 protocol; /* IPPROTO_TCP or IPPROTO_UDP */
+	__u8 pad;
+	__u16 lport;   /* host order */
+	__u16 rport;   /* host order */
+	__u8 laddr[16];
+	__u8 raddr[16];
+};
+
+#define STDIO_CAP (3 * sizeof(struct stdio_sock))
 
 /* One record being built per CPU: too big for the stack or for a per-CPU
  * array value (32 KiB at most); tracepoint programs do not nest on a CPU.
  * The slack after ARGS_CAP lets a string read start anywhere below it. */
 struct buf {
 	struct event e;
-	__u8 data[FNAME_CAP + 2 * ARGS_CAP];
+	__u8 data[STDIO_CAP + FNAME_CAP + 2 * ARGS_CAP];
 };
 
 /* Masks a record's size: above its largest, within struct buf. */
 #define SIZE_MASK 0xffff
-_Static_assert(sizeof(struct event) + FNAME_CAP + ARGS_CAP <= SIZE_MASK &&
+_Static_assert(sizeof(struct event) + STDIO_CAP + FNAME_CAP + ARGS_CAP <= SIZE_MASK &&
 	       SIZE_MASK < sizeof(struct buf), "SIZE_MASK");
 
 struct {
@@ -108,7 +128,7 @@ static __always_inline struct buf *start_record(__s32 ret)
 	return b;
 }
 
-static __always_inline void send(struct buf *b, __u64 fname, __u64 args)
+static __always_inline void send(struct buf *b, __u64 stdio, __u64 fname, __u64 args)
 {
 	__u64 size;
 
@@ -122,7 +142,7 @@ static __always_inline void send(struct buf *b, __u64 fname, __u64 args)
 		args = ARGS_CAP;
 	b->e.fname_size = fname;
 	b->e.args_size = args;
-	size = sizeof(b->e) + fname + args;
+	size = sizeof(b->e) + stdio + fname + args;
 	/* 6.1's verifier keeps neither clamp's bound ("R3 min value is
 	 * negative"); this mask is a no-op (size < SIZE_MASK) that bounds
 	 * the size by the record buffer. */
@@ -141,13 +161,45 @@ static __always_inline __u64 str_size(long n, __u64 cap)
 	return n;
 }
 
+/* Puts the TCP and UDP sockets on fds 0 to 2 of task after the record's
+ * header, in fd order, and their number in stdio_count. The count is read
+ * back from the record each time (barrier()): to the verifier it is then
+ * one unknown in [0, 3], not one known value per path through the walk,
+ * so it verifies each fd, and the rest of the program, once. */
+static __always_inline void stdio_socks(struct task_struct *task, struct buf *b)
+{
+	struct stdio_sock *out = (struct stdio_sock *)b->data;
+
+#pragma unroll
+	for (int fd = 0; fd < 3; fd++) {
+		struct owl_endpoints ep = {};
+		struct sock *sk = owl_fd_sock(task, fd);
+		struct stdio_sock *s;
+		__u8 proto;
+
+		if (!sk || !owl_sock_inet(sk, &ep, &proto))
+			continue;
+		barrier();
+		s = &out[b->e.stdio_count & 3];
+		s->fd = fd;
+		s->family = ep.family;
+		s->protocol = proto;
+		s->lport = ep.lport;
+		s->rport = ep.rport;
+		__builtin_memcpy(s->laddr, ep.laddr, 16);
+		__builtin_memcpy(s->raddr, ep.raddr, 16);
+		b->e.stdio_count++;
+	}
+	barrier();
+}
+
 SEC("tracepoint/sched/sched_process_exec")
 int tp_exec(struct exec_args *ctx)
 {
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	__u32 old = ctx->old_pid;
 	unsigned long start, end, len;
-	__u64 fname, got = 0;
+	__u64 stdio, fname, got = 0;
 	struct buf *b;
 	__u8 *args;
 
@@ -156,7 +208,9 @@ int tp_exec(struct exec_args *ctx)
 	b = start_record(0);
 	if (!b)
 		return 0;
-	fname = str_size(bpf_probe_read_kernel_str(b->data, FNAME_CAP, (void *)ctx + (ctx->filename & 0xffff)), FNAME_CAP);
+	stdio_socks(task, b);
+	stdio = (b->e.stdio_count & 3) * sizeof(struct stdio_sock);
+	fname = str_size(bpf_probe_read_kernel_str(b->data + stdio, FNAME_CAP, (void *)ctx + (ctx->filename & 0xffff)), FNAME_CAP);
 	start = BPF_CORE_READ(task, mm, arg_start);
 	end = BPF_CORE_READ(task, mm, arg_end);
 	len = end > start ? end - start : 0;
@@ -164,7 +218,7 @@ int tp_exec(struct exec_args *ctx)
 		len = ARGS_CAP;
 		b->e.truncated = 1;
 	}
-	args = b->data + fname;
+	args = b->data + stdio + fname;
 #pragma unroll
 	for (int i = 0; i < ARGS_CAP / CHUNK; i++) {
 		__u64 off = i * CHUNK, n;
@@ -183,7 +237,7 @@ int tp_exec(struct exec_args *ctx)
 		}
 		got = off + n;
 	}
-	send(b, fname, got);
+	send(b, stdio, fname, got);
 	return 0;
 }
 
@@ -250,7 +304,7 @@ static __always_inline int on_exit(long ret)
 		off = ARGS_CAP;
 		b->e.truncated = 1;
 	}
-	send(b, fname, off);
+	send(b, 0, fname, off);
 	return 0;
 }
 
@@ -274,3 +328,4 @@ int tp_exit(struct syscall_exit *ctx)
 
 /* Keeps `struct event` in BTF for bpf2go -type event. */
 const struct event *unused_event __attribute__((unused));
+const struct stdio_sock *unused_stdio_sock __attribute__((unused));

@@ -6,7 +6,9 @@ package execsnoop
 import (
 	"bytes"
 	"fmt"
+	"net/netip"
 	"regexp"
+	"strconv"
 	"unsafe"
 
 	"github.com/cilium/ebpf"
@@ -57,6 +59,23 @@ type Event struct {
 	// has what could); successful execs read the new image, which does
 	// not fail.
 	Unreadable bool `json:"args_unreadable,omitempty"`
+	// Stdio: the TCP/UDP sockets behind fds 0, 1 and 2 of the new image, if any.
+	Stdio []StdioSocket `json:"stdio_sockets,omitempty"`
+}
+
+// StdioSocket is a TCP or UDP socket (IPv4 or IPv6) that a new program
+// has as its standard input, output or error, as the kernel holds it
+// when the program starts: a shell whose stdio is a TCP connection is
+// what a reverse shell looks like. Unix sockets, pipes and files are not
+// reported; failed execs (-x) have none.
+type StdioSocket struct {
+	FD       uint8      `json:"fd"`       // 0, 1 or 2
+	Family   uint8      `json:"family"`   // 4 or 6
+	Protocol string     `json:"protocol"` // "tcp" or "udp"
+	Laddr    netip.Addr `json:"laddr"`
+	Lport    uint16     `json:"lport"`
+	Raddr    netip.Addr `json:"raddr"`
+	Rport    uint16     `json:"rport"`
 }
 
 // Config is execsnoop's own configuration; -p, -u, --cgroup and --mntns
@@ -131,7 +150,19 @@ with -q each argument is quoted and its double quotes escaped (\").
 
 -n and -l take regular expressions (Go's RE2 syntax), as BCC's do: -n
 matches the command name, -l the arguments joined by spaces. -P PPID keeps
-children of one process (filtered in the kernel).`,
+children of one process (filtered in the kernel).
+
+A successful exec also carries the TCP and UDP sockets (IPv4, IPv6) that
+the new program has on fds 0, 1 and 2 once close-on-exec files are closed:
+a shell started with its input and output on a network connection is what
+a reverse shell looks like. JSON carries them with or without --sockets
+("stdio_sockets": fd, family 4 or 6, protocol "tcp" or "udp", laddr, lport,
+raddr, rport; absent when there are none); --sockets appends their remote ends to ARGS, the fds
+of one socket together: stdio[0,1,2]=tcp:127.0.0.1:4444. An unconnected
+UDP socket's remote end is 0.0.0.0:0 (or [::]:0); an IPv6 socket talking to
+an IPv4 peer shows its address IPv4-mapped ([::ffff:10.0.0.5]:4444). MPTCP
+sockets are reported as tcp; unix sockets, pipes and terminals are not
+reported, nor anything for failed execs (-x).`,
 	Task: true,
 	// A record holds up to ~36 KiB (file name and argv); most are small.
 	RingBytes: 8 << 20,
@@ -152,9 +183,12 @@ func Open(cfg Config, opts tool.Options) (*tool.Source[Event], error) {
 	return tool.Open(&spec, cfg, opts)
 }
 
-// headerSize is the fixed part of a record; the file name and arguments
-// follow it.
-const headerSize = int(unsafe.Sizeof(execsnoopEvent{}))
+// headerSize is the fixed part of a record; the stdio sockets, file name
+// and arguments follow it.
+const (
+	headerSize = int(unsafe.Sizeof(execsnoopEvent{}))
+	stdioSize  = int(unsafe.Sizeof(execsnoopStdioSock{}))
+)
 
 func decode(cfg Config, s *probe.Session, raw []byte, e *Event) bool {
 	r, ok := probe.View[execsnoopEvent](raw)
@@ -162,9 +196,16 @@ func decode(cfg Config, s *probe.Session, raw []byte, e *Event) bool {
 		return false
 	}
 	data := raw[headerSize:]
-	if int(r.FnameSize)+int(r.ArgsSize) > len(data) {
+	socks := int(r.StdioCount) * stdioSize
+	if r.StdioCount > 3 || socks+int(r.FnameSize)+int(r.ArgsSize) > len(data) {
 		return false
 	}
+	var stdio []StdioSocket
+	for i := range int(r.StdioCount) {
+		s, _ := probe.View[execsnoopStdioSock](data[i*stdioSize:])
+		stdio = append(stdio, stdioSocket(s))
+	}
+	data = data[socks:]
 	fname := data[:r.FnameSize]
 	fname, _, _ = bytes.Cut(fname, []byte{0})
 	maxArgs := cfg.MaxArgs
@@ -180,6 +221,7 @@ func decode(cfg Config, s *probe.Session, raw []byte, e *Event) bool {
 		Args:       args,
 		Truncated:  more || r.Truncated != 0,
 		Unreadable: r.Unreadable != 0,
+		Stdio:      stdio,
 	}
 	if cfg.Name != nil && !cfg.Name.MatchString(e.Task.Comm.String()) {
 		return false
@@ -188,6 +230,65 @@ func decode(cfg Config, s *probe.Session, raw []byte, e *Event) bool {
 		return false
 	}
 	return true
+}
+
+// Address families and protocols as the kernel numbers them.
+const (
+	afInet     = 2
+	afInet6    = 10
+	ipprotoTCP = 6
+	ipprotoUDP = 17
+)
+
+func stdioSocket(s *execsnoopStdioSock) StdioSocket {
+	out := StdioSocket{FD: s.Fd, Lport: s.Lport, Rport: s.Rport, Protocol: "udp"}
+	if s.Protocol == ipprotoTCP {
+		out.Protocol = "tcp"
+	}
+	if s.Family == afInet {
+		out.Family = 4
+		out.Laddr = netip.AddrFrom4([4]byte(s.Laddr[:4]))
+		out.Raddr = netip.AddrFrom4([4]byte(s.Raddr[:4]))
+	} else {
+		out.Family = 6
+		out.Laddr = netip.AddrFrom16(s.Laddr)
+		out.Raddr = netip.AddrFrom16(s.Raddr)
+	}
+	return out
+}
+
+// Remote is the remote end as --sockets prints it: "tcp:127.0.0.1:4444",
+// "udp:[::1]:53" ("udp:0.0.0.0:0" for an unconnected UDP socket).
+func (s StdioSocket) Remote() string {
+	return s.Protocol + ":" + netip.AddrPortFrom(s.Raddr, s.Rport).String()
+}
+
+// AppendStdio appends " stdio[FDS]=PROTO:ADDR:PORT" for each socket on
+// fds 0 to 2, the fds that share one socket's endpoints listed together:
+// " stdio[0,1,2]=tcp:127.0.0.1:4444".
+func (e *Event) AppendStdio(b []byte) []byte {
+	var printed [3]bool // by index in e.Stdio (at most 3)
+	for i, s := range e.Stdio {
+		if i >= len(printed) || printed[i] {
+			continue
+		}
+		b = append(b, " stdio["...)
+		for j := i; j < len(e.Stdio) && j < len(printed); j++ {
+			o := e.Stdio[j]
+			o.FD = s.FD
+			if o != s {
+				continue
+			}
+			if j > i {
+				b = append(b, ',')
+			}
+			b = strconv.AppendUint(b, uint64(e.Stdio[j].FD), 10)
+			printed[j] = true
+		}
+		b = append(b, "]="...)
+		b = append(b, s.Remote()...)
+	}
+	return b
 }
 
 // splitArgs splits NUL-terminated arguments, at most max of them, and

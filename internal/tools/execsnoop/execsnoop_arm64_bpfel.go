@@ -16,7 +16,7 @@ import (
 type execsnoopBuf struct {
 	_    structs.HostLayout
 	E    execsnoopEvent
-	Data [69632]uint8
+	Data [69752]uint8
 }
 
 type execsnoopEvent struct {
@@ -37,13 +37,26 @@ type execsnoopEvent struct {
 	ArgsSize   uint32
 	Truncated  uint8
 	Unreadable uint8
-	Pad        [6]uint8
+	StdioCount uint8
+	Pad        [5]uint8
 }
 
 type execsnoopStart struct {
 	_        structs.HostLayout
 	Filename uint64
 	Argv     uint64
+}
+
+type execsnoopStdioSock struct {
+	_        structs.HostLayout
+	Fd       uint8
+	Family   uint8
+	Protocol uint8
+	Pad      uint8
+	Lport    uint16
+	Rport    uint16
+	Laddr    [16]uint8
+	Raddr    [16]uint8
 }
 
 // Names of all BPF objects in the ELF.
@@ -53,22 +66,26 @@ const (
 	execsnoopMapBufs             = "bufs"
 	execsnoopMapEvents           = "events"
 	execsnoopMapOwlCounters      = "owl_counters"
+	execsnoopMapOwlPorts         = "owl_ports"
 	execsnoopMapStarts           = "starts"
 	execsnoopProgTpEnterExecve   = "tp_enter_execve"
 	execsnoopProgTpEnterExecveat = "tp_enter_execveat"
 	execsnoopProgTpExec          = "tp_exec"
 	execsnoopProgTpExit          = "tp_exit"
+	execsnoopVarOwlFilterPorts   = "owl_filter_ports"
 	execsnoopVarOwlOffMntNs      = "owl_off_mnt_ns"
 	execsnoopVarOwlOffNsInum     = "owl_off_ns_inum"
 	execsnoopVarOwlOffNsproxy    = "owl_off_nsproxy"
 	execsnoopVarOwlOffTiStatus   = "owl_off_ti_status"
 	execsnoopVarOwlTargCgroup    = "owl_targ_cgroup"
+	execsnoopVarOwlTargFamily    = "owl_targ_family"
 	execsnoopVarOwlTargMntns     = "owl_targ_mntns"
 	execsnoopVarOwlTargTgid      = "owl_targ_tgid"
 	execsnoopVarOwlTargUid       = "owl_targ_uid"
 	execsnoopVarOwlWakeupBytes   = "owl_wakeup_bytes"
 	execsnoopVarTargPpid         = "targ_ppid"
 	execsnoopVarUnusedEvent      = "unused_event"
+	execsnoopVarUnusedStdioSock  = "unused_stdio_sock"
 )
 
 // loadExecsnoop returns the embedded CollectionSpec for execsnoop.
@@ -126,6 +143,7 @@ type execsnoopMapSpecs struct {
 	Bufs        *ebpf.MapSpec `ebpf:"bufs"`
 	Events      *ebpf.MapSpec `ebpf:"events"`
 	OwlCounters *ebpf.MapSpec `ebpf:"owl_counters"`
+	OwlPorts    *ebpf.MapSpec `ebpf:"owl_ports"`
 	Starts      *ebpf.MapSpec `ebpf:"starts"`
 }
 
@@ -133,17 +151,20 @@ type execsnoopMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type execsnoopVariableSpecs struct {
-	OwlOffMntNs    *ebpf.VariableSpec `ebpf:"owl_off_mnt_ns"`
-	OwlOffNsInum   *ebpf.VariableSpec `ebpf:"owl_off_ns_inum"`
-	OwlOffNsproxy  *ebpf.VariableSpec `ebpf:"owl_off_nsproxy"`
-	OwlOffTiStatus *ebpf.VariableSpec `ebpf:"owl_off_ti_status"`
-	OwlTargCgroup  *ebpf.VariableSpec `ebpf:"owl_targ_cgroup"`
-	OwlTargMntns   *ebpf.VariableSpec `ebpf:"owl_targ_mntns"`
-	OwlTargTgid    *ebpf.VariableSpec `ebpf:"owl_targ_tgid"`
-	OwlTargUid     *ebpf.VariableSpec `ebpf:"owl_targ_uid"`
-	OwlWakeupBytes *ebpf.VariableSpec `ebpf:"owl_wakeup_bytes"`
-	TargPpid       *ebpf.VariableSpec `ebpf:"targ_ppid"`
-	UnusedEvent    *ebpf.VariableSpec `ebpf:"unused_event"`
+	OwlFilterPorts  *ebpf.VariableSpec `ebpf:"owl_filter_ports"`
+	OwlOffMntNs     *ebpf.VariableSpec `ebpf:"owl_off_mnt_ns"`
+	OwlOffNsInum    *ebpf.VariableSpec `ebpf:"owl_off_ns_inum"`
+	OwlOffNsproxy   *ebpf.VariableSpec `ebpf:"owl_off_nsproxy"`
+	OwlOffTiStatus  *ebpf.VariableSpec `ebpf:"owl_off_ti_status"`
+	OwlTargCgroup   *ebpf.VariableSpec `ebpf:"owl_targ_cgroup"`
+	OwlTargFamily   *ebpf.VariableSpec `ebpf:"owl_targ_family"`
+	OwlTargMntns    *ebpf.VariableSpec `ebpf:"owl_targ_mntns"`
+	OwlTargTgid     *ebpf.VariableSpec `ebpf:"owl_targ_tgid"`
+	OwlTargUid      *ebpf.VariableSpec `ebpf:"owl_targ_uid"`
+	OwlWakeupBytes  *ebpf.VariableSpec `ebpf:"owl_wakeup_bytes"`
+	TargPpid        *ebpf.VariableSpec `ebpf:"targ_ppid"`
+	UnusedEvent     *ebpf.VariableSpec `ebpf:"unused_event"`
+	UnusedStdioSock *ebpf.VariableSpec `ebpf:"unused_stdio_sock"`
 }
 
 // execsnoopObjects contains all objects after they have been loaded into the kernel.
@@ -169,6 +190,7 @@ type execsnoopMaps struct {
 	Bufs        *ebpf.Map `ebpf:"bufs"`
 	Events      *ebpf.Map `ebpf:"events"`
 	OwlCounters *ebpf.Map `ebpf:"owl_counters"`
+	OwlPorts    *ebpf.Map `ebpf:"owl_ports"`
 	Starts      *ebpf.Map `ebpf:"starts"`
 }
 
@@ -177,6 +199,7 @@ func (m *execsnoopMaps) Close() error {
 		m.Bufs,
 		m.Events,
 		m.OwlCounters,
+		m.OwlPorts,
 		m.Starts,
 	)
 }
@@ -185,17 +208,20 @@ func (m *execsnoopMaps) Close() error {
 //
 // It can be passed to loadExecsnoopObjects or ebpf.CollectionSpec.LoadAndAssign.
 type execsnoopVariables struct {
-	OwlOffMntNs    *ebpf.Variable `ebpf:"owl_off_mnt_ns"`
-	OwlOffNsInum   *ebpf.Variable `ebpf:"owl_off_ns_inum"`
-	OwlOffNsproxy  *ebpf.Variable `ebpf:"owl_off_nsproxy"`
-	OwlOffTiStatus *ebpf.Variable `ebpf:"owl_off_ti_status"`
-	OwlTargCgroup  *ebpf.Variable `ebpf:"owl_targ_cgroup"`
-	OwlTargMntns   *ebpf.Variable `ebpf:"owl_targ_mntns"`
-	OwlTargTgid    *ebpf.Variable `ebpf:"owl_targ_tgid"`
-	OwlTargUid     *ebpf.Variable `ebpf:"owl_targ_uid"`
-	OwlWakeupBytes *ebpf.Variable `ebpf:"owl_wakeup_bytes"`
-	TargPpid       *ebpf.Variable `ebpf:"targ_ppid"`
-	UnusedEvent    *ebpf.Variable `ebpf:"unused_event"`
+	OwlFilterPorts  *ebpf.Variable `ebpf:"owl_filter_ports"`
+	OwlOffMntNs     *ebpf.Variable `ebpf:"owl_off_mnt_ns"`
+	OwlOffNsInum    *ebpf.Variable `ebpf:"owl_off_ns_inum"`
+	OwlOffNsproxy   *ebpf.Variable `ebpf:"owl_off_nsproxy"`
+	OwlOffTiStatus  *ebpf.Variable `ebpf:"owl_off_ti_status"`
+	OwlTargCgroup   *ebpf.Variable `ebpf:"owl_targ_cgroup"`
+	OwlTargFamily   *ebpf.Variable `ebpf:"owl_targ_family"`
+	OwlTargMntns    *ebpf.Variable `ebpf:"owl_targ_mntns"`
+	OwlTargTgid     *ebpf.Variable `ebpf:"owl_targ_tgid"`
+	OwlTargUid      *ebpf.Variable `ebpf:"owl_targ_uid"`
+	OwlWakeupBytes  *ebpf.Variable `ebpf:"owl_wakeup_bytes"`
+	TargPpid        *ebpf.Variable `ebpf:"targ_ppid"`
+	UnusedEvent     *ebpf.Variable `ebpf:"unused_event"`
+	UnusedStdioSock *ebpf.Variable `ebpf:"unused_stdio_sock"`
 }
 
 // execsnoopPrograms contains all programs after they have been loaded into the kernel.
