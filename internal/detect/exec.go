@@ -2,9 +2,13 @@ package detect
 
 import "github.com/owlbpf/owl/internal/tools/execsnoop"
 
-// execOf is an execsnoop event as the reverse-shell rule reads it.
-// execsnoop does not report the sockets behind fds 0-2 yet (branch
-// execsock): until it does, the rule sees no exec with a socket.
+// execOf is an execsnoop event as the reverse-shell rule reads it: the
+// image and the TCP/UDP sockets execsnoop found at fds 0-2.
 func execOf(ev *execsnoop.Event) Exec {
-	return Exec{Task: ev.Task, Filename: string(ev.Filename)}
+	x := Exec{Task: ev.Task, Filename: string(ev.Filename)}
+	for _, s := range ev.Stdio {
+		x.Stdio = append(x.Stdio, StdioSocket{FD: s.FD, Protocol: s.Protocol, Laddr: s.Laddr, Lport: s.Lport,
+			Raddr: s.Raddr, Rport: s.Rport})
+	}
+	return x
 }

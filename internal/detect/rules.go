@@ -472,7 +472,9 @@ func (d *reverseShell) exec(x Exec, src source) {
 		return
 	}
 	t := x.Task.Time.Time
-	g := d.get(fmt.Sprint(x.Task.PID, "/", x.Filename), t)
+	// One finding per connection: the shell's own children (bash -i
+	// runs its rc files' commands) inherit the socket and update it.
+	g := d.get(remote(sock.Raddr, sock.Rport).String()+"/"+sock.Laddr.String(), t)
 	if g == nil {
 		return
 	}
