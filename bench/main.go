@@ -65,7 +65,7 @@ func main() {
 		outPath = flag.String("out", "docs/PERFORMANCE.md", "write the report here (\"\" or -smoke: stdout only)")
 		runs    = flag.Int("runs", 5, "runs of each measurement, alternating the tracers")
 		smoke   = flag.Bool("smoke", false, "every section once with tiny sizes; fail on wrong counts")
-		only    = flag.String("only", "", "comma-separated sections: startup,storms,counting,throughput,scale")
+		only    = flag.String("only", "", "comma-separated sections: startup,storms,counting,throughput,scale,detectors")
 		peers   = flag.Bool("peers", true, "measure bpftrace and libbpf-tools too")
 		base    = flag.String("base", "", "also measure this owl binary, as rows \"owl@base\" alternated with the others (before/after)")
 	)
@@ -117,7 +117,7 @@ func run(owlPath, base, outPath string, runs int, smoke, peers bool, only string
 		fn   func(*env) error
 	}{
 		{"startup", startup}, {"storms", storms}, {"counting", counting},
-		{"throughput", throughput}, {"scale", scale},
+		{"throughput", throughput}, {"scale", scale}, {"detectors", detectors},
 	}
 	for _, s := range sections {
 		if only != "" && !slices.Contains(strings.Split(only, ","), s.name) {

@@ -57,12 +57,19 @@ running without losing an event, removed ones are drained and stopped, new
 ones start (sink settings apply at the next start). SIGTERM or SIGINT stops
 the tools, drains their rings and exports what is queued (up to 20 s).
 A tool that cannot run on this kernel is logged, exported as owl_tool_up 0
-and listed in /readyz; the others run.`,
+and listed in /readyz; the others run.
+
+--detect default|FILE runs owl detect's rules over the tools' events: each
+finding state is a JSON line (an OCSF Detection Finding, class 2004), an
+OTLP log record owl.finding whose severity follows the finding's (Low WARN,
+Medium ERROR, High ERROR3, Critical FATAL), and each new finding counts in
+owl_detections_total{rule}. The rules read the default tools' events.`,
 		Example: `  owl agent --json -                                  # default tools, JSON lines on stdout
   owl agent --otlp-endpoint http://127.0.0.1:4318 --metrics-address 127.0.0.1:9464
   owl agent --otlp-endpoint http://127.0.0.1:4317 --otlp-protocol grpc --tools execsnoop,tcpconnect
   OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318 owl agent --tools tcpconnect
-  owl agent --config agent.yaml                       # YAML keys as the flags below`,
+  owl agent --config agent.yaml                       # YAML keys as the flags below
+  owl agent --json - --detect default                 # events and detection findings`,
 		Args: cli.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			// Info is not free (a tool may resolve its target's symbols
@@ -95,6 +102,10 @@ and listed in /readyz; the others run.`,
 			if err != nil {
 				return &cli.UsageError{Err: err}
 			}
+			detector, setAgent, err := agentDetector(cfg.Detect)
+			if err != nil {
+				return &cli.UsageError{Err: err}
+			}
 			prefer, err := cli.HooksEnv()
 			if err != nil {
 				return err
@@ -111,7 +122,7 @@ and listed in /readyz; the others run.`,
 			}
 			logger := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
 			ctx := cmd.Context()
-			a, err := agent.New(ctx, cfg, agent.Options{Find: find, Log: logger, Prefer: prefer, Version: version()})
+			a, err := agent.New(ctx, cfg, agent.Options{Find: find, Log: logger, Prefer: prefer, Version: version(), Detector: detector})
 			var pathErr *sinks.PathError
 			if errors.As(err, &pathErr) {
 				return &cli.UsageError{Err: err}
@@ -119,6 +130,7 @@ and listed in /readyz; the others run.`,
 			if err != nil {
 				return err
 			}
+			setAgent(a)
 			sigs := make(chan os.Signal, 1)
 			signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
 			defer signal.Stop(sigs)
@@ -162,4 +174,5 @@ var agentFlagUsage = map[string]string{
 	"host-name":        "host name in records (default: the kernel's)",
 	"node-name":        "Kubernetes node name (default: env NODE_NAME)",
 	"memory-budget-mb": "MiB for all rings and the export queue (default 24)",
+	"detect":           "run owl detect's rules: default, or a detect config `FILE`; findings go to the sinks",
 }

@@ -113,6 +113,9 @@ Tracing needs root, or CAP_BPF and CAP_PERFMON with read access to
 	ac := agentCommand(registry)
 	ac.GroupID = "fleet"
 	root.AddCommand(ac)
+	dc := detectCommand(registry)
+	dc.GroupID = "fleet"
+	root.AddCommand(dc)
 	for _, t := range registry {
 		cmd := t.Command()
 		cmd.GroupID = t.Info().Group

@@ -33,6 +33,8 @@ type Options struct {
 	Version string
 	// Proc is where /proc is ("/proc").
 	Proc string
+	// Detector, when set, sees every event beside the sinks (detect.go).
+	Detector Detector
 }
 
 // Agent is a running agent.
@@ -54,6 +56,9 @@ type Agent struct {
 	failed  map[string]error    // tools that could not start
 	retired map[string]probe.Stats
 	ready   atomic.Bool
+
+	found              detections
+	tickStop, tickDone chan struct{}
 }
 
 type running struct {
@@ -73,6 +78,7 @@ func New(ctx context.Context, cfg Config, opts Options) (*Agent, error) {
 		host: sinks.ReadHost(cfg.HostName, cfg.NodeName),
 		rt:   probe.NewRuntime(), res: container.NewResolver(opts.Proc),
 		running: map[string]*running{}, failed: map[string]error{}, retired: map[string]probe.Stats{}}
+	a.initDetections()
 	var err error
 	if cfg.JSON != "" {
 		if a.json, err = sinks.NewJSON(cfg.JSON, cfg.JSONMaxSizeMB, cfg.JSONMaxBackups); err != nil {
@@ -130,6 +136,7 @@ func (a *Agent) Host() sinks.Host { return a.host }
 func (a *Agent) Start() {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	a.startDetector()
 	a.apply(a.cfg.ToolList())
 	a.ready.Store(true)
 	var names []string
@@ -270,6 +277,9 @@ func (a *Agent) emitter(name string) func(any) {
 		if a.otlp != nil {
 			a.otlp.Write(rec)
 		}
+		if a.opts.Detector != nil {
+			a.opts.Detector.Observe(name, e)
+		}
 	}
 }
 
@@ -281,6 +291,7 @@ func (a *Agent) Stop(ctx context.Context) error {
 		a.stop(name)
 	}
 	a.mu.Unlock()
+	a.stopDetector()
 	return a.closeSinks(ctx)
 }
 

@@ -45,6 +45,9 @@ type Config struct {
 	// MemoryBudgetMB bounds the rings of all tools and the export queue
 	// together (MiB): half for the rings, half for the queue.
 	MemoryBudgetMB int `yaml:"memory-budget-mb"`
+	// Detect runs the detectors (owl detect) beside the sinks: "default"
+	// for the built-in thresholds, or a detect config FILE; "" for none.
+	Detect string `yaml:"detect"`
 }
 
 // ToolConfig is one tool to run and the filters it applies in the kernel.
@@ -114,7 +117,8 @@ func (c *Config) ReadFile(path string) error {
 // environment variables the command layer makes.
 func Keys() []string {
 	return []string{"tools", "json", "json-max-size-mb", "json-max-backups", "otlp-endpoint", "otlp-protocol",
-		"otlp-retry", "metrics-address", "host-name", "node-name", "memory-budget-mb"}
+		"otlp-retry", "metrics-address", "host-name", "node-name", "memory-budget-mb",
+		"detect"}
 }
 
 // Set sets one key from its text (a flag or environment variable):
@@ -152,6 +156,8 @@ func (c *Config) Set(key, value string) error {
 		c.NodeName = value
 	case "memory-budget-mb":
 		atoi(&c.MemoryBudgetMB)
+	case "detect":
+		c.Detect = value
 	default:
 		return fmt.Errorf("unknown key %q", key)
 	}

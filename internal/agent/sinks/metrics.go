@@ -82,6 +82,9 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(c.d.lost, prometheus.CounterValue, float64(cause.N), t.Name, cause.Name)
 		}
 	}
+	if d, ok := c.st.(DetectionStatus); ok {
+		collectDetections(d, ch)
+	}
 	for name, s := range c.st.Sinks() {
 		ch <- prometheus.MustNewConstMetric(c.d.queue, prometheus.GaugeValue, float64(s.Queued.Load()), name)
 		ch <- prometheus.MustNewConstMetric(c.d.exp, prometheus.CounterValue, float64(s.Exported.Load()), name)
