@@ -75,11 +75,14 @@ TEST_DEPS = /usr/sbin/bpftool:bpftool /usr/bin/gcc:gcc /usr/bin/g++:g++ \
 	/usr/bin/javac:openjdk-17-jdk-headless /usr/bin/ruby:ruby \
 	/usr/bin/python3.11:python3.11 /usr/bin/node:nodejs /usr/bin/rustc:rustc \
 	/usr/bin/chromium:chromium \
-	/usr/bin/nmap:nmap /usr/bin/hydra:hydra /usr/sbin/sshd:openssh-server /usr/bin/sudo:sudo /usr/bin/sshpass:sshpass
+	/usr/bin/nmap:nmap /usr/bin/hydra:hydra /usr/sbin/sshd:openssh-server /usr/bin/sudo:sudo /usr/bin/sshpass:sshpass \
+	/usr/bin/prometheus:prometheus /usr/bin/podman:podman /usr/sbin/runc:runc \
+	/usr/bin/skopeo:skopeo /bin/busybox:busybox-static
 
 deps-test:
 	@missing=; for d in $(TEST_DEPS); do [ -e "$${d%%:*}" ] || missing="$$missing $${d#*:}"; done; \
 	if [ -n "$$missing" ]; then echo "installing$$missing"; apt-get update -qq && $(APT_INSTALL) $$missing; fi
+	PATH="$$PATH:$(dir $(GO))" deploy/collector/build.sh
 
 generate: deps-generate
 	$(GO) generate ./...
