@@ -154,7 +154,7 @@ func TestUnprivilegedSaysWhatItNeeds(t *testing.T) {
 		{"tcpconnect"}, {"tcpreset", "-s", "5"}, {"eperm", "-e"}, {"capable", "-p", "1"}, {"tools"}, {"tools", "-v"},
 	} {
 		r := runOwl(t, nil, cred, bin, args...)
-		wantUsage(t, args, r, "needs root or CAP_BPF and CAP_PERFMON")
+		wantUsage(t, args, r, "missing capabilities CAP_BPF, CAP_PERFMON")
 		if strings.Contains(r.stderr, "MEMLOCK") || strings.Contains(r.stderr, "hook") || r.stdout != "" {
 			t.Errorf("owl %v as nobody: stdout %q, stderr %q", args, r.stdout, r.stderr)
 		}
@@ -198,7 +198,7 @@ func TestCapabilitiesSuffice(t *testing.T) {
 	}
 	all := append(bpf, unix.CAP_DAC_READ_SEARCH)
 	r := run(all, "tools")
-	if r.code != 0 || strings.Contains(r.stderr, "needs root") {
+	if r.code != 0 || strings.Contains(r.stderr, "missing capabilit") {
 		t.Errorf("owl tools with CAP_BPF, CAP_PERFMON, CAP_DAC_READ_SEARCH: status %d, stderr %q", r.code, r.stderr)
 	}
 	// Debian's and Ubuntu's kernels refuse perf events (which attach
