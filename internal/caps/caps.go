@@ -19,10 +19,8 @@
 package caps
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
-	"io/fs"
 	"math/bits"
 	"os"
 	"strconv"
@@ -201,48 +199,96 @@ func tracefsMounted() bool {
 	return false
 }
 
-// tracefsHidden reports whether this process may not read the tracepoint
-// ids: tracefs is mode 0700, root's, unless mounted otherwise.
+// tracefsHidden reports whether the tracepoint ids are closed to this
+// process but for CAP_DAC_READ_SEARCH: tracefs is mode 0700, root's,
+// unless mounted otherwise. From the mode bits, as the kernel's check
+// without the capability would go: whether it has it must not change
+// whether it needs it.
 func tracefsHidden() bool {
-	f, err := os.Open(tracefsEvents)
-	if err == nil {
-		f.Close()
-	}
-	return errors.Is(err, fs.ErrPermission)
+	return !modeAllows(tracefsDir, 0o5) || !modeAllows(tracefsEvents, 0o5)
 }
 
-// procReadable reports whether this process may read process pid's maps:
-// the kernel's ptrace read check, which /proc/PID/{maps,exe,root,ns/*}
-// all make.
-func procReadable(pid int) bool {
-	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/maps")
-	if err != nil {
-		return !errors.Is(err, fs.ErrPermission)
+// modeAllows reports whether path's mode bits give this process's fsuid
+// and groups want (0o4 read, 0o2 write, 0o1 search).
+func modeAllows(path string, want uint32) bool {
+	var st unix.Stat_t
+	if unix.Stat(path, &st) != nil {
+		return true // let the open say
 	}
-	f.Close()
-	return true
+	switch {
+	case uint32(os.Geteuid()) == st.Uid:
+		return st.Mode>>6&want == want
+	case inGroup(st.Gid):
+		return st.Mode>>3&want == want
+	}
+	return st.Mode&want == want
 }
 
-// kallsymsShown reports whether /proc/kallsyms gives this process real
-// addresses: the kernel shows zeros to readers without CAP_SYSLOG unless
-// kptr_restrict is 0 and perf_event_paranoid ≤ 1 (and to everyone at 2).
-func kallsymsShown() bool {
-	f, err := os.Open("/proc/kallsyms")
-	if err != nil {
-		return false
+func inGroup(gid uint32) bool {
+	if uint32(os.Getegid()) == gid {
+		return true
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for range 8 { // the first lines may be absolute symbols at 0
-		if !sc.Scan() {
-			return false
-		}
-		addr, _, _ := strings.Cut(sc.Text(), " ")
-		if strings.Trim(addr, "0") != "" {
+	groups, _ := os.Getgroups()
+	for _, g := range groups {
+		if uint32(g) == gid {
 			return true
 		}
 	}
 	return false
+}
+
+// procReadable reports whether this process may read process pid's
+// files (/proc/PID/{root,exe,maps,ns/*}) and memory without
+// CAP_SYS_PTRACE: the kernel's ptrace check passes when the process has
+// this process's uid and gid in all their forms and no capability this
+// one lacks. From /proc/PID/status, readable by all: whether owl has
+// CAP_SYS_PTRACE must not change whether it needs it.
+func procReadable(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return true // gone or hidden: let the read say
+	}
+	have, err := Effective()
+	if err != nil {
+		return false
+	}
+	uid, gid := strconv.Itoa(os.Geteuid()), strconv.Itoa(os.Getegid())
+	for _, line := range strings.Split(string(b), "\n") {
+		key, val, _ := strings.Cut(line, ":")
+		f := strings.Fields(val)
+		switch key {
+		case "Uid", "Gid":
+			id := uid
+			if key == "Gid" {
+				id = gid
+			}
+			for _, v := range f {
+				if v != id {
+					return false
+				}
+			}
+		case "CapPrm":
+			if len(f) != 1 {
+				return false
+			}
+			prm, err := strconv.ParseUint(f[0], 16, 64)
+			if err != nil || Set(prm)&^(have&^SysPtrace) != 0 {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// kallsymsShown reports whether /proc/kallsyms gives real addresses
+// without CAP_SYSLOG: where kernel.kptr_restrict is 0 and
+// kernel.perf_event_paranoid ≤ 1 (at kptr_restrict 2, to nobody).
+func kallsymsShown() bool {
+	b, err := os.ReadFile("/proc/sys/kernel/kptr_restrict")
+	if err != nil {
+		return false
+	}
+	return strings.TrimSpace(string(b)) == "0" && Paranoid() <= 1
 }
 
 // oldKernel reports a kernel before 5.8, which has no CAP_BPF or

@@ -53,15 +53,13 @@ var ErrPrivileges = caps.ErrMissing
 // memory to RLIMIT_MEMLOCK (before 5.11) it also lifts that limit, as a
 // program or map may need more than the default 64 KiB or 8 MiB.
 func Privileged(extra caps.Set, pid int) error {
-	if err := caps.Require(extra, pid); err != nil {
-		return err
-	}
+	err := caps.Require(extra, pid)
 	if !caps.MemcgAccounting() {
 		// Needs CAP_SYS_RESOURCE when the hard limit is lower, which
 		// caps.Needs then asked for.
 		unix.Setrlimit(unix.RLIMIT_MEMLOCK, &unix.Rlimit{Cur: unix.RLIM_INFINITY, Max: unix.RLIM_INFINITY})
 	}
-	return nil
+	return err
 }
 
 // memlockHint is what cilium/ebpf appends to every EPERM from creating a

@@ -119,8 +119,15 @@ func (c *Common) Options() (tool.Options, error) {
 	if opts.Prefer, err = HooksEnv(); err != nil {
 		return opts, err
 	}
+	// A missing capability is said when the tool opens (tool.Open), which
+	// knows what its flags add (--ustack, -K): one line then names all it
+	// needs. Only what must be there before is checked here: mounting
+	// tracefs, and everything on kernels before 5.8 (CAP_SYS_ADMIN).
 	if err := Privileged(c.caps(), c.PID); err != nil {
-		return opts, err
+		var me *caps.MissingError
+		if !errors.As(err, &me) || me.Missing.Has(caps.SysAdmin) {
+			return opts, err
+		}
 	}
 	opts.Runtime = probe.NewRuntime()
 	if err := probe.EnsureTracefs(); err != nil {
