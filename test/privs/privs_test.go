@@ -308,6 +308,13 @@ var scenarios = map[string][]scenario{
 	"bashfunclat": {{
 		want: marker, work: bashLoop, final: true, skip: func() string { return need("bash") },
 	}},
+	"ucalls":   {{argf: pyArgs("python"), extra: caps.SysPtrace, child: "python", want: text("owlprivsmark"), final: true, skip: noPython}},
+	"uflow":    {{argf: pyArgs("python"), extra: caps.SysPtrace, child: "python", want: text("owlprivsmark"), skip: noPython}},
+	"ugc":      {{argf: pyArgs("python"), extra: caps.SysPtrace, child: "python", want: text("GC collected"), skip: noPython}},
+	"uthreads": {{argf: pyArgs("c"), extra: caps.SysPtrace, child: "python", want: text("start"), skip: noPython}},
+	"usdt": {{argf: func(e *env) []string {
+		return []string{"-p", strconv.Itoa(e.tick), "python:function__return", "%s", "arg1"}
+	}, extra: caps.SysPtrace, child: "python", want: text("owlprivsmark"), skip: noPython}},
 	"pamsnoop": {
 		{want: nobody, work: suLoop, extra: caps.SysPtrace, skip: func() string { return need("su") }},
 		{argf: func(*env) []string { return []string{"-l", libpam()} }, want: nobody, work: suLoop,
@@ -315,16 +322,46 @@ var scenarios = map[string][]scenario{
 	},
 }
 
+// python is Debian's python3.11, built with USDT probes (pyenv's are not).
+const python = "/usr/bin/python3.11"
+
+// pyScript calls owlprivsmark every 2 ms, and every 100 ms collects
+// garbage and starts a thread (pthread_create in libc).
+const pyScript = `import time, gc, threading
+def owlprivsmark():
+    return 1
+def nothing():
+    pass
+i = 0
+while True:
+    owlprivsmark()
+    i += 1
+    if i % 50 == 0:
+        gc.collect()
+        threading.Thread(target=nothing).start()
+    time.sleep(0.002)
+`
+
+func noPython() string {
+	if _, err := os.Stat(python); err != nil {
+		return "no " + python + " (with USDT) here"
+	}
+	return ""
+}
+
+func pyArgs(lang string, more ...string) func(e *env) []string {
+	return func(e *env) []string {
+		return append([]string{"-l", lang, "-p", strconv.Itoa(e.tick)}, more...)
+	}
+}
+
+func text(s string) func(*env) string { return func(*env) string { return s } }
+
 // unavailable are the tools this test cannot give an event, and why.
 var unavailable = map[string]string{
 	"seccount":     "", // filled in from the hook chain: none here, or kprobes in the guests
 	"modsnoop":     "",
 	"bashreadline": "needs an interactive bash on a terminal (internal/tools/bashreadline drives one with tmux)",
-	"usdt":         "needs a USDT program: see the python runs of ucalls",
-	"ucalls":       "needs python3.11 with USDT (TODO)",
-	"uflow":        "needs python3.11 with USDT (TODO)",
-	"ugc":          "needs python3.11 with USDT (TODO)",
-	"uthreads":     "needs a pthread program (TODO)",
 }
 
 func orIf(cond bool, why, else_ string) string {
@@ -480,14 +517,16 @@ func run(t *testing.T, l launcher, set caps.Set, args []string, sc scenario, e *
 	case <-copied:
 	case <-ctx.Done():
 	}
-	if r.traced && sc.work != nil {
+	if r.traced && sc.want != nil {
 		wctx, wcancel := context.WithCancel(ctx)
 		done := make(chan struct{})
-		go func() { defer close(done); sc.work(wctx, e) }()
-		want := ""
-		if sc.want != nil {
-			want = sc.want(e)
-		}
+		go func() {
+			defer close(done)
+			if sc.work != nil {
+				sc.work(wctx, e)
+			}
+		}()
+		want := sc.want(e)
 		deadline := time.Now().Add(20 * time.Second)
 		if sc.final {
 			deadline = time.Now().Add(1500 * time.Millisecond)
@@ -497,8 +536,6 @@ func run(t *testing.T, l launcher, set caps.Set, args []string, sc scenario, e *
 		}
 		wcancel()
 		<-done
-	} else if r.traced && sc.final {
-		time.Sleep(1500 * time.Millisecond)
 	}
 	if r.traced {
 		cmd.Process.Signal(os.Interrupt)
@@ -615,6 +652,9 @@ func runScenario(t *testing.T, name string, l launcher, sc scenario, self string
 	if sc.child != "" {
 		c := exec.Command(self)
 		c.Env = append(os.Environ(), "OWL_E2E_CHILD="+sc.child) // e2e.Child's, run from self
+		if sc.child == "python" {
+			c = exec.Command(python, "-c", pyScript)
+		}
 		if err := c.Start(); err != nil {
 			t.Fatal(err)
 		}
