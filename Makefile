@@ -51,7 +51,8 @@ test: deps-test
 # the side-by-side peers; sys/sdt.h builds the USDT test program; pamtester
 # types passwords, tmux types commands into bash (and bc links readline);
 # java, ruby, python3.11 and node are the runtimes of the language tools.
-# chromium screenshots profile's flame graph.
+# chromium screenshots profile's flame graph. capsh and setcap (libcap2-bin)
+# run the tools with reduced capabilities (test/privs).
 TEST_DEPS = /usr/sbin/bpftool:bpftool /usr/bin/gcc:gcc /usr/bin/g++:g++ \
 	/usr/include/stdio.h:libc6-dev /usr/bin/su:util-linux /usr/bin/login:login \
 	/usr/bin/bpftrace:bpftrace /usr/sbin/funclatency:libbpf-tools \
@@ -59,7 +60,7 @@ TEST_DEPS = /usr/sbin/bpftool:bpftool /usr/bin/gcc:gcc /usr/bin/g++:g++ \
 	/usr/bin/tmux:tmux /usr/bin/bc:bc \
 	/usr/bin/javac:openjdk-17-jdk-headless /usr/bin/ruby:ruby \
 	/usr/bin/python3.11:python3.11 /usr/bin/node:nodejs /usr/bin/rustc:rustc \
-	/usr/bin/chromium:chromium
+	/usr/bin/chromium:chromium /usr/sbin/capsh:libcap2-bin
 
 deps-test:
 	@missing=; for d in $(TEST_DEPS); do [ -e "$${d%%:*}" ] || missing="$$missing $${d#*:}"; done; \
