@@ -635,6 +635,7 @@ func TestLeastPrivilege(t *testing.T) {
 	// The tick children and execs run a copy of this binary where uid
 	// can reach it (owl, as uid, resolves its functions).
 	self := filepath.Join(filepath.Dir(binary(t)), "privs.test")
+	t.Cleanup(func() { os.RemoveAll(filepath.Dir(owlBin)) }) // the only test that uses it
 	if err := copyFile("/proc/self/exe", self); err != nil {
 		t.Fatal(err)
 	}
