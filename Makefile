@@ -67,6 +67,7 @@ test: deps-test
 # java, ruby, python3.11 and node are the runtimes of the language tools.
 # chromium screenshots profile's flame graph. nmap, hydra, openssh-server,
 # sudo and sshpass are the attacks and normal use owl detect's tests run.
+# capsh and setcap (libcap2-bin) run the tools with reduced capabilities (test/privs).
 TEST_DEPS = /usr/sbin/bpftool:bpftool /usr/bin/gcc:gcc /usr/bin/g++:g++ \
 	/usr/include/stdio.h:libc6-dev /usr/bin/su:util-linux /usr/bin/login:login \
 	/usr/bin/bpftrace:bpftrace /usr/sbin/funclatency:libbpf-tools \
@@ -77,7 +78,8 @@ TEST_DEPS = /usr/sbin/bpftool:bpftool /usr/bin/gcc:gcc /usr/bin/g++:g++ \
 	/usr/bin/chromium:chromium \
 	/usr/bin/nmap:nmap /usr/bin/hydra:hydra /usr/sbin/sshd:openssh-server /usr/bin/sudo:sudo /usr/bin/sshpass:sshpass \
 	/usr/bin/prometheus:prometheus /usr/bin/podman:podman /usr/sbin/runc:runc \
-	/usr/bin/skopeo:skopeo /bin/busybox:busybox-static
+	/usr/bin/skopeo:skopeo /bin/busybox:busybox-static \
+	/usr/sbin/capsh:libcap2-bin
 
 deps-test:
 	@missing=; for d in $(TEST_DEPS); do [ -e "$${d%%:*}" ] || missing="$$missing $${d#*:}"; done; \

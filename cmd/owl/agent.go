@@ -110,7 +110,7 @@ owl_detections_total{rule}. The rules read the default tools' events.`,
 			if err != nil {
 				return err
 			}
-			if err := cli.Privileged(); err != nil {
+			if err := cli.Privileged(0, 0); err != nil { // each tool checks its own set when it opens
 				return err
 			}
 			if err := probe.EnsureTracefs(); err != nil {

@@ -89,7 +89,7 @@ run. owl agent runs the same detectors with --detect default|FILE.`,
 			if err != nil {
 				return err
 			}
-			if err := cli.Privileged(); err != nil {
+			if err := cli.Privileged(0, 0); err != nil { // each tool checks its own set when it opens
 				return err
 			}
 			if err := probe.EnsureTracefs(); err != nil {

@@ -62,8 +62,11 @@ func newRoot(registry []tool.Tool) *cobra.Command {
 		Long: `owl runs the security and language tracing tools of "BPF Performance Tools"
 on today's kernels: tracepoints and uprobes first, kprobes and fentry where
 they exist. Run 'owl tools' to see which hook each tool uses on this kernel.
-Tracing needs root, or CAP_BPF and CAP_PERFMON with read access to
-/sys/kernel/tracing (CAP_DAC_READ_SEARCH).`,
+Tracing needs root, or CAP_BPF and CAP_PERFMON; a user other than root
+also needs CAP_DAC_READ_SEARCH (to read /sys/kernel/tracing), and tools
+that read other processes or name kernel frames CAP_SYS_PTRACE or
+CAP_SYSLOG: README's table lists them per tool, and owl names in one line
+what it lacks.`,
 		SilenceErrors: true,
 		SilenceUsage:  true,
 	}

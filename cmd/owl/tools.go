@@ -34,7 +34,7 @@ func toolsCommand(tools []tool.Tool) *cobra.Command {
 			}
 			// Without privileges every tool would be listed unavailable,
 			// the kernel blamed for each.
-			if err := cli.Privileged(); err != nil {
+			if err := cli.Privileged(0, 0); err != nil {
 				return err
 			}
 			if err := probe.EnsureTracefs(); err != nil {

@@ -1,6 +1,9 @@
 package cli
 
 import (
+	"errors"
+	"fmt"
+	"io/fs"
 	"os"
 	"slices"
 	"strconv"
@@ -10,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 
+	"github.com/owlbpf/owl/internal/caps"
 	"github.com/owlbpf/owl/internal/output"
 	"github.com/owlbpf/owl/internal/probe"
 	"github.com/owlbpf/owl/internal/tool"
@@ -31,6 +35,8 @@ type Common struct {
 	// -u means something else (funclatency's -u is BCC's microseconds).
 	// Set it before NewCommand adds the flags.
 	NoUIDShort bool
+	// info is the tool's, for the capabilities it needs.
+	info tool.Info
 	// cmd is the command the flags were added to, to tell a flag given as
 	// 0 from one not given (nil: a flag is given when not at its default).
 	cmd *cobra.Command
@@ -113,14 +119,59 @@ func (c *Common) Options() (tool.Options, error) {
 	if opts.Prefer, err = HooksEnv(); err != nil {
 		return opts, err
 	}
-	if err := Privileged(); err != nil {
-		return opts, err
+	// A missing capability is said when the tool opens (tool.Open), which
+	// knows what its flags add (--ustack, -K): one line then names all it
+	// needs. Only what must be there before is checked here: mounting
+	// tracefs, and everything on kernels before 5.8 (CAP_SYS_ADMIN).
+	if err := Privileged(c.caps(), c.PID); err != nil {
+		var me *caps.MissingError
+		if !errors.As(err, &me) || me.Missing.Has(caps.SysAdmin) {
+			return opts, err
+		}
 	}
 	opts.Runtime = probe.NewRuntime()
 	if err := probe.EnsureTracefs(); err != nil {
 		return opts, err
 	}
 	return opts, nil
+}
+
+// caps is what the tool needs besides caps.Base with its default config
+// and the -p given: flags that need more (--ustack, -K) are checked again
+// when the tool opens.
+func (c *Common) caps() caps.Set {
+	if c.PID != 0 {
+		return c.info.CapsPID
+	}
+	return c.info.Caps
+}
+
+// explain turns a permission error of a run into the line naming the
+// capability it lacks, where one is: a process's files read before the
+// tool opened (CAP_SYS_PTRACE), perf events refused at Debian's and
+// Ubuntu's kernel.perf_event_paranoid=3 (CAP_SYS_ADMIN). Other errors,
+// and permission errors with every capability there, are left as they
+// are.
+func (c *Common) explain(err error) error {
+	if err == nil || !errors.Is(err, fs.ErrPermission) || errors.Is(err, caps.ErrMissing) {
+		return err
+	}
+	extra := c.caps()
+	pe := (*fs.PathError)(nil)
+	isPath := errors.As(err, &pe)
+	if isPath && strings.HasPrefix(pe.Path, "/proc/") {
+		extra |= caps.SysPtrace
+	}
+	if missing := caps.Require(extra, c.PID); missing != nil {
+		return missing
+	}
+	have, _ := caps.Effective()
+	if p := caps.Paranoid(); p > 2 && !isPath && !have.Has(caps.SysAdmin) {
+		n := caps.Needs(extra, c.PID)
+		return &caps.MissingError{Missing: caps.SysAdmin, Needs: n.Set | caps.SysAdmin,
+			Why: fmt.Sprintf("for perf events at kernel.perf_event_paranoid=%d (at 2, CAP_PERFMON does)", p)}
+	}
+	return err
 }
 
 // check validates the numeric flags and --hook and -o: bad input is one
@@ -315,10 +366,11 @@ func NewCommand(info tool.Info, help, example string, c *Common, run func(cmd *c
 			if err != nil {
 				return err
 			}
-			return run(cmd, opts)
+			return c.explain(run(cmd, opts))
 		},
 	}
 	c.AddFlags(cmd, info.Task)
+	c.info = info
 	return cmd
 }
 

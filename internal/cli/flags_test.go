@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/owlbpf/owl/internal/caps"
 	"github.com/owlbpf/owl/internal/probe"
 	"github.com/owlbpf/owl/internal/tool"
 )
@@ -55,7 +56,7 @@ func TestExitCode(t *testing.T) {
 		{Usagef("bad"), 2},
 		{&probe.NoHookError{Tool: "x"}, 2},
 		{ErrPrivileges, 2},
-		{errOldKernelPrivileges, 2},
+		{&caps.MissingError{Missing: caps.Perfmon, Needs: caps.Base}, 2},
 		{Fail(errors.New("ring buffer broke")), 1},
 		{errors.New("unclassified"), 1},
 	} {
@@ -76,7 +77,7 @@ func TestOptions(t *testing.T) {
 			t.Errorf("%+v: got %v, want a usage error", c, err)
 		}
 	}
-	if err := Privileged(); err != nil {
+	if err := Privileged(0, 0); err != nil {
 		t.Skipf("valid flags: %v", err)
 	}
 	c := Common{Output: "json", PID: 1, UID: 7, MntNS: "/proc/self/ns/mnt"}
@@ -139,7 +140,7 @@ func TestNumericFlagRanges(t *testing.T) {
 			t.Errorf("%v: got %v, want a usage error naming %s", tc.args, err, tc.bad)
 		}
 	}
-	if err := Privileged(); err != nil {
+	if err := Privileged(0, 0); err != nil {
 		t.Skipf("options: %v", err)
 	}
 	opts, err := parse(t, "-u", "4294967294", "-p", self, "--poll", "25ms").Options()

@@ -15,6 +15,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/spf13/cobra"
 
+	"github.com/owlbpf/owl/internal/caps"
 	"github.com/owlbpf/owl/internal/probe"
 )
 
@@ -58,6 +59,14 @@ type Spec[C, E any] struct {
 	// Outputs documents typed outputs other than E (counts, summaries):
 	// the flag that selects each and a zero value of its type.
 	Outputs []Output
+	// Caps are the capabilities a run with cfg and opts needs besides
+	// caps.Base (CAP_BPF, CAP_PERFMON): caps.SysPtrace where it reads
+	// other processes' maps, files or memory (user stacks, probe
+	// targets; with -p only that process, and then only when it is not
+	// readable without), caps.Syslog where it names kernel stack frames
+	// (only when /proc/kallsyms hides addresses). Open refuses, naming
+	// the missing capability, before loading anything. Nil: none.
+	Caps func(C, Options) caps.Set
 }
 
 // Output is a typed output of a tool besides its events.
@@ -103,6 +112,10 @@ type Source[E any] struct {
 
 // Open loads and attaches the tool described by sp with cfg.
 func Open[C, E any](sp *Spec[C, E], cfg C, opts Options) (*Source[E], error) {
+	// Its line says what is missing; the tool's name would add nothing.
+	if err := caps.Require(sp.caps(cfg, opts), opts.Task.PID); err != nil {
+		return nil, err
+	}
 	spec, err := sp.Load()
 	if err != nil {
 		return nil, fmt.Errorf("load %s spec: %w", sp.Name, err)
@@ -253,6 +266,19 @@ func (e erased[E]) Close() error                { return e.src.Close() }
 func (e erased[E]) Hook() probe.Hook            { return e.src.Session.Hook }
 func (e erased[E]) Tried() []probe.Failure      { return e.src.Session.Tried }
 
+// ReadsPID is a Spec.Caps for tools that read the process given with -p
+// (its maps, executable or root) and no other: CAP_SYS_PTRACE with -p,
+// asked for only when that process is not readable without it.
+func ReadsPID[C any](_ C, o Options) caps.Set { return caps.If(o.Task.PID != 0, caps.SysPtrace) }
+
+// caps is what a run needs besides caps.Base.
+func (sp *Spec[C, E]) caps(cfg C, opts Options) caps.Set {
+	if sp.Caps == nil {
+		return 0
+	}
+	return sp.Caps(cfg, opts)
+}
+
 // Info is what documentation and listings say of a tool, all derived from
 // its Spec so that README, --help and `owl tools` cannot drift apart.
 type Info struct {
@@ -264,6 +290,9 @@ type Info struct {
 	Hooks   []string // hook names with the default config, in order of preference
 	Fields  []string // JSON fields of an event
 	Outputs []OutputInfo
+	// Caps is what the tool needs besides caps.Base with its default
+	// config; CapsPID with -p of a process it may not read otherwise.
+	Caps, CapsPID caps.Set
 	// Event is the event type E (for tests that encode every tool's events).
 	Event reflect.Type
 }
@@ -281,6 +310,10 @@ func (sp *Spec[C, E]) Info() Info {
 	for _, h := range sp.Hooks(sp.Default()) {
 		i.Hooks = append(i.Hooks, h.Name)
 	}
+	def := DefaultOptions()
+	i.Caps = sp.caps(sp.Default(), def)
+	def.Task.PID = 1
+	i.CapsPID = sp.caps(sp.Default(), def)
 	i.Event = reflect.TypeFor[E]()
 	i.Fields = JSONFields(i.Event)
 	for _, o := range sp.Outputs {
@@ -289,6 +322,10 @@ func (sp *Spec[C, E]) Info() Info {
 	}
 	return i
 }
+
+// CapsLine is the capabilities the tool needs with its default config,
+// as README's table says them.
+func (i Info) CapsLine() string { return (caps.Base | i.Caps).String() }
 
 // HooksLine is the hooks in order of preference, as README and --help say.
 func (i Info) HooksLine() string { return strings.Join(i.Hooks, " → ") }

@@ -209,6 +209,7 @@ function, declare -F) are told apart and ignored. The bash probed is
 	Task:      true,
 	RingBytes: 1 << 20,
 	Load:      loadBashfunc,
+	Caps:      tool.ReadsPID[specConfig],
 	Default:   func() specConfig { return specConfig{t: newTarget(Config{}, 0)} },
 	Hooks:     func(c specConfig) []probe.Hook { return callHook(c.t, hookName, false) },
 	Configure: func(c specConfig, cs *ebpf.CollectionSpec) error {

@@ -78,6 +78,7 @@ the calls of others are counted as lost (table full).`,
 	Default: func() latSpecConfig {
 		return latSpecConfig{LatConfig: LatConfig{Unit: funclatency.Msecs}, t: newTarget(Config{}, 0)}
 	},
+	Caps:  tool.ReadsPID[latSpecConfig],
 	Hooks: func(c latSpecConfig) []probe.Hook { return callHook(c.t, latHookName, true) },
 	Configure: func(c latSpecConfig, cs *ebpf.CollectionSpec) error {
 		funcs := c.Funcs

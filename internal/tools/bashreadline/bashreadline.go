@@ -106,6 +106,7 @@ gdb and others use too, only tasks named bash are traced.`,
 	// People type slowly; a paste of many lines is a few hundred.
 	RingBytes: 256 << 10,
 	Load:      loadBashreadline,
+	Caps:      tool.ReadsPID[Config],
 	Default:   func() Config { return Config{} },
 	Hooks:     hooks,
 	Configure: func(cfg Config, cs *ebpf.CollectionSpec) error {

@@ -12,6 +12,7 @@ import (
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 
+	"github.com/owlbpf/owl/internal/caps"
 	"github.com/owlbpf/owl/internal/event"
 	"github.com/owlbpf/owl/internal/probe"
 	"github.com/owlbpf/owl/internal/pyframes"
@@ -176,8 +177,11 @@ it remembers up to 65536 kinds; past that, repeats may print.`,
 	Task:      true,
 	RingBytes: 4 << 20,
 	Load:      loadCapable,
-	Default:   func() Config { return Config{} },
-	Hooks:     hooks,
+	Caps: func(c Config, _ tool.Options) caps.Set {
+		return caps.If(c.KStack, caps.Syslog) | caps.If(c.UStack, caps.SysPtrace)
+	},
+	Default: func() Config { return Config{} },
+	Hooks:   hooks,
 	Configure: func(cfg Config, spec *ebpf.CollectionSpec) error {
 		var v capableVariableSpecs
 		if err := spec.Assign(&v); err != nil {

@@ -145,6 +145,7 @@ interval with -i) and file ("" for a tracepoint).`,
 	Load: loadFunccount,
 	// The default config counts nothing: its hook and the hook's check
 	// are what `owl tools` reports.
+	Caps:    tool.ReadsPID[Config], // -p: its maps
 	Default: func() Config { return Config{} },
 	Hooks:   hooks,
 	Configure: func(cfg Config, cs *ebpf.CollectionSpec) error {

@@ -166,6 +166,7 @@ call that never returns (a longjmp or C++ exception out of it, a Go panic)
 is neither timed nor counted.`,
 	Task:    true,
 	Load:    loadFunclatency,
+	Caps:    tool.ReadsPID[Config], // -p: its maps
 	Default: func() Config { return Config{} },
 	Hooks:   hooks,
 	Configure: func(cfg Config, cs *ebpf.CollectionSpec) error {

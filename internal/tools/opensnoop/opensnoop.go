@@ -12,6 +12,7 @@ import (
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 
+	"github.com/owlbpf/owl/internal/caps"
 	"github.com/owlbpf/owl/internal/event"
 	"github.com/owlbpf/owl/internal/probe"
 	"github.com/owlbpf/owl/internal/pyframes"
@@ -221,6 +222,7 @@ and counted (stack_unavailable).`,
 	// records are ~100 bytes.
 	RingBytes: 8 << 20,
 	Load:      loadOpensnoop,
+	Caps:      func(c Config, _ tool.Options) caps.Set { return caps.If(c.UStack, caps.SysPtrace) }, // --ustack: every process's maps
 	Default:   func() Config { return Config{} },
 	Hooks:     hooks,
 	Configure: configure,

@@ -9,6 +9,7 @@ import (
 
 	"github.com/cilium/ebpf"
 
+	"github.com/owlbpf/owl/internal/caps"
 	"github.com/owlbpf/owl/internal/event"
 	"github.com/owlbpf/owl/internal/probe"
 	"github.com/owlbpf/owl/internal/tool"
@@ -186,6 +187,7 @@ with -l /proc/PID/root/...`,
 	// Logins are rare; a burst of failed passwords is a few thousand.
 	RingBytes: 256 << 10,
 	Load:      loadPamsnoop,
+	Caps:      func(c Config, _ tool.Options) caps.Set { return caps.If(c.Lib == "", caps.SysPtrace) }, // finds each mount namespace's libpam through a process
 	Default:   func() Config { return Config{} },
 	Hooks:     hooks,
 	Pending:   pamsnoopMapCalls,

@@ -19,6 +19,7 @@ import (
 	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 
+	"github.com/owlbpf/owl/internal/caps"
 	"github.com/owlbpf/owl/internal/event"
 	"github.com/owlbpf/owl/internal/probe"
 	"github.com/owlbpf/owl/internal/pyframes"
@@ -197,8 +198,11 @@ that finds no room is lost and counted (map_full).
 
 -d is BCC's delimiter; the duration, -d in owl's other tools, is -D here
 (or DURATION, BCC's positional argument).`,
-	Task:    true,
-	Load:    loadProfile,
+	Task: true,
+	Load: loadProfile,
+	Caps: func(c Config, _ tool.Options) caps.Set {
+		return caps.If(c.UStack, caps.SysPtrace) | caps.If(c.KStack, caps.Syslog)
+	},
 	Default: func() Config { return Config{KStack: true, UStack: true} },
 	Hooks:   hooks,
 	Configure: func(cfg Config, cs *ebpf.CollectionSpec) error {

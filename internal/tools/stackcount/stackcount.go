@@ -16,6 +16,7 @@ import (
 
 	"github.com/cilium/ebpf"
 
+	"github.com/owlbpf/owl/internal/caps"
 	"github.com/owlbpf/owl/internal/event"
 	"github.com/owlbpf/owl/internal/probe"
 	"github.com/owlbpf/owl/internal/pyframes"
@@ -250,8 +251,11 @@ compare one). The counts table holds 10240 distinct (process, stacks) per
 report; a call that finds no room is lost and counted (map_full).
 
 -d is BCC's delimiter; the duration, -d in owl's other tools, is -D here.`,
-	Task:    true,
-	Load:    loadStackcount,
+	Task: true,
+	Load: loadStackcount,
+	Caps: func(c Config, o tool.Options) caps.Set {
+		return tool.ReadsPID(c, o) | caps.If(c.UStack, caps.SysPtrace) | caps.If(c.kernelStacks(), caps.Syslog)
+	},
 	Default: func() Config { return Config{} },
 	Hooks:   hooks,
 	Configure: func(cfg Config, cs *ebpf.CollectionSpec) error {

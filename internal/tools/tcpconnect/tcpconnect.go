@@ -10,6 +10,7 @@ import (
 
 	"github.com/cilium/ebpf"
 
+	"github.com/owlbpf/owl/internal/caps"
 	"github.com/owlbpf/owl/internal/event"
 	"github.com/owlbpf/owl/internal/probe"
 	"github.com/owlbpf/owl/internal/pyframes"
@@ -176,6 +177,7 @@ counted (stack_unavailable).`,
 	Net:       true,
 	RingBytes: 1 << 20,
 	Load:      loadTcpconnect,
+	Caps:      func(c Config, _ tool.Options) caps.Set { return caps.If(c.UStack, caps.SysPtrace) }, // --ustack: every process's maps
 	Default:   func() Config { return Config{} },
 	Hooks:     hooks,
 	Configure: func(cfg Config, spec *ebpf.CollectionSpec) error {

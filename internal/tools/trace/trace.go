@@ -8,6 +8,7 @@ import (
 
 	"github.com/cilium/ebpf"
 
+	"github.com/owlbpf/owl/internal/caps"
 	"github.com/owlbpf/owl/internal/event"
 	"github.com/owlbpf/owl/internal/probe"
 	"github.com/owlbpf/owl/internal/pyframes"
@@ -174,8 +175,11 @@ the process's memory when the event is read.`,
 	RingBytes: 4 << 20,
 	Pending:   traceMapEntries,
 	Load:      loadTrace,
-	Default:   func() Config { return Config{} },
-	Hooks:     hooks,
+	Caps: func(c Config, o tool.Options) caps.Set {
+		return tool.ReadsPID(c, o) | caps.If(c.UStack, caps.SysPtrace)
+	},
+	Default: func() Config { return Config{} },
+	Hooks:   hooks,
 	Configure: func(cfg Config, cs *ebpf.CollectionSpec) error {
 		if len(cfg.targets) == 0 {
 			return ErrNoProbe

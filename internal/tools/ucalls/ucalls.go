@@ -142,6 +142,7 @@ Ruby-defined one.
 times in milliseconds. With -o json each report is one object per method.`,
 	Task:    true,
 	Load:    loadUcalls,
+	Caps:    tool.ReadsPID[Config], // the -p process: its executable, maps, root
 	Default: func() Config { return Config{} },
 	Hooks:   hooks,
 	Configure: func(cfg Config, cs *ebpf.CollectionSpec) error {

@@ -114,6 +114,7 @@ method__entry/return for Ruby-defined methods only while a TracePoint for
 	Task:      true,
 	RingBytes: 8 << 20,
 	Load:      loadUflow,
+	Caps:      tool.ReadsPID[Config], // the -p process: its executable, maps, root
 	Default:   func() Config { return Config{} },
 	Hooks:     hooks,
 	Configure: func(cfg Config, cs *ebpf.CollectionSpec) error {

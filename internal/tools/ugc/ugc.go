@@ -148,6 +148,7 @@ time in milliseconds.`,
 	Task:      true,
 	RingBytes: 1 << 18,
 	Load:      loadUgc,
+	Caps:      tool.ReadsPID[Config], // the -p process: its executable, maps, root
 	Default:   func() Config { return Config{} },
 	Hooks:     hooks,
 	Configure: func(cfg Config, cs *ebpf.CollectionSpec) error {

@@ -114,6 +114,7 @@ and file offset, and its argument specs; -v adds what each spec means.`,
 	Task:      true,
 	RingBytes: 4 << 20,
 	Load:      loadUsdt,
+	Caps:      tool.ReadsPID[Config], // -p: its maps
 	Default:   func() Config { return Config{} },
 	Hooks:     hooks,
 	Configure: configure,

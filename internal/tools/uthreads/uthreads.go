@@ -104,7 +104,10 @@ func hooks(cfg Config) []probe.Hook {
 		h := probe.Hook{Kind: probe.Uprobe, Name: hookNameC, Check: probe.CheckLayout("task", "task_newtask", newtaskLayout)}
 		if cfg.Pthread != nil {
 			h.Attachments = []probe.Attachment{
-				probe.UprobeEachAt(uthreadsProgUthreadsPthread, cfg.Pthread.Path, []uint64{cfg.Pthread.Offset}, nil, false, cfg.pid),
+				// A uprobe-multi link where the kernel has them: bound
+				// to the process, a perf-event uprobe was refused
+				// without CAP_SYS_ADMIN (6.18, test/privs).
+				probe.UprobesAt(uthreadsProgUthreadsPthread, cfg.Pthread.Path, []uint64{cfg.Pthread.Offset}, nil, false, cfg.pid),
 				probe.TracepointAt(uthreadsProgUthreadsNewtask, "task", "task_newtask"),
 				probe.TracepointAt(uthreadsProgUthreadsExit, "sched", "sched_process_exit"),
 			}
@@ -148,6 +151,7 @@ clone, Go's runtime) are not seen.`,
 	Task:      true,
 	RingBytes: 1 << 18,
 	Load:      loadUthreads,
+	Caps:      tool.ReadsPID[Config], // the -p process: its executable, maps, root
 	Default:   func() Config { return Config{} },
 	Hooks:     hooks,
 	Configure: func(cfg Config, cs *ebpf.CollectionSpec) error {
@@ -155,7 +159,10 @@ clone, Go's runtime) are not seen.`,
 			if cfg.Pthread == nil {
 				return ErrNoProcess
 			}
-			return usdt.Configure(cs, nil, nil)
+			if err := usdt.Configure(cs, nil, nil); err != nil {
+				return err
+			}
+			return probe.PrepareUprobes(cs, uthreadsProgUthreadsPthread)
 		}
 		if len(cfg.Probes) == 0 {
 			return ErrNoProcess

@@ -1,0 +1,40 @@
+package tools
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/owlbpf/owl/internal/caps"
+)
+
+// README's capability table says what each tool's Spec.Caps declares with
+// its default config, and with -p of a process owl may not read
+// otherwise; its last column (flags that need more) is prose, proved by
+// test/privs.
+func TestReadmeCapabilities(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if errors.Is(err, fs.ErrNotExist) && os.Getenv("OWL_BIN") != "" {
+		t.Skip("no source tree here (the qemu guest has only test binaries)")
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tl := range All() {
+		if row := CapsRow(tl.Info().Name); !strings.Contains(string(readme), "\n"+row) {
+			t.Errorf("README's capability table lacks a row starting\n%s", row)
+		}
+	}
+}
+
+// CapsRow is the start of a tool's row in README's capability table.
+func CapsRow(name string) string {
+	info := Find(name).Info()
+	pid := "—"
+	if more := info.CapsPID &^ info.Caps; more != 0 {
+		pid = "+ " + more.String()
+	}
+	return "| " + name + " | " + (caps.Base | info.Caps).String() + " | " + pid + " |"
+}
