@@ -134,7 +134,8 @@ matches the command name, -l the arguments joined by spaces. -P PPID keeps
 children of one process (filtered in the kernel).`,
 	Task: true,
 	// A record holds up to ~36 KiB (file name and argv); most are small.
-	RingBytes: 8 << 20,
+	// The reader is woken at 64 KiB; RSS counts the ring twice.
+	RingBytes: 1 << 20,
 	Load:      loadExecsnoop,
 	Default:   func() Config { return Config{} },
 	Hooks:     hooks,
