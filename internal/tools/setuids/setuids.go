@@ -53,8 +53,8 @@ var ia32Calls = func() []call {
 	return cs
 }()
 
-// Event is one completed call. Its task part was taken at entry: UID is
-// the caller's uid before the call.
+// Event is one completed call. Its task part was taken at exit, except
+// UID: the caller's uid before the call.
 type Event struct {
 	event.Task
 	// Syscall is the name in the table of the call's ABI: for an ia32
