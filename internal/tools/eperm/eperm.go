@@ -47,11 +47,14 @@ type Config struct {
 	Stream bool // emit each failure instead of counting in the kernel (-e)
 }
 
+// hooks: the program runs at every syscall's exit, so it is attached as a
+// raw tracepoint (the registers, no record copied per syscall); its users
+// know it as the tracepoint raw_syscalls:sys_exit.
 func hooks(Config) []probe.Hook {
 	return []probe.Hook{{
 		Kind:        probe.Tracepoint,
 		Name:        "tracepoint raw_syscalls:sys_exit",
-		Attachments: []probe.Attachment{probe.TracepointAt(epermProgTpSysExit, "raw_syscalls", "sys_exit")},
+		Attachments: []probe.Attachment{probe.RawTracepointAt(epermProgTpSysExit, "sys_exit")},
 	}}
 }
 
