@@ -73,9 +73,9 @@ x86_64 and arm64. On x86-64, 32-bit syscalls (int $0x80, or a 32-bit
 process) are named from the i386 table and counted apart from native ones:
 SYSCALL shows them as ia32:NAME; in JSON "ia32" is true.`,
 	Task: true,
-	// Syscall rate: a loop can make 300k events a second. Sized as
-	// setuids' (the reader is woken at 64 KiB; RSS counts the ring twice).
-	RingBytes: 512 << 10,
+	// Syscall rate: a loop can make 300k events a second (-e); sized as
+	// setuids'. Counting (the default) maps a one-page ring instead.
+	RingBytes: 4 << 20,
 	Load:      loadEperm,
 	Default:   func() Config { return Config{} },
 	Hooks:     hooks,

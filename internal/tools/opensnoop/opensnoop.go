@@ -219,10 +219,10 @@ and counted (stack_unavailable).`,
 	Task: true,
 	// Opens come fast (a build makes tens of thousands a second); most
 	// records are ~100 bytes. The reader is woken at 64 KiB; the rest
-	// absorbs its scheduling stalls: 512 KiB and 1 MiB lost a few hundred
+	// holds the backlog of a burst: 512 KiB and 1 MiB lost a few hundred
 	// of 900k opens in bench storms on a 2-CPU VM at load 20, 8 MiB none.
 	// RSS counts the ring twice.
-	RingBytes: 2 << 20,
+	RingBytes: 8 << 20,
 	Load:      loadOpensnoop,
 	Default:   func() Config { return Config{} },
 	Hooks:     hooks,

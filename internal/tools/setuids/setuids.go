@@ -207,11 +207,11 @@ and named from the i386 table: setuid32 and the like, or setuid and the
 like for the old calls with 16-bit ids. SYSCALL shows them as ia32:NAME;
 in JSON "ia32" is true.`,
 	Task: true,
-	// Syscall rate: a loop can make 300k events a second. The reader is
-	// woken at 64 KiB (probe.WakeupBytes); the rest absorbs its scheduling
-	// stalls (none lost in bench storms on a loaded 2-CPU VM). A ring is
-	// mapped twice, so it counts twice its size in RSS.
-	RingBytes: 512 << 10,
+	// Syscall rate: a loop can make 300k events a second, faster than the
+	// reader formats them on a loaded machine: the ring holds the backlog
+	// of a burst. 512 KiB lost 4% of a 300k-call storm in bench (2 CPUs,
+	// load 10-20); 4 MiB none. A ring counts twice its size in RSS.
+	RingBytes: 4 << 20,
 	Load:      loadSetuids,
 	Default:   func() Config { return Config{} },
 	Hooks:     hooks,
