@@ -55,6 +55,7 @@ type env struct {
 	runs                 int
 	smoke                bool
 	noLibbpf             bool      // -peers=false
+	tools                []string  // -tools: the start-up section measures only these owl tools
 	out                  io.Writer // the report (markdown)
 	problems             []string
 }
@@ -68,15 +69,20 @@ func main() {
 		only    = flag.String("only", "", "comma-separated sections: startup,storms,counting,throughput,scale,detectors")
 		peers   = flag.Bool("peers", true, "measure bpftrace and libbpf-tools too")
 		base    = flag.String("base", "", "also measure this owl binary, as rows \"owl@base\" alternated with the others (before/after)")
+		tools   = flag.String("tools", "", "comma-separated owl tools: start-up measures only these (and no peers)")
 	)
 	flag.Parse()
-	if err := run(*owlPath, *base, *outPath, *runs, *smoke, *peers, *only); err != nil {
+	var toolList []string
+	if *tools != "" {
+		toolList = strings.Split(*tools, ",")
+	}
+	if err := run(*owlPath, *base, *outPath, *runs, *smoke, *peers, *only, toolList); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(owlPath, base, outPath string, runs int, smoke, peers bool, only string) error {
+func run(owlPath, base, outPath string, runs int, smoke, peers bool, only string, tools []string) error {
 	if os.Geteuid() != 0 {
 		return errors.New("needs root (BPF)")
 	}
@@ -96,7 +102,7 @@ func run(owlPath, base, outPath string, runs int, smoke, peers bool, only string
 	} else {
 		rev = harness.Revision(owlPath)
 	}
-	e := &env{owl: owlPath, base: base, runs: runs, smoke: smoke, noLibbpf: !peers}
+	e := &env{owl: owlPath, base: base, runs: runs, smoke: smoke, noLibbpf: !peers, tools: tools}
 	if smoke {
 		e.runs, outPath = 1, ""
 	}

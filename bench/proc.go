@@ -34,8 +34,11 @@ type running struct {
 	cmd     *exec.Cmd
 	start   time.Time
 	readyAt time.Time
-	ready   chan struct{}
-	match   func(string) bool
+	// readyCPU is the CPU time the tracer's threads had used when it was
+	// ready: unlike the wall time, barely moved by other load.
+	readyCPU time.Duration
+	ready    chan struct{}
+	match    func(string) bool
 
 	mu      sync.Mutex
 	matched int
@@ -80,7 +83,13 @@ func startTracer(t tracer, pid int, match func(string) bool, timeout time.Durati
 		return nil, fmt.Errorf("%s: %w", t.name, err)
 	}
 	var once sync.Once
-	markReady := func() { once.Do(func() { r.readyAt = time.Now(); close(r.ready) }) }
+	markReady := func() {
+		once.Do(func() {
+			r.readyAt = time.Now()
+			r.readyCPU = taskCPU(cmd.Process.Pid)
+			close(r.ready)
+		})
+	}
 	var wg sync.WaitGroup
 	read := func(rd io.Reader, which string) {
 		defer wg.Done()
@@ -238,4 +247,27 @@ func (w *workload) run(k, rate int) (wall, cpu time.Duration, err error) {
 func (w *workload) close() {
 	w.in.Close()
 	w.cmd.Wait()
+}
+
+// taskCPU sums the CPU time of pid's threads (the first field of each
+// thread's schedstat, in ns: a finer clock than /proc/PID/stat's ticks).
+func taskCPU(pid int) time.Duration {
+	dir := fmt.Sprintf("/proc/%d/task", pid)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return 0
+	}
+	var sum time.Duration
+	for _, e := range ents {
+		b, err := os.ReadFile(dir + "/" + e.Name() + "/schedstat")
+		if err != nil {
+			continue
+		}
+		f := strings.Fields(string(b))
+		if len(f) > 0 {
+			ns, _ := strconv.ParseInt(f[0], 10, 64)
+			sum += time.Duration(ns)
+		}
+	}
+	return sum
 }

@@ -40,6 +40,7 @@ func buffered(t tracer) tracer {
 type startRow struct {
 	t           tracer
 	ready, rss  stat
+	cpu         stat // CPU ms at ready
 	fail        string
 	unavailable string // why it is not measured here
 	// goalMS and goalMB are an owl row's goal; 0: a tool's (10 ms, 12 MB).
@@ -83,6 +84,9 @@ func startup(e *env) error {
 		if len(f) == 0 {
 			continue
 		}
+		if len(e.tools) > 0 && !slices.Contains(e.tools, f[0]) {
+			continue
+		}
 		ts := []tracer{owlTracer(e, f[0], args[f[0]]...)}
 		if f[0] == "capable" {
 			ts = append(ts, owlTracer(e, "capable", "-K"))
@@ -98,15 +102,17 @@ func startup(e *env) error {
 			rows = append(rows, r)
 		}
 	}
-	rows = append(rows, agentRow(e))
-	if e.bpftrace != "" {
+	if len(e.tools) == 0 {
+		rows = append(rows, agentRow(e))
+	}
+	if e.bpftrace != "" && len(e.tools) == 0 {
 		for _, s := range []string{"execsnoop", "opensnoop", "setuids", "bashreadline", "capable", "tcpaccept", "tcpconnect"} {
 			rows = append(rows, &startRow{t: bpftraceTracer(e, s+".bt", "/usr/sbin/"+s+".bt")})
 		}
 	}
 	for _, t := range []tracer{libbpfTracer("execsnoop"), libbpfTracer("opensnoop"), libbpfTracer("funclatency", libc()+":malloc"),
 		libbpfTracer("bashreadline"), libbpfTracer("capable"), libbpfTracer("tcpconnect")} {
-		if exists(t.argv[2]) && !e.noLibbpf {
+		if exists(t.argv[2]) && !e.noLibbpf && len(e.tools) == 0 {
 			rows = append(rows, &startRow{t: t})
 		}
 	}
@@ -126,24 +132,29 @@ func startup(e *env) error {
 			time.Sleep(100 * time.Millisecond) // bpftrace misses an early SIGINT
 			rss := p.stop(nil)
 			r.ready = append(r.ready, float64(ready.Microseconds())/1000)
+			r.cpu = append(r.cpu, float64(p.readyCPU.Microseconds())/1000)
 			r.rss = append(r.rss, float64(rss)/1024)
-			fmt.Fprintf(os.Stderr, "startup %-28s %7.1f ms %6.1f MB\n", r.t.name, float64(ready.Microseconds())/1000, float64(rss)/1024)
+			fmt.Fprintf(os.Stderr, "startup %-28s %7.1f ms %7.1f CPU ms %6.1f MB\n", r.t.name, float64(ready.Microseconds())/1000,
+				float64(p.readyCPU.Microseconds())/1000, float64(rss)/1024)
 		}
 	}
 	fmt.Fprintf(e.out, "\n## 1. Start-up and memory\n\n"+
 		"Process start → the tool's own ready line (owl: `Tracing ... Hit Ctrl-C` on stderr, after every\n"+
 		"probe is attached; bpftrace: `Attaching N probes` on stdout, printed *before* its programs load,\n"+
 		"so it flatters bpftrace; libbpf-tools: the first stdout line, after attach), and peak RSS\n"+
-		"(ru_maxrss after SIGINT, 100 ms after ready). Goal for owl: ≤ 10 ms and ≤ 12 MB. `owl agent`\n"+
-		"runs its default tools (JSON lines to /dev/null); it is ready at its `msg=ready` log line, once\n"+
-		"every tool has started or failed; its goal: ≤ 50 ms and ≤ 40 MB.\n\n"+
-		"| tool | ready ms | peak RSS MB | goal |\n|---|---|---|---|\n")
+		"(ru_maxrss after SIGINT, 100 ms after ready). *CPU ms*: the CPU time of the tracer's threads\n"+
+		"when it was ready (schedstat; the verifier runs in the loading thread, so it counts): on a\n"+
+		"loaded machine the wall time measures the run queue, the CPU time much less. Goal for owl:\n"+
+		"ready in ≤ 10 ms (judged here on the CPU time) and ≤ 12 MB. `owl agent` runs its default tools\n"+
+		"(JSON lines to /dev/null); it is ready at its `msg=ready` log line, once every tool has started\n"+
+		"or failed; its goal: ≤ 50 ms and ≤ 40 MB.\n\n"+
+		"| tool | ready ms | CPU ms | peak RSS MB | goal |\n|---|---|---|---|---|\n")
 	for _, r := range rows {
 		switch {
 		case r.unavailable != "":
-			fmt.Fprintf(e.out, "| %s | – | – | %s |\n", cmdline(r.t), r.unavailable)
+			fmt.Fprintf(e.out, "| %s | – | – | – | %s |\n", cmdline(r.t), r.unavailable)
 		case r.fail != "" && len(r.ready) == 0:
-			fmt.Fprintf(e.out, "| %s | – | – | fails here: %s |\n", cmdline(r.t), firstLine(r.fail))
+			fmt.Fprintf(e.out, "| %s | – | – | – | fails here: %s |\n", cmdline(r.t), firstLine(r.fail))
 			if strings.HasPrefix(r.t.name, "owl ") {
 				e.problem("%s did not start: %s", r.t.name, firstLine(r.fail))
 			}
@@ -155,11 +166,11 @@ func startup(e *env) error {
 					goalMS, goalMB = r.goalMS, r.goalMB
 				}
 				goal = "met"
-				if r.ready.med() > goalMS || r.rss.med() > goalMB {
+				if r.cpu.med() > goalMS || r.rss.med() > goalMB {
 					goal = "**missed**"
 				}
 			}
-			fmt.Fprintf(e.out, "| %s | %s | %s | %s |\n", cmdline(r.t), r.ready, r.rss, goal)
+			fmt.Fprintf(e.out, "| %s | %s | %s | %s | %s |\n", cmdline(r.t), r.ready, r.cpu, r.rss, goal)
 		}
 	}
 	return nil

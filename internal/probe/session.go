@@ -137,7 +137,9 @@ func tryHook(spec *ebpf.CollectionSpec, h Hook, opts *Options, forced bool) (_ *
 			return nil, fmt.Errorf("configure: %w", err)
 		}
 	}
-	coll, err := ebpf.NewCollectionWithOptions(cs, ebpf.CollectionOptions{Cache: opts.Runtime.BTF})
+	co := ebpf.CollectionOptions{Cache: opts.Runtime.BTF}
+	co.Programs.KernelTypes = opts.Runtime.kernelTypes(cs)
+	coll, err := ebpf.NewCollectionWithOptions(cs, co)
 	if err != nil {
 		var verr *ebpf.VerifierError
 		if errors.As(err, &verr) {

@@ -74,6 +74,9 @@ type NetFilter struct {
 // header. Safe for concurrent use.
 type Runtime struct {
 	BTF *btf.Cache
+	// FullKernelTypes relocates CO-RE programs against the whole kernel
+	// BTF instead of the few types they need (core.go): for comparisons.
+	FullKernelTypes bool
 
 	once    sync.Once
 	offsets []uint32

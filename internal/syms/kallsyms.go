@@ -1,10 +1,13 @@
 package syms
 
 import (
+	"bufio"
+	"bytes"
 	"cmp"
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"slices"
 	"sort"
@@ -23,16 +26,23 @@ var ErrKptrRestrict = errors.New("kallsyms addresses are all zero (hidden by ker
 // Kallsyms is the kernel's text symbols sorted by address. It is read-only
 // once built and safe for concurrent use.
 type Kallsyms struct {
-	syms []ksym
+	syms    []ksym
+	names   string   // every kept name, back to back
+	modules []string // module names; ksym.module indexes it, 0 is none
 }
 
+// ksym is one symbol, 24 bytes: the kernel has ~100,000 text symbols,
+// and one string header per name and per module would double their size.
 type ksym struct {
-	addr   uint64
-	name   string
-	module string
-	rank   int32 // preference among symbols at one address: lower wins
-	order  int32 // line number, the last tie-break
+	addr    uint64
+	nameOff uint32 // in Kallsyms.names
+	nameLen uint16
+	module  uint16
+	order   int32 // line number, the last tie-break
+	rank    int8  // preference among symbols at one address: lower wins
 }
+
+func (k *Kallsyms) name(s ksym) string { return k.names[s.nameOff : s.nameOff+uint32(s.nameLen)] }
 
 // LoadKallsyms reads /proc/kallsyms.
 func LoadKallsyms() (*Kallsyms, error) {
@@ -52,42 +62,61 @@ func LoadKallsyms() (*Kallsyms, error) {
 // "ffffffffc0a01000 t foo\t[mod]". Only text symbols are kept: stacks hold
 // code addresses, and data symbols in between would only cut text ranges
 // short. Malformed lines are skipped, so that a format extension does not
-// make the whole table unusable. The kernel has some 200,000 symbols and
-// tools read them at startup, so names are slices of one string read at
-// once rather than one allocation each.
+// make the whole table unusable. The file (~6 MB for some 200,000
+// symbols) is read line by line and only the text symbols' names are
+// kept, in one string: a few MB where holding the file would take
+// several times that (capable -K reads it while running).
 func ParseKallsyms(r io.Reader) (*Kallsyms, error) {
-	b, err := io.ReadAll(r)
-	if err != nil {
-		return nil, err
-	}
-	text := string(b)
-	syms := make([]ksym, 0, strings.Count(text, "\n")+1)
-	zeros := 0
-	for len(text) > 0 {
-		var line string
-		line, text, _ = strings.Cut(text, "\n")
-		addrField, rest, _ := strings.Cut(strings.TrimSpace(line), " ")
-		typ, rest, _ := strings.Cut(strings.TrimLeft(rest, " "), " ")
-		name, mod, _ := strings.Cut(strings.TrimLeft(rest, " "), "\t")
-		if len(typ) != 1 || name == "" {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	var (
+		syms    []ksym
+		names   []byte
+		modules = []string{""}
+		modIdx  = map[string]uint16{"": 0}
+		zeros   int
+		line    int32
+	)
+	for sc.Scan() {
+		line++
+		addrField, rest, _ := bytes.Cut(bytes.TrimSpace(sc.Bytes()), []byte(" "))
+		typ, rest, _ := bytes.Cut(bytes.TrimLeft(rest, " "), []byte(" "))
+		name, mod, _ := bytes.Cut(bytes.TrimLeft(rest, " "), []byte("\t"))
+		name = bytes.TrimSpace(name)
+		if len(typ) != 1 || len(name) == 0 || len(name) > math.MaxUint16 {
 			continue
 		}
 		rank := strings.IndexByte("TWtw", typ[0])
-		addr, ok := parseHex(addrField)
-		if rank < 0 || !ok {
+		if rank < 0 {
+			continue
+		}
+		addr, ok := parseHex(string(addrField))
+		if !ok {
 			continue
 		}
 		if addr == 0 {
 			zeros++
 			continue
 		}
-		syms = append(syms, ksym{
-			addr:   addr,
-			name:   strings.TrimSpace(name),
-			module: strings.Trim(strings.TrimSpace(mod), "[]"),
-			rank:   int32(rank),
-			order:  int32(len(syms)),
-		})
+		mi, ok := modIdx[string(bytes.Trim(bytes.TrimSpace(mod), "[]"))]
+		if !ok {
+			if len(modules) > math.MaxUint16 {
+				continue
+			}
+			m := string(bytes.Trim(bytes.TrimSpace(mod), "[]"))
+			mi = uint16(len(modules))
+			modIdx[m] = mi
+			modules = append(modules, m)
+		}
+		if len(names)+len(name) > math.MaxUint32 {
+			break
+		}
+		syms = append(syms, ksym{addr: addr, nameOff: uint32(len(names)), nameLen: uint16(len(name)),
+			module: mi, order: line, rank: int8(rank)})
+		names = append(names, name...)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, err
 	}
 	if len(syms) == 0 {
 		if zeros > 0 {
@@ -112,7 +141,7 @@ func ParseKallsyms(r io.Reader) (*Kallsyms, error) {
 			out = append(out, s)
 		}
 	}
-	return &Kallsyms{syms: slices.Clip(out)}, nil
+	return &Kallsyms{syms: slices.Clip(out), names: string(names), modules: modules}, nil
 }
 
 // parseHex parses up to 16 hex digits without a prefix.
@@ -146,13 +175,13 @@ func (k *Kallsyms) Resolve(addr uint64) Frame {
 		return Frame{Addr: addr, Symbol: Unknown}
 	}
 	s := k.syms[i]
-	return Frame{Addr: addr, Symbol: s.name, Offset: addr - s.addr, Module: s.module}
+	return Frame{Addr: addr, Symbol: k.name(s), Offset: addr - s.addr, Module: k.modules[s.module]}
 }
 
 // Address returns the address of the kept symbol called name.
 func (k *Kallsyms) Address(name string) (uint64, bool) {
 	for _, s := range k.syms {
-		if s.name == name {
+		if k.name(s) == name {
 			return s.addr, true
 		}
 	}

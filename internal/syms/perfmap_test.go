@@ -107,8 +107,8 @@ func FuzzKallsyms(f *testing.F) {
 			}
 			for _, a := range []uint64{s.addr - 1, s.addr, s.addr + 1} {
 				f := k.Resolve(a)
-				if a == s.addr && (f.Symbol != s.name || f.Offset != 0) {
-					t.Fatalf("Resolve(%#x) = %+v, want %s", a, f, s.name)
+				if a == s.addr && (f.Symbol != k.name(s) || f.Offset != 0) {
+					t.Fatalf("Resolve(%#x) = %+v, want %s", a, f, k.name(s))
 				}
 				_ = f.String()
 			}

@@ -174,8 +174,10 @@ With -S, a 32-bit syscall (a 32-bit program, or int $0x80 from a 64-bit
 one) is named from the i386 table and shown as ia32:NAME (ia32 true in
 JSON). --unique prints each kind of check once, a deny apart from an allow;
 it remembers up to 65536 kinds; past that, repeats may print.`,
-	Task:      true,
-	RingBytes: 4 << 20,
+	Task: true,
+	// Checks come in bursts of tens (a python start makes ~46); the reader
+	// is woken at 64 KiB, and RSS counts the ring twice.
+	RingBytes: 512 << 10,
 	Load:      loadCapable,
 	Caps: func(c Config, _ tool.Options) caps.Set {
 		return caps.If(c.KStack, caps.Syslog) | caps.If(c.UStack, caps.SysPtrace)

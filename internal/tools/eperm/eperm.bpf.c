@@ -39,17 +39,33 @@ struct {
 	__type(value, struct fail_count);
 } counts SEC(".maps");
 
-/* The stable layout of raw_syscalls:sys_exit. */
-struct sys_exit_args {
-	__u64 common;
-	long id;
-	long ret;
-};
+/* The syscall number in the registers raw_syscalls:sys_exit gets, where
+ * the kernel's syscall_get_nr() reads it. Flavours of pt_regs, relocated by
+ * CO-RE against the kernel's own. */
+struct pt_regs___nr_x86 {
+	unsigned long orig_ax;
+} __attribute__((preserve_access_index));
 
-SEC("tracepoint/raw_syscalls/sys_exit")
-int tp_sys_exit(struct sys_exit_args *ctx)
+struct pt_regs___nr_arm64 {
+	int syscallno;
+} __attribute__((preserve_access_index));
+
+static __always_inline long syscall_nr(void *regs)
 {
-	long ret = ctx->ret;
+#if defined(__TARGET_ARCH_x86)
+	return BPF_CORE_READ((struct pt_regs___nr_x86 *)regs, orig_ax);
+#else
+	return BPF_CORE_READ((struct pt_regs___nr_arm64 *)regs, syscallno);
+#endif
+}
+
+/* raw_syscalls:sys_exit(struct pt_regs *regs, long ret), as a raw
+ * tracepoint: it runs for every syscall of the machine, and unlike a
+ * tracepoint program it costs no record copied first. */
+SEC("raw_tracepoint/sys_exit")
+int tp_sys_exit(struct bpf_raw_tracepoint_args *ctx)
+{
+	long ret = ctx->args[1], id;
 	struct event *e;
 	struct fail_count *c, zero = {};
 	struct fail_key k;
@@ -59,7 +75,8 @@ int tp_sys_exit(struct sys_exit_args *ctx)
 	/* id -1 is no syscall: rt_sigreturn clears it and returns the
 	 * interrupted context's rax, so a signal handled right after a failed
 	 * call would count that failure a second time. */
-	if (ctx->id < 0)
+	id = syscall_nr((void *)ctx->args[0]);
+	if (id < 0)
 		return 0;
 	if (!owl_task_wanted())
 		return 0;
@@ -68,14 +85,14 @@ int tp_sys_exit(struct sys_exit_args *ctx)
 		if (!e)
 			return 0;
 		owl_task_fill(&e->task);
-		e->nr = ctx->id;
+		e->nr = id;
 		e->err = -ret;
 		e->ia32 = owl_in_compat_syscall();
 		owl_submit(e, sizeof(*e));
 		return 0;
 	}
 	k.pid = bpf_get_current_pid_tgid() >> 32;
-	k.nr = ctx->id;
+	k.nr = id;
 	k.err = -ret;
 	k.ia32 = owl_in_compat_syscall();
 	c = bpf_map_lookup_elem(&counts, &k);

@@ -47,11 +47,14 @@ type Config struct {
 	Stream bool // emit each failure instead of counting in the kernel (-e)
 }
 
+// hooks: the program runs at every syscall's exit, so it is attached as a
+// raw tracepoint (the registers, no record copied per syscall); its users
+// know it as the tracepoint raw_syscalls:sys_exit.
 func hooks(Config) []probe.Hook {
 	return []probe.Hook{{
 		Kind:        probe.Tracepoint,
 		Name:        "tracepoint raw_syscalls:sys_exit",
-		Attachments: []probe.Attachment{probe.TracepointAt(epermProgTpSysExit, "raw_syscalls", "sys_exit")},
+		Attachments: []probe.Attachment{probe.RawTracepointAt(epermProgTpSysExit, "sys_exit")},
 	}}
 }
 
@@ -70,7 +73,8 @@ x86_64 and arm64. On x86-64, 32-bit syscalls (int $0x80, or a 32-bit
 process) are named from the i386 table and counted apart from native ones:
 SYSCALL shows them as ia32:NAME; in JSON "ia32" is true.`,
 	Task: true,
-	// Syscall rate: a loop can make 300k events a second.
+	// Syscall rate: a loop can make 300k events a second (-e); sized as
+	// setuids'. Counting (the default) maps a one-page ring instead.
 	RingBytes: 4 << 20,
 	Load:      loadEperm,
 	Default:   func() Config { return Config{} },

@@ -165,7 +165,8 @@ sockets are reported as tcp; unix sockets, pipes and terminals are not
 reported, nor anything for failed execs (-x).`,
 	Task: true,
 	// A record holds up to ~36 KiB (file name and argv); most are small.
-	RingBytes: 8 << 20,
+	// The reader is woken at 64 KiB; RSS counts the ring twice.
+	RingBytes: 1 << 20,
 	Load:      loadExecsnoop,
 	Default:   func() Config { return Config{} },
 	Hooks:     hooks,

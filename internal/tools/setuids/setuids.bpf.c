@@ -1,25 +1,25 @@
 //go:build ignore
 
-/* setuids: the privilege-changing syscalls (set*uid, set*gid, setfs*). One
- * entry program keeps each thread's task header (the caller's uid before
- * the call) and arguments; one exit program emits them with the return
- * value. Native calls come from the syscalls:sys_{enter,exit}_set*id
+/* setuids: the privilege-changing syscalls (set*uid, set*gid, setfs*). The
+ * entry program keeps, per thread, the caller's uid before the call and the
+ * arguments; the exit program emits them with the task header and the
+ * return value. Native calls come from the syscalls:sys_{enter,exit}_set*id
  * tracepoints, which fire only for them; 32-bit (ia32) calls of x86-64
- * (int $0x80, 32-bit processes) only reach raw_syscalls:sys_{enter,exit},
- * which fire for every syscall and so return at once for all but the ia32
- * set*id numbers. */
+ * (int $0x80, 32-bit processes) only reach the raw_syscalls tracepoints,
+ * which fire for every syscall: raw tracepoint programs there (no record
+ * is copied for them, unlike a tracepoint program) return at once for all
+ * but the ia32 set*id numbers. */
 #include "owl.h"
 
 struct event {
-	struct owl_task task; /* filled at entry: uid is the caller's before the call */
+	struct owl_task task; /* at exit, but uid is the caller's before the call */
 	__s64 ret;
 	__s32 nr; /* syscall number: the i386 table's when ia32 */
 	__u32 args[3];
 	__u8 ia32; /* a 32-bit syscall of x86-64 */
 };
 
-/* The stable layout of syscalls:sys_enter_* and sys_exit_* tracepoints,
- * and of raw_syscalls:sys_enter and sys_exit. */
+/* The stable layout of syscalls:sys_enter_* and sys_exit_* tracepoints. */
 struct syscall_enter {
 	__u64 common;
 	long nr;
@@ -32,17 +32,23 @@ struct syscall_exit {
 	long ret;
 };
 
+/* What a thread's entry saw, for its exit. */
 struct start {
-	struct owl_task task;
+	__u32 uid; /* before the call */
 	__s32 nr;
 	__u32 args[3];
+	__u8 armed; /* an entry waits for its exit */
 	__u8 ia32;
 };
 
+/* Per thread, in the task's own storage rather than a hash keyed by tid:
+ * made once for a thread, then one lookup at entry and one at exit, where
+ * a hash took an update, a lookup and a delete per call (most of the cost
+ * of a traced call). It goes away with the thread. */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 10240);
-	__type(key, __u32);
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
 	__type(value, struct start);
 } starts SEC(".maps");
 
@@ -52,6 +58,7 @@ struct {
 #define IA32_MAX_NR 256
 const volatile __u64 ia32_setid_nrs[IA32_MAX_NR / 64] = {};
 
+#if defined(__TARGET_ARCH_x86)
 /* Whether the current syscall, numbered nr, is an ia32 set*id call. */
 static __always_inline bool ia32_setid(long nr)
 {
@@ -63,80 +70,114 @@ static __always_inline bool ia32_setid(long nr)
 	 * numbers (ia32 setresuid32 is native io_getevents). */
 	return owl_in_compat_syscall();
 }
+#endif
 
-static __always_inline int on_enter(long nr, const unsigned long *ctx_args, bool ia32)
+/* Remembers an entry; the caller has read the arguments. */
+static __always_inline void on_enter(long nr, const unsigned long *args, bool ia32)
 {
-	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	struct start *s;
+
+	s = bpf_task_storage_get(&starts, bpf_get_current_task_btf(), 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!s) {
+		/* No memory for this thread's storage: counted, not silent. */
+		owl_count(OWL_DROP_MAP_FULL);
+		return;
+	}
+	s->uid = (__u32)bpf_get_current_uid_gid();
+	s->nr = nr;
+	s->args[0] = args[0];
+	s->args[1] = args[1];
+	s->args[2] = args[2];
+	s->ia32 = ia32;
+	s->armed = 1;
+}
+
+/* The current thread's entry waiting for its exit, or NULL. */
+static __always_inline struct start *waiting(void)
+{
+	struct start *s = bpf_task_storage_get(&starts, bpf_get_current_task_btf(), 0, 0);
+
+	if (!s || !s->armed)
+		return NULL;
+	return s;
+}
+
+static __always_inline void on_exit(struct start *s, long ret)
+{
+	struct event *e;
+
+	s->armed = 0;
+	e = owl_reserve(sizeof(*e));
+	if (!e)
+		return;
+	owl_task_fill(&e->task);
+	e->task.uid = s->uid;
+	e->ret = ret;
+	e->nr = s->nr;
+	e->args[0] = s->args[0];
+	e->args[1] = s->args[1];
+	e->args[2] = s->args[2];
+	e->ia32 = s->ia32;
+	owl_submit(e, sizeof(*e));
+}
+
+SEC("tracepoint/syscalls/sys_enter_setuid")
+int tp_enter(struct syscall_enter *ctx)
+{
 	unsigned long args[3];
-	struct start s = {};
 
 	if (!owl_task_wanted())
 		return 0;
 	/* A probe read, not ctx loads: the kernel refuses to attach a program
 	 * whose ctx loads reach past the record, and setuid has one argument
 	 * where setresuid has three. Unused slots are ignored in user space. */
-	bpf_probe_read_kernel(args, sizeof(args), ctx_args);
-	owl_task_fill(&s.task);
-	s.nr = nr;
-	s.args[0] = args[0];
-	s.args[1] = args[1];
-	s.args[2] = args[2];
-	s.ia32 = ia32;
-	/* A full table must not lose calls silently. */
-	if (bpf_map_update_elem(&starts, &tid, &s, BPF_ANY))
-		owl_count(OWL_DROP_MAP_FULL);
+	bpf_probe_read_kernel(args, sizeof(args), ctx->args);
+	on_enter(ctx->nr, args, false);
 	return 0;
-}
-
-static __always_inline int on_exit(long ret)
-{
-	__u32 tid = (__u32)bpf_get_current_pid_tgid();
-	struct start *s = bpf_map_lookup_elem(&starts, &tid);
-	struct event *e;
-
-	if (!s)
-		return 0;
-	e = owl_reserve(sizeof(*e));
-	if (e) {
-		e->task = s->task;
-		e->ret = ret;
-		e->nr = s->nr;
-		e->args[0] = s->args[0];
-		e->args[1] = s->args[1];
-		e->args[2] = s->args[2];
-		e->ia32 = s->ia32;
-		owl_submit(e, sizeof(*e));
-	}
-	bpf_map_delete_elem(&starts, &tid);
-	return 0;
-}
-
-SEC("tracepoint/syscalls/sys_enter_setuid")
-int tp_enter(struct syscall_enter *ctx)
-{
-	return on_enter(ctx->nr, ctx->args, false);
 }
 
 SEC("tracepoint/syscalls/sys_exit_setuid")
 int tp_exit(struct syscall_exit *ctx)
 {
-	return on_exit(ctx->ret);
+	struct start *s = waiting();
+
+	if (s)
+		on_exit(s, ctx->ret);
+	return 0;
 }
 
-SEC("tracepoint/raw_syscalls/sys_enter")
-int tp_raw_enter(struct syscall_enter *ctx)
+/* raw_syscalls:sys_enter(struct pt_regs *regs, long id) and
+ * sys_exit(struct pt_regs *regs, long ret), as raw tracepoints. Attached on
+ * x86-64 only (setuids.go); elsewhere they do nothing. */
+SEC("raw_tracepoint/sys_enter")
+int tp_raw_enter(struct bpf_raw_tracepoint_args *ctx)
 {
-	if (!ia32_setid(ctx->nr))
+#if defined(__TARGET_ARCH_x86)
+	struct pt_regs *regs = (struct pt_regs *)ctx->args[0];
+	long nr = ctx->args[1];
+	unsigned long args[3];
+
+	if (!ia32_setid(nr) || !owl_task_wanted())
 		return 0;
-	return on_enter(ctx->nr, ctx->args, true);
+	/* The i386 calling convention: arguments in bx, cx, dx (a layout
+	 * fixed by the ptrace ABI). */
+	bpf_probe_read_kernel(&args[0], sizeof(args[0]), &regs->bx);
+	bpf_probe_read_kernel(&args[1], 2 * sizeof(args[0]), &regs->cx);
+	on_enter(nr, args, true);
+#endif
+	return 0;
 }
 
-SEC("tracepoint/raw_syscalls/sys_exit")
-int tp_raw_exit(struct syscall_exit *ctx)
+SEC("raw_tracepoint/sys_exit")
+int tp_raw_exit(struct bpf_raw_tracepoint_args *ctx)
 {
-	if (!ia32_setid(ctx->nr))
-		return 0;
-	return on_exit(ctx->ret);
+	/* Every syscall's exit: a thread that never made a traced call has
+	 * no storage, and the lookup says so at once. */
+	struct start *s = waiting();
+
+	if (s && s->ia32)
+		on_exit(s, ctx->args[1]);
+	return 0;
 }
 
 /* Keeps `struct event` in BTF for bpf2go -type event. */

@@ -33,21 +33,13 @@ type setuidsEvent struct {
 }
 
 type setuidsStart struct {
-	_    structs.HostLayout
-	Task struct {
-		_        structs.HostLayout
-		TsNs     uint64
-		CgroupId uint64
-		Pid      uint32
-		Tid      uint32
-		Uid      uint32
-		Mntns    uint32
-		Comm     [16]uint8
-	}
-	Nr   int32
-	Args [3]uint32
-	Ia32 uint8
-	_    [7]byte
+	_     structs.HostLayout
+	Uid   uint32
+	Nr    int32
+	Args  [3]uint32
+	Armed uint8
+	Ia32  uint8
+	_     [2]byte
 }
 
 // Names of all BPF objects in the ELF.
