@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"fmt"
 	"os"
 	"slices"
 	"strconv"
@@ -34,6 +35,10 @@ type Common struct {
 	// cmd is the command the flags were added to, to tell a flag given as
 	// 0 from one not given (nil: a flag is given when not at its default).
 	cmd *cobra.Command
+	// pidfd is the -p process, held from Options to the end of the
+	// command: it tells when that process exits, and a pid number alone
+	// could by then name another process (pids are recycled).
+	pidfd *os.File
 }
 
 // Limits of the task filters. A pid is below pid_max, which is at most
@@ -50,7 +55,7 @@ func (c *Common) AddFlags(cmd *cobra.Command, task bool) {
 	c.cmd = cmd
 	f := cmd.Flags()
 	if task {
-		f.IntVarP(&c.PID, "pid", "p", 0, "trace this process (`PID`) only, filtered in the kernel (1 to "+strconv.Itoa(maxPID)+")")
+		f.IntVarP(&c.PID, "pid", "p", 0, "trace this process (`PID`) only, filtered in the kernel (1 to "+strconv.Itoa(maxPID)+"); when it exits, owl says so and ends (status 0)")
 		c.UID = -1
 		short := "u"
 		if c.NoUIDShort {
@@ -118,6 +123,9 @@ func (c *Common) Options() (tool.Options, error) {
 	}
 	opts.Runtime = probe.NewRuntime()
 	if err := probe.EnsureTracefs(); err != nil {
+		return opts, err
+	}
+	if err := c.openPID(); err != nil {
 		return opts, err
 	}
 	return opts, nil
@@ -315,7 +323,16 @@ func NewCommand(info tool.Info, help, example string, c *Common, run func(cmd *c
 			if err != nil {
 				return err
 			}
-			return run(cmd, opts)
+			defer c.closePID()
+			err = run(cmd, opts)
+			if err != nil && c.pidExited() {
+				// The -p process went away while the tool was starting
+				// (its maps or files vanished under it): that, not the
+				// error it caused, is what happened.
+				fmt.Fprintf(cmd.ErrOrStderr(), "owl: process %d exited before tracing started (%s)\n", c.PID, Message(err))
+				return nil
+			}
+			return err
 		},
 	}
 	c.AddFlags(cmd, info.Task)
