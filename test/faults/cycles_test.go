@@ -83,7 +83,7 @@ func settled(base usage) usage {
 
 func cycles(t *testing.T, w *world, tl tool.Tool) int {
 	tname := tl.Info().Name
-	args := w.argv(t, tname)[1:]
+	args := w.argv(t, tname, "")[1:]
 	before, err := kernelObjects()
 	if err != nil {
 		t.Fatal(err)

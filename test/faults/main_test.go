@@ -143,11 +143,18 @@ func execer(args []string) error {
 	if err != nil {
 		return err
 	}
-	env := append(os.Environ(), "OWL_E2E_CHILD=opener")
+	// syscall.Exec keeps the first of duplicate variables: replace it.
+	env := []string{"OWL_E2E_CHILD=opener"}
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "OWL_E2E_CHILD=") {
+			env = append(env, kv)
+		}
+	}
 	return syscall.Exec(exe, append([]string{exe}, args...), env)
 }
 
-// opener opens args[0] every 10 ms until its stdin closes.
+// opener opens args[0] and calls spinWork every 10 ms until its stdin
+// closes.
 func opener(args []string) error {
 	stop := make(chan struct{})
 	go func() {
@@ -158,6 +165,7 @@ func opener(args []string) error {
 		if f, err := os.Open(args[0]); err == nil {
 			f.Close()
 		}
+		sink += spinWork(100)
 		select {
 		case <-stop:
 			return nil
@@ -306,4 +314,17 @@ func (w *world) pythonPID(t testing.TB) string {
 		w.python = startPython(t, w.t)
 	}
 	return w.python.pidArg()
+}
+
+// bash runs shell functions, which bashfunc and bashfunclat trace.
+const bash = "/bin/bash"
+
+// startBash starts a bash calling a function every 20 ms, ended with the
+// test, or skips t where there is no bash (the qemu guests).
+func startBash(t testing.TB) *proc {
+	t.Helper()
+	if _, err := os.Stat(bash); err != nil {
+		t.Skipf("no %s to trace (the qemu guests have none)", bash)
+	}
+	return startProc(t, nil, exec.Command(bash, "-c", "f() { :; }; echo ready; while :; do f; sleep 0.02; done"), "ready")
 }

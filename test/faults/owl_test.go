@@ -2,6 +2,7 @@ package faults
 
 import (
 	"bufio"
+	"errors"
 	"io"
 	"os"
 	"os/exec"
@@ -13,6 +14,11 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/owlbpf/owl/internal/e2e"
+	"github.com/owlbpf/owl/internal/probe"
+	"github.com/owlbpf/owl/internal/tool"
+	"github.com/owlbpf/owl/internal/tools"
 )
 
 // A target says how a tool of the registry attaches for these tests.
@@ -20,44 +26,49 @@ import (
 // new tool is covered as soon as it is registered; one that needs
 // arguments fails here until it gets a line.
 type target struct {
-	// args besides -p, given the test's world.
-	args func(w *world, t testing.TB) []string
-	// pid says which process -p names: "" none (the tool traces every
-	// process, so the workload's events flow); "python" the python
-	// target, which these tools need.
-	pid string
+	// file: the tool probes a function in a file: its argument is the
+	// probe specifier of spinWork in this test binary, which the workload
+	// runs (in the guests too: no compiler or libc needed).
+	file bool
+	args []string // more arguments, besides -p
+	// python: -p names a python3.11 process, which the tool needs;
+	// otherwise fault runs give no -p (the tool traces every process,
+	// so the workload's events flow).
+	python bool
+	// bash: a -p of this tool names a bash process (fault runs probe
+	// /bin/bash without -p).
+	bash bool
 }
 
 var targets = map[string]target{
-	"funccount":   {args: spinWorkArgs},
-	"funclatency": {args: spinWorkArgs},
-	"trace":       {args: spinWorkArgs},
-	"stackcount":  {args: spinWorkArgs},
-	"usdt":        {args: fixed("python:function__return"), pid: "python"},
-	"ucalls":      {pid: "python"},
-	"uflow":       {pid: "python"},
-	"ugc":         {pid: "python"},
-	"uthreads":    {args: fixed("-l", "c"), pid: "python"},
+	"funccount":    {file: true},
+	"funclatency":  {file: true},
+	"trace":        {file: true},
+	"stackcount":   {file: true},
+	"usdt":         {args: []string{"python:function__return"}, python: true},
+	"ucalls":       {python: true},
+	"uflow":        {python: true},
+	"ugc":          {python: true},
+	"uthreads":     {args: []string{"-l", "c"}, python: true},
+	"bashreadline": {bash: true},
+	"bashfunc":     {bash: true},
+	"bashfunclat":  {bash: true},
 }
 
-// spinWorkArgs probes spinWork in this test binary, which the workload
-// runs (in the guests too: no compiler or libc needed).
-func spinWorkArgs(w *world, _ testing.TB) []string { return []string{goFunc(w.exe)} }
-
-func fixed(args ...string) func(*world, testing.TB) []string {
-	return func(*world, testing.TB) []string { return args }
-}
-
-// argv is the command line of tool for fault runs: its target's
-// arguments and -p where it needs one.
-func (w *world) argv(t testing.TB, tool string) []string {
+// argv is the command line of tool: its target's arguments, and -p pid
+// where pid is not "" (else the python target's where the tool needs it).
+func (w *world) argv(t testing.TB, tool, pid string) []string {
 	tg := targets[tool]
 	argv := []string{tool}
-	if tg.args != nil {
-		argv = append(argv, tg.args(w, t)...)
+	if tg.file {
+		argv = append(argv, goFunc(w.exe))
 	}
-	if tg.pid == "python" {
-		argv = append(argv, "-p", w.pythonPID(t))
+	argv = append(argv, tg.args...)
+	if pid == "" && tg.python {
+		pid = w.pythonPID(t)
+	}
+	if pid != "" {
+		argv = append(argv, "-p", pid)
 	}
 	return argv
 }
@@ -74,8 +85,9 @@ type owlRun struct {
 
 	mu     sync.Mutex
 	stderr strings.Builder
-	lines  int            // stdout lines
-	owned  map[obj]string // BPF objects owl was seen holding, named
+	lines  int             // stdout lines
+	stdout strings.Builder // the first maxStdout bytes of them
+	owned  map[obj]string  // BPF objects owl was seen holding, named
 }
 
 // startOwl runs owl with args. While it runs, the BPF objects it holds
@@ -120,6 +132,9 @@ func startOwl(t testing.TB, args ...string) *owlRun {
 		for sc.Scan() {
 			r.mu.Lock()
 			r.lines++
+			if r.stdout.Len() < maxStdout {
+				r.stdout.WriteString(sc.Text() + "\n")
+			}
 			r.mu.Unlock()
 		}
 		io.Copy(io.Discard, stdout)
@@ -208,15 +223,36 @@ func (r *owlRun) errText() string {
 
 // unavailable says why owl could not attach its tool on this kernel, ""
 // when it did not fail that way (call it once owl exited without the
-// Tracing line).
+// Tracing line): status 2, and the tool, started from the registry in
+// this process, finds no usable hook either (seccount and modsnoop here).
 func (r *owlRun) unavailable() string {
 	if r.state == nil || r.state.ExitCode() != 2 {
 		return ""
 	}
-	if msg := r.errText(); strings.Contains(msg, "no usable hook") {
-		return strings.TrimSpace(msg)
+	if err := noHook(r.args[0]); err != nil {
+		return err.Error()
 	}
 	return ""
+}
+
+// noHook is the registry's error for a tool without a usable hook on this
+// kernel, nil for one that has one (or needs arguments to tell).
+func noHook(name string) error {
+	tl := tools.Find(name)
+	if tl == nil {
+		return nil
+	}
+	opts := e2e.Options()
+	opts.NoReader = true
+	s, err := tl.Start(opts)
+	if err == nil {
+		s.Close()
+		return nil
+	}
+	if errors.Is(err, probe.ErrNoHook) && !errors.Is(err, tool.ErrNeedsArgs) {
+		return err
+	}
+	return nil
 }
 
 // status describes how owl ended: "exit N" or "killed by SIG".
@@ -250,4 +286,36 @@ func (r *owlRun) stdoutLines() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.lines
+}
+
+// maxStdout is how much of owl's stdout a run keeps.
+const maxStdout = 4 << 20
+
+// outText is what owl wrote to stdout so far (its first maxStdout bytes).
+func (r *owlRun) outText() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.stdout.String()
+}
+
+// waitOut waits until owl's stdout holds s, and says whether it did.
+func (r *owlRun) waitOut(s string, timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	for !strings.Contains(r.outText(), s) {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return true
+}
+
+// running reports whether owl still runs.
+func (r *owlRun) running() bool {
+	select {
+	case <-r.done:
+		return false
+	default:
+		return true
+	}
 }

@@ -95,7 +95,7 @@ func TestFaultsLeaveNothingBehind(t *testing.T) {
 // faults runs tool name under the faults of plan(i) and checks what they
 // leave; it returns how many runs it made.
 func faults(t *testing.T, w *world, rng *rand.Rand, i int, name string, probes map[string]bool) int {
-	argv := w.argv(t, name)
+	argv := w.argv(t, name, "")
 	before, err := kernelObjects()
 	if err != nil {
 		t.Fatal(err)
