@@ -51,6 +51,8 @@ func TestPIDExitEndsTool(t *testing.T) {
 			continue // no -p
 		}
 		t.Run(info.Name, func(t *testing.T) {
+			// Mostly waiting for owl to start: two at a time.
+			t.Parallel()
 			var p *proc
 			switch tg := targets[info.Name]; {
 			case tg.python:
