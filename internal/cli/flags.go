@@ -1,11 +1,14 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"os"
+	"os/signal"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -319,6 +322,17 @@ func NewCommand(info tool.Info, help, example string, c *Common, run func(cmd *c
 		Example: example,
 		Args:    NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			// SIGINT and SIGTERM end the command the same way from its
+			// start to its end: one that comes while the tool attaches
+			// ends the run as soon as it begins, one that comes while it
+			// detaches (after Run, or after -p's process exited) is
+			// absorbed, so owl still detaches and exits 0. A second one
+			// gets the signal's default action: owl ends at once (its
+			// probes are fd-based links, which the kernel detaches).
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			context.AfterFunc(ctx, stop)
+			cmd.SetContext(ctx)
 			opts, err := c.Options()
 			if err != nil {
 				return err
