@@ -1,13 +1,16 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
+	"os/signal"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -40,6 +43,10 @@ type Common struct {
 	// cmd is the command the flags were added to, to tell a flag given as
 	// 0 from one not given (nil: a flag is given when not at its default).
 	cmd *cobra.Command
+	// pidfd is the -p process, held from Options to the end of the
+	// command: it tells when that process exits, and a pid number alone
+	// could by then name another process (pids are recycled).
+	pidfd *os.File
 }
 
 // Limits of the task filters. A pid is below pid_max, which is at most
@@ -56,7 +63,7 @@ func (c *Common) AddFlags(cmd *cobra.Command, task bool) {
 	c.cmd = cmd
 	f := cmd.Flags()
 	if task {
-		f.IntVarP(&c.PID, "pid", "p", 0, "trace this process (`PID`) only, filtered in the kernel (1 to "+strconv.Itoa(maxPID)+")")
+		f.IntVarP(&c.PID, "pid", "p", 0, "trace this process (`PID`) only, filtered in the kernel (1 to "+strconv.Itoa(maxPID)+"); when it exits, owl says so and ends (status 0)")
 		c.UID = -1
 		short := "u"
 		if c.NoUIDShort {
@@ -131,6 +138,9 @@ func (c *Common) Options() (tool.Options, error) {
 	}
 	opts.Runtime = probe.NewRuntime()
 	if err := probe.EnsureTracefs(); err != nil {
+		return opts, err
+	}
+	if err := c.openPID(); err != nil {
 		return opts, err
 	}
 	return opts, nil
@@ -362,11 +372,31 @@ func NewCommand(info tool.Info, help, example string, c *Common, run func(cmd *c
 		Example: example,
 		Args:    NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			// SIGINT and SIGTERM end the command the same way from its
+			// start to its end: one that comes while the tool attaches
+			// ends the run as soon as it begins, one that comes while it
+			// detaches (after Run, or after -p's process exited) is
+			// absorbed, so owl still detaches and exits 0. A second one
+			// gets the signal's default action: owl ends at once (its
+			// probes are fd-based links, which the kernel detaches).
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			context.AfterFunc(ctx, stop)
+			cmd.SetContext(ctx)
 			opts, err := c.Options()
 			if err != nil {
 				return err
 			}
-			return c.explain(run(cmd, opts))
+			defer c.closePID()
+			err = run(cmd, opts)
+			if err != nil && c.pidExited() {
+				// The -p process went away while the tool was starting
+				// (its maps or files vanished under it): that, not the
+				// error it caused, is what happened.
+				fmt.Fprintf(cmd.ErrOrStderr(), "owl: process %d exited before tracing started (%s)\n", c.PID, Message(err))
+				return nil
+			}
+			return c.explain(err)
 		},
 	}
 	c.AddFlags(cmd, info.Task)

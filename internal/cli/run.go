@@ -64,7 +64,8 @@ type Loop[E any] struct {
 	Every  time.Duration
 }
 
-// Run runs src until Ctrl-C, SIGTERM, -d or a closed output: it prints the
+// Run runs src until Ctrl-C, SIGTERM, -d, the exit of -p's process (said
+// on stderr, status 0) or a closed output: it prints the
 // header, announces tracing on stderr, hands each event to Emit, flushes
 // output whenever the ring is drained, reports and, at the end, says what
 // was lost. A closed pipe (owl ... | head -1) ends it quietly, status 0.
@@ -73,6 +74,9 @@ type Loop[E any] struct {
 func Run[E any](cmd *cobra.Command, c *Common, src *tool.Source[E], out Sink, l Loop[E]) error {
 	ctx, cancel := c.Context(cmd.Context())
 	defer cancel()
+	// -p's process exiting ends the run as Ctrl-C does.
+	stopWatch := c.watchPID(cancel)
+	defer stopWatch()
 	finished := make(chan struct{})
 	defer close(finished)
 	go func() {
@@ -136,6 +140,7 @@ func Run[E any](cmd *cobra.Command, c *Common, src *tool.Source[E], out Sink, l 
 	}
 	runErr := src.Run(ctx, emit)
 	cancel()
+	exited := stopWatch()
 	repErr := <-reported
 	st, stErr := src.Stats()
 	// stderr is rarely the blocked stdout, but may be (2>&1 | ...): the
@@ -144,6 +149,9 @@ func Run[E any](cmd *cobra.Command, c *Common, src *tool.Source[E], out Sink, l 
 	mu.Lock()
 	out.Lost(stderr, st)
 	mu.Unlock()
+	if exited {
+		fmt.Fprintf(stderr, "owl: process %d exited\n", c.PID)
+	}
 	closeErr := out.Close()
 	mu.Lock()
 	defer mu.Unlock()

@@ -61,7 +61,11 @@ func (t *target) message(b []byte, vals []any, r *record, types *goTypes) ([]byt
 		b, val = appendInt(b, v, bits, w)
 		vals = append(vals, val)
 	}
-	return append(b, t.p.Format.Lits[len(t.p.Format.Verbs)]...), vals
+	// A probe without a format string ('./app:work') has no Lits at all.
+	if n := len(t.p.Format.Verbs); n < len(t.p.Format.Lits) {
+		b = append(b, t.p.Format.Lits[n]...)
+	}
+	return b, vals
 }
 
 // appendInt formats w as verb v of the given width (C's conversions:
