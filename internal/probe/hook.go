@@ -98,6 +98,35 @@ func RawTracepointAt(prog, name string) Attachment {
 		}}
 }
 
+// LazyAt is an attachment of prog whose real attachment is found only
+// when the hook is tried: resolve (which reads a file's symbols, say) runs
+// at attach, not when the hooks are listed for --help or `owl tools`, so
+// that listing them reads nothing. target names it in messages until then.
+// When the hook's Check calls resolve too, so that a target that cannot be
+// found rejects the hook before anything loads, memoize it (sync.OnceValues)
+// so that it runs once. The lazy attachment's Optional counts, not the
+// resolved one's; a per-target attachment (TracingEachAt, KprobesEachAt)
+// cannot be resolved this way: its attach needs the loaded collection.
+func LazyAt(prog, target string, resolve func() (Attachment, error)) Attachment {
+	return Attachment{Program: prog, Target: target,
+		attach: func(p *ebpf.Program) (link.Link, error) {
+			a, err := resolve()
+			switch {
+			case err != nil:
+				return nil, err
+			case a.Program != prog:
+				return nil, fmt.Errorf("resolved to program %s, not %s", a.Program, prog)
+			case a.each != nil || a.attach == nil:
+				return nil, fmt.Errorf("resolved to %s: not an attachment LazyAt can make", a.Target)
+			}
+			l, err := a.attach(p)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", a.Target, err)
+			}
+			return l, nil
+		}}
+}
+
 // Optional marks an attachment whose failure does not reject the hook.
 func Optional(a Attachment) Attachment {
 	a.Optional = true

@@ -2,10 +2,14 @@ package probe
 
 import (
 	"errors"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 )
 
@@ -70,5 +74,57 @@ func TestTimeResyncs(t *testing.T) {
 	s = &Session{clock: -int64(time.Hour), clockAt: mono.Nano()} // fresh: kept
 	if got := s.Time(uint64(mono.Nano())); time.Since(got) < 59*time.Minute {
 		t.Errorf("time %v, want the fresh offset used", got)
+	}
+}
+
+// LazyAt resolves nothing until attach, once per attach, and refuses what
+// it cannot attach; a real tracepoint attaches through it (as root).
+func TestLazyAt(t *testing.T) {
+	calls := 0
+	gone := errors.New("no such file")
+	var resolved Attachment
+	resolve := func() (Attachment, error) {
+		calls++
+		if resolved.Program == "" {
+			return Attachment{}, gone
+		}
+		return resolved, nil
+	}
+	a := LazyAt("p", "uprobe x:f", resolve)
+	h := Hook{Kind: Uprobe, Name: "uprobe x:f", Attachments: []Attachment{a}}
+	if got := h.Programs(); len(got) != 1 || got[0] != "p" || a.Target != "uprobe x:f" || calls != 0 {
+		t.Fatalf("programs %v, target %q, %d resolves: want [p], uprobe x:f, none before attach", got, a.Target, calls)
+	}
+	if _, err := a.attach(nil); !errors.Is(err, gone) || calls != 1 {
+		t.Errorf("attach: %v after %d resolves, want the resolve error after 1", err, calls)
+	}
+	for _, r := range []Attachment{TracepointAt("q", "syscalls", "sys_enter_getpid"), TracingEachAt("p", []string{"f"}, nil)} {
+		resolved = r
+		if _, err := a.attach(nil); err == nil || !strings.Contains(err.Error(), "resolved to") {
+			t.Errorf("resolved to %s %s: %v, want refused", r.Program, r.Target, err)
+		}
+	}
+
+	if os.Geteuid() != 0 {
+		t.Skip("attaching needs root")
+	}
+	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.TracePoint, License: "GPL",
+		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 0), asm.Return()}})
+	if err != nil {
+		t.Fatalf("load: %v", err)
+	}
+	defer prog.Close()
+	resolved = TracepointAt("p", "syscalls", "sys_enter_getpid")
+	l, err := a.attach(prog)
+	if err != nil {
+		t.Fatalf("attach: %v", err)
+	}
+	defer l.Close()
+	if info, err := l.Info(); err != nil || info.Type != link.PerfEventType {
+		t.Errorf("link %+v %v, want a perf event (tracepoint) link", info, err)
+	}
+	resolved = TracepointAt("p", "syscalls", "no_such_tracepoint")
+	if _, err := a.attach(prog); err == nil || !strings.Contains(err.Error(), "syscalls:no_such_tracepoint: ") {
+		t.Errorf("attach to a missing tracepoint: %v, want an error naming it", err)
 	}
 }

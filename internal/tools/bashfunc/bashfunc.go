@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 
 	"github.com/cilium/ebpf"
 
@@ -122,17 +123,42 @@ func bashPath(cfg Config, pid int) string {
 	return DefaultBash
 }
 
-// target is what the hooks and Configure need, found once per Open (or
-// per Info, for the registry's default config).
+// target is the bash the hooks and Configure need, read once: by Open,
+// or for the registry's default config when the hook is tried, not when
+// hooks are listed (every owl start builds --help from them).
 type target struct {
-	bash *Bash
 	pid  int
-	err  error
+	find func() (*Bash, error) // FindBash of the target, memoized
+	bash *Bash                 // found already (by Open): attach as is
 }
 
 func newTarget(cfg Config, pid int) *target {
-	b, err := FindBash(bashPath(cfg, pid))
-	return &target{bash: b, pid: pid, err: err}
+	path := bashPath(cfg, pid)
+	return &target{pid: pid, find: sync.OnceValues(func() (*Bash, error) { return FindBash(path) })}
+}
+
+// check is the hooks' Check: a bash that cannot be traced rejects them.
+func (t *target) check() error {
+	_, err := t.find()
+	return err
+}
+
+// uprobeAt attaches prog at the function fn of the bash (its file offset
+// given by offset): at once when the bash was found, else lazily.
+func (t *target) uprobeAt(prog, fn string, offset func(*Bash) uint64) probe.Attachment {
+	at := func(b *Bash) probe.Attachment {
+		return probe.UprobesAt(prog, b.Path, []uint64{offset(b)}, nil, false, t.pid)
+	}
+	if t.bash != nil {
+		return at(t.bash)
+	}
+	return probe.LazyAt(prog, "uprobe bash:"+fn, func() (probe.Attachment, error) {
+		b, err := t.find()
+		if err != nil {
+			return probe.Attachment{}, err
+		}
+		return at(b), nil
+	})
 }
 
 const hookName = "uprobe bash:find_function_def (uprobe-multi where the kernel has it)"
@@ -140,22 +166,30 @@ const hookName = "uprobe bash:find_function_def (uprobe-multi where the kernel h
 // callHook attaches the call probe (and, for bashfunclat, the return
 // probe); a bash that cannot be traced fails the hook's Check.
 func callHook(t *target, name string, withReturn bool) []probe.Hook {
-	h := probe.Hook{Kind: probe.Uprobe, Name: name, Check: func() error { return t.err }}
-	if t.err != nil {
-		return []probe.Hook{h}
-	}
-	b := t.bash
-	h.Attachments = append(h.Attachments, probe.UprobesAt(bashfuncProgFuncCall, b.Path, []uint64{b.CallOffset}, nil, false, t.pid))
+	h := probe.Hook{Kind: probe.Uprobe, Name: name, Check: t.check}
+	h.Attachments = append(h.Attachments, t.uprobeAt(bashfuncProgFuncCall, "find_function_def", func(b *Bash) uint64 { return b.CallOffset }))
 	if withReturn {
-		h.Attachments = append(h.Attachments, probe.UprobesAt(bashfuncProgFuncReturn, b.Path, []uint64{b.ReturnOffset}, nil, false, t.pid))
+		h.Attachments = append(h.Attachments, t.uprobeAt(bashfuncProgFuncReturn, "restore_funcarray_state", func(b *Bash) uint64 { return b.ReturnOffset }))
 	}
 	return []probe.Hook{h}
 }
 
+// foundTarget is Open's target: the bash read before anything loads.
+func foundTarget(cfg Config, pid int) (*target, error) {
+	t := newTarget(cfg, pid)
+	b, err := t.find()
+	if err != nil {
+		return nil, err
+	}
+	t.bash = b
+	return t, nil
+}
+
 // configure sets the symbol values and what the programs do.
 func configure(t *target, cs *ebpf.CollectionSpec, events, times bool, unitNs uint64, hists int) error {
-	if t.err != nil {
-		return t.err
+	b, err := t.find()
+	if err != nil {
+		return err
 	}
 	var v bashfuncVariableSpecs
 	if err := cs.Assign(&v); err != nil {
@@ -166,8 +200,7 @@ func configure(t *target, cs *ebpf.CollectionSpec, events, times bool, unitNs ui
 		return err
 	}
 	m.Hists.MaxEntries = uint32(max(hists, 1))
-	b := t.bash
-	err := errors.Join(v.CallSym.Set(b.CallSym), v.ReturnSym.Set(b.ReturnSym),
+	err = errors.Join(v.CallSym.Set(b.CallSym), v.ReturnSym.Set(b.ReturnSym),
 		v.ThisFunctionSym.Set(b.ThisFunctionSym), v.FuncnestSym.Set(b.FuncnestSym),
 		v.SourcenestSym.Set(b.SourcenestSym), v.WantEvents.Set(events), v.WantTimes.Set(times),
 		v.UnitNs.Set(unitNs))
@@ -226,9 +259,9 @@ var Tool = tool.Register(&spec, command)
 // Open loads bashfunc and attaches it to the bash of cfg; with a pid in
 // opts, to that process only.
 func Open(cfg Config, opts tool.Options) (*tool.Source[Event], error) {
-	t := newTarget(cfg, opts.Task.PID)
-	if t.err != nil {
-		return nil, t.err
+	t, err := foundTarget(cfg, opts.Task.PID)
+	if err != nil {
+		return nil, err
 	}
 	return tool.Open(&spec, specConfig{Config: cfg, t: t}, opts)
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/owlbpf/owl/internal/cli"
 	"github.com/owlbpf/owl/internal/e2e"
+	"github.com/owlbpf/owl/internal/tool"
 	"github.com/owlbpf/owl/internal/tools/funclatency"
 )
 
@@ -292,5 +293,37 @@ func TestFindBash(t *testing.T) {
 	exe, _ := os.Executable()
 	if _, err := FindBash(exe); err == nil {
 		t.Errorf("FindBash(%s, a Go test binary) succeeded", exe)
+	}
+}
+
+// The registry's configs find the bash only when the hook is tried: a
+// missing one fails the Check as FindBash does, a present one attaches.
+func TestLazyTarget(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "bash")
+	_, findErr := FindBash(missing)
+	for name, hook := range map[string]string{"bashfunc": hookName, "bashfunclat": latHookName} {
+		tgt := newTarget(Config{Bash: missing}, 0)
+		var err error
+		if name == "bashfunc" {
+			_, err = tool.Open(&spec, specConfig{t: tgt}, tool.DefaultOptions())
+		} else {
+			_, err = tool.Open(&latSpec, latSpecConfig{t: tgt}, tool.DefaultOptions())
+		}
+		if want := name + ": no usable hook on this kernel: " + hook + ": " + findErr.Error(); err == nil || err.Error() != want {
+			t.Errorf("open %s: %v, want %s", name, err, want)
+		}
+	}
+
+	e2e.Require(t)
+	if _, err := FindBash(DefaultBash); err != nil {
+		t.Skipf("no usable %s: %v", DefaultBash, err)
+	}
+	src, err := tool.Open(&latSpec, latSpec.Default(), e2e.Options())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	if src.Session.Hook.Name != latHookName || len(src.Session.Tried) != 0 {
+		t.Errorf("hook %q after %v, want %q first", src.Session.Hook.Name, src.Session.Tried, latHookName)
 	}
 }

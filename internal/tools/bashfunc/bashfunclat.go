@@ -113,9 +113,9 @@ func OpenLat(cfg LatConfig, opts tool.Options) (*LatSource, error) {
 	if cfg.Funcs < 0 || cfg.Funcs > MaxFuncs {
 		return nil, fmt.Errorf("bashfunclat: %d functions: want 1 to %d", cfg.Funcs, MaxFuncs)
 	}
-	t := newTarget(cfg.Config, opts.Task.PID)
-	if t.err != nil {
-		return nil, t.err
+	t, err := foundTarget(cfg.Config, opts.Task.PID)
+	if err != nil {
+		return nil, err
 	}
 	src, err := tool.Open(&latSpec, latSpecConfig{LatConfig: cfg, t: t}, opts)
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"github.com/cilium/ebpf"
 
@@ -67,22 +68,34 @@ type Target struct {
 const hookName = "uretprobe bash:readline (or libreadline:readline)"
 
 // hooks attaches the return probe to readline. Without a target (the
-// registry's default config) it finds /bin/bash's; a failure to is the
-// hook's Check error.
+// registry's default config) it finds /bin/bash's only when the hook is
+// tried, not when hooks are listed (every owl start builds --help from
+// them); a failure to is the hook's Check error.
 func hooks(cfg Config) []probe.Hook {
 	h := probe.Hook{Kind: probe.Uprobe, Name: hookName}
-	t := cfg.target
-	if t.Path == "" {
-		var err error
-		if t, err = Find(cfg.Shared, 0); err != nil {
-			h.Check = func() error { return err }
-			return []probe.Hook{h}
-		}
+	if cfg.target.Path != "" {
+		h.Attachments = []probe.Attachment{readlineAt(cfg.target, cfg.pid)}
+		return []probe.Hook{h}
+	}
+	find := sync.OnceValues(func() (Target, error) { return Find(cfg.Shared, 0) })
+	h.Check = func() error {
+		_, err := find()
+		return err
 	}
 	h.Attachments = []probe.Attachment{
-		probe.UprobesAt(bashreadlineProgReadlineReturn, t.Path, []uint64{t.Offset}, nil, true, cfg.pid),
+		probe.LazyAt(bashreadlineProgReadlineReturn, "uretprobe bash:readline", func() (probe.Attachment, error) {
+			t, err := find()
+			if err != nil {
+				return probe.Attachment{}, err
+			}
+			return readlineAt(t, cfg.pid), nil
+		}),
 	}
 	return []probe.Hook{h}
+}
+
+func readlineAt(t Target, pid int) probe.Attachment {
+	return probe.UprobesAt(bashreadlineProgReadlineReturn, t.Path, []uint64{t.Offset}, nil, true, pid)
 }
 
 var spec = tool.Spec[Config, Event]{

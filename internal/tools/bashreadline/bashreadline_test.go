@@ -16,6 +16,7 @@ import (
 	"github.com/owlbpf/owl/internal/cli"
 	"github.com/owlbpf/owl/internal/e2e"
 	"github.com/owlbpf/owl/internal/event"
+	"github.com/owlbpf/owl/internal/tool"
 	"github.com/owlbpf/owl/internal/uprobe"
 )
 
@@ -279,5 +280,37 @@ func TestTable(t *testing.T) {
 		Command: "printf '\x1b]0;pwned\x07'"}
 	if got, want := string(table.AppendRow(nil, &e)), `03:04:05  4242   printf '\x1b]0;pwned\x07'`+"\n"; got != want {
 		t.Errorf("row %q, want %q", got, want)
+	}
+}
+
+// The registry's config (no target) finds readline only when the hook is
+// tried: a missing bash fails its Check as Find does, a present one
+// attaches.
+func TestLazyTarget(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "bash")
+	h := hooks(Config{Shared: missing})
+	if len(h) != 1 || h[0].Name != hookName || len(h[0].Attachments) != 1 {
+		t.Fatalf("hooks: %+v", h)
+	}
+	_, findErr := Find(missing, 0)
+	if err := h[0].Check(); err == nil || err.Error() != findErr.Error() {
+		t.Errorf("Check: %v, want Find's %v", err, findErr)
+	}
+	_, err := tool.Open(&spec, Config{Shared: missing}, tool.DefaultOptions())
+	if want := "bashreadline: no usable hook on this kernel: " + hookName + ": " + findErr.Error(); err == nil || err.Error() != want {
+		t.Errorf("open: %v, want %s", err, want)
+	}
+
+	e2e.Require(t)
+	if _, err := Find("", 0); err != nil {
+		t.Skipf("no readline in /bin/bash: %v", err)
+	}
+	src, err := tool.Open(&spec, Config{}, e2e.Options())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	if src.Session.Hook.Name != hookName || len(src.Session.Tried) != 0 {
+		t.Errorf("hook %q after %v, want %q first", src.Session.Hook.Name, src.Session.Tried, hookName)
 	}
 }

@@ -6,6 +6,7 @@ package pamsnoop
 
 import (
 	"strconv"
+	"sync"
 
 	"github.com/cilium/ebpf"
 
@@ -126,38 +127,60 @@ const hookName = "uprobe + uretprobe libpam:pam_start*,pam_authenticate,pam_acct
 
 // hooks attaches, to each libpam, the entry program at every function and
 // the return program at those with results, cookies naming the function.
-// Without libs (the registry's default config) it finds the host's
-// libpam; a failure to is the hook's Check error.
+// Without libs (the registry's default config) it finds the host's libpam
+// only when the hook is tried, not when hooks are listed (every owl start
+// builds --help from them); a failure to is the hook's Check error.
 func hooks(cfg Config) []probe.Hook {
 	h := probe.Hook{Kind: probe.Uprobe, Name: hookName}
-	libs := cfg.libs
-	if libs == nil {
-		l, err := findLib(cfg.Lib, 0)
-		if err != nil {
-			h.Check = func() error { return err }
-			return []probe.Hook{h}
+	if cfg.libs != nil {
+		for _, l := range cfg.libs {
+			entry, ret := libAttachments(l, cfg.pid)
+			h.Attachments = append(h.Attachments, entry, ret)
 		}
-		libs = []Lib{l}
+		return []probe.Hook{h}
 	}
-	for _, l := range libs {
-		var entries, entryIDs, rets, retIDs []uint64
-		for id, f := range funcs {
-			off := l.Offsets[id]
-			if off == 0 {
-				continue
+	find := sync.OnceValues(func() (Lib, error) { return findLib(cfg.Lib, 0) })
+	h.Check = func() error {
+		_, err := find()
+		return err
+	}
+	lazy := func(prog, target string, ret bool) probe.Attachment {
+		return probe.LazyAt(prog, target, func() (probe.Attachment, error) {
+			l, err := find()
+			if err != nil {
+				return probe.Attachment{}, err
 			}
-			entries = append(entries, off)
-			entryIDs = append(entryIDs, uint64(id))
-			if f.ret {
-				rets = append(rets, off)
-				retIDs = append(retIDs, uint64(id))
+			entry, r := libAttachments(l, cfg.pid)
+			if ret {
+				return r, nil
 			}
-		}
-		h.Attachments = append(h.Attachments,
-			probe.UprobesAt(pamsnoopProgPamEntry, l.Path, entries, entryIDs, false, cfg.pid),
-			probe.UprobesAt(pamsnoopProgPamReturn, l.Path, rets, retIDs, true, cfg.pid))
+			return entry, nil
+		})
+	}
+	h.Attachments = []probe.Attachment{
+		lazy(pamsnoopProgPamEntry, "uprobe libpam", false),
+		lazy(pamsnoopProgPamReturn, "uretprobe libpam", true),
 	}
 	return []probe.Hook{h}
+}
+
+// libAttachments are the entry and return probes of one libpam.
+func libAttachments(l Lib, pid int) (entry, ret probe.Attachment) {
+	var entries, entryIDs, rets, retIDs []uint64
+	for id, f := range funcs {
+		off := l.Offsets[id]
+		if off == 0 {
+			continue
+		}
+		entries = append(entries, off)
+		entryIDs = append(entryIDs, uint64(id))
+		if f.ret {
+			rets = append(rets, off)
+			retIDs = append(retIDs, uint64(id))
+		}
+	}
+	return probe.UprobesAt(pamsnoopProgPamEntry, l.Path, entries, entryIDs, false, pid),
+		probe.UprobesAt(pamsnoopProgPamReturn, l.Path, rets, retIDs, true, pid)
 }
 
 var spec = tool.Spec[Config, Event]{

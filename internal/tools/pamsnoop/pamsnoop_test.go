@@ -18,6 +18,7 @@ import (
 	"github.com/owlbpf/owl/internal/e2e"
 	"github.com/owlbpf/owl/internal/event"
 	"github.com/owlbpf/owl/internal/probe"
+	"github.com/owlbpf/owl/internal/tool"
 )
 
 func TestMain(m *testing.M) { e2e.Main(m, nil) }
@@ -437,5 +438,30 @@ func TestHostileText(t *testing.T) {
 	}
 	if h := string(table.AppendHeader(nil)); h != "TIME     PID    COMM             SERVICE      USER         RHOST            EVENT            RESULT\n" {
 		t.Errorf("header %q", h)
+	}
+}
+
+// The registry's config (no libs) finds libpam only when the hook is
+// tried: a missing one fails the Check as findLib does, a present one
+// attaches.
+func TestLazyTarget(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "libpam.so.0")
+	_, findErr := findLib(missing, 0)
+	_, err := tool.Open(&spec, Config{Lib: missing}, tool.DefaultOptions())
+	if want := "pamsnoop: no usable hook on this kernel: " + hookName + ": " + findErr.Error(); err == nil || err.Error() != want {
+		t.Errorf("open: %v, want %s", err, want)
+	}
+
+	e2e.Require(t)
+	if _, err := findLib("", 0); err != nil {
+		t.Skipf("no libpam: %v", err)
+	}
+	src, err := tool.Open(&spec, Config{}, e2e.Options())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	if src.Session.Hook.Name != hookName || len(src.Session.Tried) != 0 {
+		t.Errorf("hook %q after %v, want %q first", src.Session.Hook.Name, src.Session.Tried, hookName)
 	}
 }
