@@ -23,7 +23,7 @@ func TestJSONStackAddressesAreHexStrings(t *testing.T) {
 	}
 	o := start(t, "capable", "-K", "-o", "json", "-p", strconv.Itoa(child.Process.Pid))
 	stdin.Write([]byte("go\n"))
-	if err := child.Wait(); err != nil {
+	if err := waitChild(t, child); err != nil {
 		t.Fatalf("child: %v", err)
 	}
 	for {

@@ -290,7 +290,7 @@ func TestJSON(t *testing.T) {
 			}
 			o := start(t, append(tc.args, "-o", "json", "-p", strconv.Itoa(child.Process.Pid))...)
 			stdin.Write([]byte("go\n"))
-			if err := child.Wait(); err != nil {
+			if err := waitChild(t, child); err != nil {
 				t.Fatalf("child: %v", err)
 			}
 			for {
@@ -570,4 +570,31 @@ func TestClosedPipeEndsQuietly(t *testing.T) {
 			}
 		})
 	}
+}
+
+// waitChild waits for a test child, but not forever: a child that does
+// not end within a minute fails the test with what its threads were
+// doing (a CI run once hung here for 11 minutes without a clue).
+func waitChild(t *testing.T, child *exec.Cmd) error {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- child.Wait() }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(time.Minute):
+	}
+	pid := child.Process.Pid
+	var b strings.Builder
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*", pid))
+	for _, task := range tasks {
+		stat, _ := os.ReadFile(task + "/stat")
+		wchan, _ := os.ReadFile(task + "/wchan")
+		stack, _ := os.ReadFile(task + "/stack")
+		fmt.Fprintf(&b, "%s: %s wchan %s\n%s\n", task, strings.TrimSpace(string(stat)), wchan, stack)
+	}
+	child.Process.Kill()
+	<-done
+	t.Fatalf("child %d did not end within a minute:\n%s", pid, b.String())
+	return nil
 }
