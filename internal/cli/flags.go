@@ -132,6 +132,10 @@ func (c *Common) Options() (tool.Options, error) {
 	return opts, nil
 }
 
+// Check validates the common flags without opening anything, for modes
+// that trace nothing (usdt -l): bad input is bad input there too.
+func (c *Common) Check() error { return c.check() }
+
 // check validates the numeric flags and --hook and -o: bad input is one
 // line naming the flag and its range.
 func (c *Common) check() error {
@@ -252,17 +256,32 @@ func mntnsID(s string) (uint32, error) {
 		return 0, nil
 	}
 	if strings.HasPrefix(s, "/") {
-		var st unix.Stat_t
-		if err := unix.Stat(s, &st); err != nil {
-			return 0, Usagef("mntns %s: %v", s, err)
-		}
-		return uint32(st.Ino), nil
+		return mntnsFile(s)
 	}
 	n, err := strconv.ParseUint(s, 10, 32)
 	if err != nil || n == 0 {
 		return 0, Usagef("mntns %q: want an inode number (ls -Li /proc/PID/ns/mnt) or a path", s)
 	}
 	return uint32(n), nil
+}
+
+// mntnsFile is the inode of the mount namespace file at path: any other
+// file's inode would be taken for a namespace and filter out everything.
+func mntnsFile(path string) (uint32, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return 0, Usagef("mntns %s: %v", path, err)
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return 0, Usagef("mntns %s: %v", path, err)
+	}
+	typ, err := unix.IoctlRetInt(fd, unix.NS_GET_NSTYPE)
+	if err != nil || typ != unix.CLONE_NEWNS {
+		return 0, Usagef("mntns %s: not a mount namespace (as /proc/PID/ns/mnt)", path)
+	}
+	return uint32(st.Ino), nil
 }
 
 // Net is the -4/-6 pair of flags and -P.
