@@ -274,6 +274,7 @@ func (e *env) inputCases() []bad {
 		bad{args: []string{"usdt", "-p", pid, "nope:nope"}, says: "nope"},
 		bad{args: []string{"usdt", "-p", pid, "::"}, says: ""},
 		bad{args: []string{"usdt", "-v", exe + ":a:b"}, says: ""},
+		bad{args: []string{"usdt", exe + ":owl:nope", "%\n", "arg0"}, says: ""}, // a verb that is a newline
 	)
 	for _, tl := range []string{"ucalls", "uflow", "ugc", "uthreads"} {
 		cases = append(cases,

@@ -16,6 +16,7 @@ for f in "$@"; do
 	status=${PIPESTATUS[0]}
 	if ((status != 0)); then
 		if grep -q 'Failing input written' "$log" || ! grep -q 'context deadline exceeded' "$log"; then
+			grep -E -A3 -- '--- FAIL|Failing input|panic:' "$log"
 			echo "FAIL: $pkg $target"
 			failed=1
 		fi
