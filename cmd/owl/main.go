@@ -22,6 +22,7 @@ func main() {
 	// A closed output pipe (owl execsnoop | head -1) then makes writes fail
 	// with EPIPE, which ends owl quietly, instead of killing it by SIGPIPE.
 	signal.Ignore(syscall.SIGPIPE)
+	debugStats()
 	err := run(context.Background(), os.Args[1:])
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "owl: %s\n", cli.Message(err))

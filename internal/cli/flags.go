@@ -34,6 +34,10 @@ type Common struct {
 	Hook     string
 	Latency  time.Duration // longest wait of an event in the ring below the wakeup threshold
 	Format   output.Format
+	// RingBytes overrides the tool's ring buffer size (hidden
+	// --ring-bytes): tests overfill a small ring to check that every lost
+	// event is counted (docs/RELIABILITY.md).
+	RingBytes int
 	// NoUIDShort keeps --uid without its -u shorthand, for a command whose
 	// -u means something else (funclatency's -u is BCC's microseconds).
 	// Set it before NewCommand adds the flags.
@@ -56,6 +60,8 @@ type Common struct {
 const (
 	maxPID = 4194304
 	maxUID = 1<<32 - 2
+	// maxRing bounds --ring-bytes: 1 GiB, far above any tool's default.
+	maxRing = 1 << 30
 )
 
 // AddFlags registers the common flags; task adds the task filters.
@@ -76,6 +82,8 @@ func (c *Common) AddFlags(cmd *cobra.Command, task bool) {
 	f.IntVarP(&c.Duration, "duration", "d", 0, "stop after `SECONDS` (1 to "+strconv.Itoa(maxSeconds)+")")
 	f.StringVarP(&c.Output, "output", "o", "text", "output format: text or json (one object per line)")
 	f.DurationVar(&c.Latency, "poll", probe.DefaultLatency, "read events at most `DURATION` after they happen ("+minLatency.String()+" to "+maxLatency.String()+"): the ring wakes owl only when a quarter full (at most 64 KiB), which costs far less per event in storms; a reader timer bounds the wait")
+	f.IntVar(&c.RingBytes, "ring-bytes", 0, "ring buffer size in `BYTES` (a power of two, 4096 to "+strconv.Itoa(maxRing)+"); for tests")
+	f.MarkHidden("ring-bytes")
 	f.StringVar(&c.Hook, "hook", "", "use only hooks of this `KIND`: tracepoint, raw_tracepoint, fentry (fentry/fexit), kprobe (kprobe/kretprobe) or uprobe; default: the first that works (env OWL_HOOKS=KIND forces KIND in tools that have it)")
 }
 
@@ -123,6 +131,7 @@ func (c *Common) Options() (tool.Options, error) {
 	}
 	opts.Hook = c.Hook
 	opts.Latency = c.Latency
+	opts.RingBytes = uint32(c.RingBytes)
 	if opts.Prefer, err = HooksEnv(); err != nil {
 		return opts, err
 	}
@@ -183,6 +192,9 @@ func (c *Common) explain(err error) error {
 	}
 	return err
 }
+// Check validates the common flags without opening anything, for modes
+// that trace nothing (usdt -l): bad input is bad input there too.
+func (c *Common) Check() error { return c.check() }
 
 // check validates the numeric flags and --hook and -o: bad input is one
 // line naming the flag and its range.
@@ -208,6 +220,9 @@ func (c *Common) check() error {
 	}
 	if pollGiven && (c.Latency < minLatency || c.Latency > maxLatency) {
 		return Usagef("--poll %v: want %v to %v", c.Latency, minLatency, maxLatency)
+	}
+	if c.given("ring-bytes", c.RingBytes, 0) && (c.RingBytes < 4096 || c.RingBytes > maxRing || c.RingBytes&(c.RingBytes-1) != 0) {
+		return Usagef("--ring-bytes %d: want a power of two from 4096 to %d", c.RingBytes, maxRing)
 	}
 	if c.given("uid", c.UID, -1) && (c.UID < 0 || c.UID > maxUID) {
 		return Usagef("--uid %d: want a user id from 0 to %d", c.UID, maxUID)
@@ -301,17 +316,32 @@ func mntnsID(s string) (uint32, error) {
 		return 0, nil
 	}
 	if strings.HasPrefix(s, "/") {
-		var st unix.Stat_t
-		if err := unix.Stat(s, &st); err != nil {
-			return 0, Usagef("mntns %s: %v", s, err)
-		}
-		return uint32(st.Ino), nil
+		return mntnsFile(s)
 	}
 	n, err := strconv.ParseUint(s, 10, 32)
 	if err != nil || n == 0 {
 		return 0, Usagef("mntns %q: want an inode number (ls -Li /proc/PID/ns/mnt) or a path", s)
 	}
 	return uint32(n), nil
+}
+
+// mntnsFile is the inode of the mount namespace file at path: any other
+// file's inode would be taken for a namespace and filter out everything.
+func mntnsFile(path string) (uint32, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return 0, Usagef("mntns %s: %v", path, err)
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return 0, Usagef("mntns %s: %v", path, err)
+	}
+	typ, err := unix.IoctlRetInt(fd, unix.NS_GET_NSTYPE)
+	if err != nil || typ != unix.CLONE_NEWNS {
+		return 0, Usagef("mntns %s: not a mount namespace (as /proc/PID/ns/mnt)", path)
+	}
+	return uint32(st.Ino), nil
 }
 
 // Net is the -4/-6 pair of flags and -P.

@@ -97,6 +97,34 @@ func (e *UnsupportedError) Error() string {
 
 var pyName = regexp.MustCompile(`^(?:lib)?python3\.(\d+)`)
 
+// pythonLayout is the minor version and struct layout of the Python
+// whose interpreter is in module (python3.11, libpython3.12.so.1.0) and,
+// when the binary has Py_Version, whose version word is hex (0: none):
+// an UnsupportedError for a version owl has no layout of.
+func pythonLayout(module string, hex uint32) (int, layout, error) {
+	m := pyName.FindStringSubmatch(module)
+	if m == nil {
+		return 0, layout{}, fmt.Errorf("%s: not a Python interpreter", module)
+	}
+	minor, err := strconv.Atoi(m[1])
+	version := "3." + m[1]
+	if err != nil {
+		return 0, layout{}, &UnsupportedError{Version: version}
+	}
+	if hex != 0 {
+		minor = int(hex >> 16 & 0xff)
+		version = fmt.Sprintf("%d.%d.%d", hex>>24, minor, hex>>8&0xff)
+		if hex>>24 != 3 {
+			return 0, layout{}, &UnsupportedError{Version: version}
+		}
+	}
+	lay, ok := layouts[minor]
+	if !ok {
+		return 0, layout{}, &UnsupportedError{Version: version}
+	}
+	return minor, lay, nil
+}
+
 // fileKey is a mapped file as /proc/PID/maps names it.
 type fileKey struct {
 	major, minor uint32
@@ -203,19 +231,15 @@ func detect(pid uint32, fs *files) (*interp, error) {
 		return nil, err
 	}
 	mem := memory(pid)
-	minor, _ := strconv.Atoi(pyName.FindStringSubmatch(py.Module())[1])
-	version := "3." + strconv.Itoa(minor)
+	var hex uint32
 	if v := sym["Py_Version"]; v != 0 {
-		hex, err := mem.u32(bias + v)
-		if err != nil {
+		if hex, err = mem.u32(bias + v); err != nil {
 			return nil, fmt.Errorf("read Py_Version: %w", err)
 		}
-		minor = int(hex >> 16 & 0xff)
-		version = fmt.Sprintf("%d.%d.%d", hex>>24, minor, hex>>8&0xff)
 	}
-	lay, ok := layouts[minor]
-	if !ok {
-		return nil, &UnsupportedError{Version: version}
+	minor, lay, err := pythonLayout(py.Module(), hex)
+	if err != nil {
+		return nil, err
 	}
 	runtime := bias + sym["_PyRuntime"]
 	if minor >= 13 {
@@ -298,11 +322,20 @@ func loadBias(f *pyFile, pid uint32, m *syms.Mapping, maps []syms.Mapping) (uint
 // _Py_DebugOffsets at the start of _PyRuntime, which the runtime keeps for
 // debuggers, rather than from the table.
 func debugOffsets(mem memory, runtime uint64, lay *layout) error {
-	b := make([]byte, 320)
+	b := make([]byte, debugOffsetsBytes)
 	if err := mem.read(runtime, b); err != nil {
 		return fmt.Errorf("read _Py_DebugOffsets: %w", err)
 	}
-	if string(b[:8]) != "xdebugpy" {
+	return parseDebugOffsets(b, lay)
+}
+
+// debugOffsetsBytes is how much of _Py_DebugOffsets parseDebugOffsets reads.
+const debugOffsetsBytes = 320
+
+// parseDebugOffsets takes the frame and thread-state offsets of b, the
+// start of a 3.13+ _PyRuntime (_Py_DebugOffsets), into lay.
+func parseDebugOffsets(b []byte, lay *layout) error {
+	if len(b) < debugOffsetsBytes || string(b[:8]) != "xdebugpy" {
 		return errors.New("_PyRuntime does not start with _Py_DebugOffsets")
 	}
 	u := func(off int) uint32 { return uint32(binary.LittleEndian.Uint64(b[off:])) }
@@ -315,6 +348,14 @@ func debugOffsets(mem memory, runtime uint64, lay *layout) error {
 		if off%8 != 0 || off+8 > 128 {
 			return fmt.Errorf("_Py_DebugOffsets: frame field at %d: want 8-aligned and below 128", off)
 		}
+	}
+	// The BPF walk masks what it reads to its buffers: an offset beyond
+	// them would read the wrong bytes, not fail (found by FuzzPythonLayout).
+	if lay.fFlag >= 128 {
+		return fmt.Errorf("_Py_DebugOffsets: frame owner at %d: want below 128", lay.fFlag)
+	}
+	if lay.tsFrame%8 != 0 || lay.tsFrame >= 4096 {
+		return fmt.Errorf("_Py_DebugOffsets: thread state's frame at %d: want 8-aligned and below 4096", lay.tsFrame)
 	}
 	lay.fSize = max(lay.fBack, lay.fCode, lay.fIP, lay.fFlag&^7) + 8
 	return nil

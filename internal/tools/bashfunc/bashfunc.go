@@ -10,6 +10,7 @@ import (
 	"debug/elf"
 	"errors"
 	"fmt"
+	"io/fs"
 	"strconv"
 	"sync"
 
@@ -70,6 +71,10 @@ func (e *BashError) Unwrap() error { return e.Err }
 func FindBash(path string) (*Bash, error) {
 	f, err := elf.Open(path)
 	if err != nil {
+		// debug/elf's own errors ("bad magic number", EOF) name no file.
+		if _, ok := errors.AsType[*fs.PathError](err); !ok {
+			err = fmt.Errorf("%s: not an ELF file (%w)", path, err)
+		}
 		return nil, &BashError{Err: err}
 	}
 	defer f.Close()

@@ -79,7 +79,8 @@ func (f *flags) unit() (Unit, error) {
 // list prints the functions the pattern matches, one a line: what -l
 // asks, with no privileges needed beyond reading the files.
 func list(cmd *cobra.Command, f *flags) error {
-	if f.cfg.Max < 0 {
+	// 0 is the default (uprobe.DefaultMax) only when --max is not given.
+	if f.cfg.Max < 0 || (f.cfg.Max == 0 && cmd.Flags().Changed("max")) {
 		return cli.Usagef("--max %d: want a positive number", f.cfg.Max)
 	}
 	funcs, err := Resolve(f.cfg, f.common.PID)
@@ -102,7 +103,8 @@ func run(cmd *cobra.Command, f *flags, opts tool.Options) error {
 	if f.cfg.Unit, err = f.unit(); err != nil {
 		return err
 	}
-	if f.cfg.Max < 0 {
+	// 0 is the default (uprobe.DefaultMax) only when --max is not given.
+	if f.cfg.Max < 0 || (f.cfg.Max == 0 && cmd.Flags().Changed("max")) {
 		return cli.Usagef("--max %d: want a positive number", f.cfg.Max)
 	}
 	src, err := Open(f.cfg, opts)

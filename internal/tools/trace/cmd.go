@@ -50,7 +50,8 @@ func command() *cobra.Command {
 }
 
 func run(cmd *cobra.Command, f *flags, opts tool.Options) error {
-	if f.cfg.Max < 0 {
+	// 0 is the default (uprobe.DefaultMax) only when --max is not given.
+	if f.cfg.Max < 0 || (f.cfg.Max == 0 && cmd.Flags().Changed("max")) {
 		return cli.Usagef("--max %d: want a positive number", f.cfg.Max)
 	}
 	src, err := Open(f.cfg, opts)

@@ -135,10 +135,10 @@ type Location struct {
 }
 
 func list(cmd *cobra.Command, f *flags, args []string) error {
-	format, err := output.ParseFormat(f.common.Output)
-	if err != nil {
-		return &cli.UsageError{Err: err}
+	if err := f.common.Check(); err != nil {
+		return err
 	}
+	format := f.common.Format
 	t := sdt.Target{PID: f.common.PID}
 	var provider, name string
 	rest := args

@@ -61,7 +61,8 @@ func ParseFormat(format string, args []string) (Format, error) {
 			v = 'd'
 		case 'd', 'u', 'x', 'X', 'p', 's', 'c':
 		default:
-			return Format{}, fmt.Errorf("format %q: %%%c is not a verb owl prints (d i u x X p s c)", format, v)
+			// Quoted: the byte may be a newline (found by FuzzFormat).
+			return Format{}, fmt.Errorf("format %q: %q is not a verb owl prints (d i u x X p s c)", format, []byte{'%', v})
 		}
 		if next == len(args) {
 			return Format{}, fmt.Errorf("format %q has more verbs than the %d arguments given", format, len(args))
