@@ -142,7 +142,16 @@ func TestExecMidTrace(t *testing.T) {
 			if name == "opensnoop" && !r.waitOut(marker, 10*time.Second) {
 				t.Errorf("owl %v: no open of %s by the new image; stdout:\n%s", argv, marker, r.outText())
 			}
-			time.Sleep(300 * time.Millisecond)
+			// The new image's first spinWork call, however slowly it starts.
+			for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+				if _, err := os.Stat(marker + ".spun"); err == nil {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("the exec'd image never called spinWork (no %s.spun)", marker)
+				}
+			}
+			time.Sleep(100 * time.Millisecond)
 			if !r.running() {
 				t.Fatalf("owl %v ended when its process exec'd: %s; stderr:\n%s", argv, r.status(), r.errText())
 			}

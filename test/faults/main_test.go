@@ -154,8 +154,9 @@ func execer(args []string) error {
 }
 
 // opener opens args[0] and calls spinWork every 10 ms until its stdin
-// closes.
+// closes; after its first call it creates args[0].spun.
 func opener(args []string) error {
+	spun := false
 	stop := make(chan struct{})
 	go func() {
 		io.Copy(io.Discard, os.Stdin)
@@ -166,6 +167,11 @@ func opener(args []string) error {
 			f.Close()
 		}
 		sink += spinWork(100)
+		if !spun {
+			// Tells the test the new image has called spinWork.
+			os.WriteFile(args[0]+".spun", nil, 0o644)
+			spun = true
+		}
 		select {
 		case <-stop:
 			return nil
