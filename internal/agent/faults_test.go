@@ -112,6 +112,7 @@ func TestCollectorOutage(t *testing.T) {
 // reload are all written.
 func TestReloadKeepsTools(t *testing.T) {
 	e2e.Require(t)
+	trueBin := need(t, "/bin/true", "apt-get install coreutils")
 	dir := t.TempDir()
 	out := filepath.Join(dir, "events.json")
 	path := filepath.Join(dir, "agent.yaml")
@@ -142,7 +143,7 @@ func TestReloadKeepsTools(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 	dial(50)
-	exe := exec.Command("/bin/true")
+	exe := exec.Command(trueBin)
 	if err := exe.Run(); err != nil {
 		t.Fatal(err)
 	}

@@ -192,6 +192,7 @@ func (c *Common) explain(err error) error {
 	}
 	return err
 }
+
 // Check validates the common flags without opening anything, for modes
 // that trace nothing (usdt -l): bad input is bad input there too.
 func (c *Common) Check() error { return c.check() }

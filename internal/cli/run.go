@@ -41,11 +41,12 @@ type Sink interface {
 	OnError(func(error))
 	Lost(stderr io.Writer, st probe.Stats)
 	Abandon()
+	Stalled(time.Duration) bool
 	Close() error
 }
 
-// drainGrace is how long the output may take to be written once the run
-// is over (Ctrl-C, SIGTERM, -d). A reader that stalls longer (owl ... |
+// drainGrace is how long one write of the output may block once the run
+// is over (Ctrl-C, SIGTERM, -d, -p's exit). A reader that stalls longer (owl ... |
 // (sleep 60; wc -l)) would otherwise keep owl waiting in write(2) and
 // deaf to signals: the events not written by then are counted as lost
 // (output_queue_full) and owl ends.
@@ -69,8 +70,8 @@ type Loop[E any] struct {
 // header, announces tracing on stderr, hands each event to Emit, flushes
 // output whenever the ring is drained, reports and, at the end, says what
 // was lost. A closed pipe (owl ... | head -1) ends it quietly, status 0.
-// Once the run is over, the output has drainGrace to be written; then owl
-// stops waiting for it, counts what was not written, and ends.
+// Once the run is over, owl writes what is left unless a write blocks for
+// drainGrace; then it stops waiting, counts what was not written, and ends.
 func Run[E any](cmd *cobra.Command, c *Common, src *tool.Source[E], out Sink, l Loop[E]) error {
 	ctx, cancel := c.Context(cmd.Context())
 	defer cancel()
@@ -85,12 +86,20 @@ func Run[E any](cmd *cobra.Command, c *Common, src *tool.Source[E], out Sink, l 
 		case <-finished:
 			return
 		}
-		grace := time.NewTimer(drainGrace)
-		defer grace.Stop()
-		select {
-		case <-grace.C:
-			out.Abandon()
-		case <-finished:
+		// Events still being read and decoded are waited for; a
+		// reader that has blocked one write for drainGrace is not.
+		tick := time.NewTicker(drainGrace / 20)
+		defer tick.Stop()
+		for {
+			select {
+			case <-tick.C:
+				if out.Stalled(drainGrace) {
+					out.Abandon()
+					return
+				}
+			case <-finished:
+				return
+			}
 		}
 	}()
 	var (

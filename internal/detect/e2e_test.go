@@ -56,7 +56,13 @@ func startLive(t *testing.T, cfg Config) *live {
 	opts.Runtime = e2e.Options().Runtime
 	started := Start(&cfg, func(n string) tool.Tool { return tools.Find(n) }, opts)
 	for _, s := range started {
-		if s.Err != nil && s.Name != "modsnoop" {
+		switch {
+		case s.Err == nil:
+		case s.Name == "modsnoop" || e2e.Prebuilt():
+			// No modules here; the qemu guests have no libpam, and
+			// their test (module loads) needs only modsnoop.
+			t.Logf("%s not started: %v", s.Name, s.Err)
+		default:
 			t.Fatalf("%s: %v", s.Name, s.Err)
 		}
 	}

@@ -3,6 +3,7 @@ package output
 import (
 	"io"
 	"sync"
+	"time"
 )
 
 // maxBytes is how much output may wait in memory before events are
@@ -51,6 +52,8 @@ type queue struct {
 	bytes     int           // bytes queued or being written
 	room      chan struct{} // signalled when bytes goes down
 	abandoned bool
+	// writing is when the write in progress began; zero between writes.
+	writing time.Time
 }
 
 func newQueue(w io.Writer) *queue {
@@ -137,7 +140,13 @@ func (q *queue) run() {
 			// reader that left did not read is not counted.
 			q.written(c, nil)
 		default:
+			q.mu.Lock()
+			q.writing = time.Now()
+			q.mu.Unlock()
 			_, err := q.w.Write(c.b)
+			q.mu.Lock()
+			q.writing = time.Time{}
+			q.mu.Unlock()
 			q.written(c, err)
 		}
 	}
@@ -190,6 +199,15 @@ func (q *queue) Lost() (full, unwritten uint64) {
 		unwritten = q.unwritten + q.pending
 	}
 	return q.dropped, unwritten
+}
+
+// stalled tells whether a write has been in progress for at least d: the
+// reader stopped reading (a slow decode, say a first kernel stack naming
+// all of kallsyms, is no stall: nothing waits on the reader then).
+func (q *queue) stalled(d time.Duration) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return !q.writing.IsZero() && time.Since(q.writing) >= d
 }
 
 // abandon stops waiting for the output: puts and close return at once,

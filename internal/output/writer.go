@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/owlbpf/owl/internal/probe"
 )
@@ -138,6 +139,10 @@ func (o *Writer[E]) Lost(stderr io.Writer, st probe.Stats) {
 // events not written by then are counted as dropped. Safe to call from
 // any goroutine.
 func (o *Writer[E]) Abandon() { o.q.abandon() }
+
+// Stalled tells whether the output has been blocked in one write for at
+// least d.
+func (o *Writer[E]) Stalled(d time.Duration) bool { return o.q.stalled(d) }
 
 // Flush passes buffered output on to be written. Only buffers holding
 // events are dropped (and counted) when the queue is full.
