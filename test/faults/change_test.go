@@ -43,6 +43,7 @@ func endsWith(t *testing.T, r *owlRun, want string, timeout time.Duration) {
 // ("owl: process N exited") and status 0: owl holds a pidfd of the
 // process, so a recycled pid is never traced in its place.
 func TestPIDExitEndsTool(t *testing.T) {
+	skipInGuest(t)
 	e2e.Require(t)
 	w := newWorld(t)
 	for _, tl := range tools.All() {
@@ -82,6 +83,7 @@ func TestPIDExitEndsTool(t *testing.T) {
 // owl ends with status 0 and says so, or, when the process was gone before
 // owl looked, refuses the pid (status 2, one line); never anything else.
 func TestPIDExitWhileStarting(t *testing.T) {
+	skipInGuest(t)
 	e2e.Require(t)
 	rng := seed(t)
 	w := newWorld(t)
@@ -124,6 +126,7 @@ func TestPIDExitWhileStarting(t *testing.T) {
 // A traced process execs (same pid, new image): owl keeps tracing it,
 // then ends when it exits.
 func TestExecMidTrace(t *testing.T) {
+	skipInGuest(t)
 	e2e.Require(t)
 	w := newWorld(t)
 	marker := filepath.Join(t.TempDir(), "after-exec")
@@ -182,6 +185,7 @@ func copyExe(t *testing.T, exe, path string) {
 // counts) and ends cleanly. Then a tool started with -p on the process
 // whose binary is gone finds the function through the process.
 func TestProbedFileReplacedAndDeleted(t *testing.T) {
+	skipInGuest(t)
 	e2e.Require(t)
 	w := newWorld(t)
 	for name, tg := range targets {
@@ -247,6 +251,7 @@ func TestProbedFileReplacedAndDeleted(t *testing.T) {
 // inode or its path, keeps running (nothing matches any more) and ends
 // cleanly on Ctrl-C.
 func TestMountNamespaceGoesAway(t *testing.T) {
+	skipInGuest(t)
 	e2e.Require(t)
 	for _, how := range []string{"inode", "path"} {
 		t.Run(how, func(t *testing.T) {

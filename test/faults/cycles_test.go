@@ -41,6 +41,7 @@ const (
 // nothing the tool made is left in the kernel. 100 cycles each with
 // OWL_SOAK=1; by default as many as fit in cycleBudget, at least 10.
 func TestStartStopCycles(t *testing.T) {
+	skipInGuest(t)
 	e2e.Require(t)
 	w := newWorld(t)
 	total := 0

@@ -80,6 +80,7 @@ func seed(t *testing.T) *rand.Rand {
 // and tracefs holds no uprobe or kprobe of it: while it runs too, since
 // uprobes made through tracefs (the legacy way) would outlive a SIGKILL.
 func TestFaultsLeaveNothingBehind(t *testing.T) {
+	skipInGuest(t)
 	e2e.Require(t)
 	rng := seed(t)
 	w := newWorld(t)
