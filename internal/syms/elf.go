@@ -3,6 +3,7 @@ package syms
 import (
 	"debug/elf"
 	"debug/gosym"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -121,6 +122,9 @@ func (t *table) loadGo(ef *elf.File) error {
 	data, err := pcln.Data()
 	if err != nil {
 		return fmt.Errorf("read .gopclntab: %w", err)
+	}
+	if err := checkPclntab(data); err != nil {
+		return fmt.Errorf("parse .gopclntab: %w", err)
 	}
 	t.gosym, err = gosym.NewTable(nil, gosym.NewLineTable(data, text.Addr))
 	if err != nil {
@@ -243,4 +247,35 @@ func openELF(paths []string) (*elf.File, error) {
 		errs = append(errs, err)
 	}
 	return nil, errors.Join(errs...)
+}
+
+// checkPclntab bounds the function count in a pclntab's header by the
+// table's size before debug/gosym allocates a Func for each: a crafted
+// binary claiming billions of functions would otherwise make owl allocate
+// gigabytes and die (found by FuzzFuncs). Every Go version since 1.2 keeps
+// the count at offset 8, pointer-sized, and at least 8 bytes of function
+// table per function after the header.
+func checkPclntab(data []byte) error {
+	if len(data) < 16 {
+		return errors.New("too short")
+	}
+	// The magic (0xfffffffb, 0xfffffffa, 0xfffffff0, 0xfffffff1) tells the
+	// byte order: its first byte is 0xff only in a big-endian table.
+	order := binary.ByteOrder(binary.LittleEndian)
+	if data[0] == 0xff {
+		order = binary.BigEndian
+	}
+	var n uint64
+	switch data[7] {
+	case 4:
+		n = uint64(order.Uint32(data[8:]))
+	case 8:
+		n = order.Uint64(data[8:])
+	default:
+		return fmt.Errorf("pointer size %d", data[7])
+	}
+	if n > uint64(len(data))/8 {
+		return fmt.Errorf("%d functions claimed in %d bytes", n, len(data))
+	}
+	return nil
 }
