@@ -128,8 +128,10 @@ func (o *owl) line(t *testing.T) string {
 	select {
 	case l := <-ch:
 		return l
-	case <-time.After(5 * time.Second):
-		t.Fatal("no output line within 5 s")
+	// Generous: a first kernel stack names kallsyms, which takes seconds
+	// in the qemu guests (TCG).
+	case <-time.After(30 * time.Second):
+		t.Fatal("no output line within 30 s")
 		return ""
 	}
 }
