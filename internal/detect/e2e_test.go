@@ -172,11 +172,13 @@ const benignUID = 4242
 var benignSource = netip.MustParseAddr("127.0.0.2")
 
 // startBenign runs a benign background until the test ends: a web server
-// answering 1000 requests (from benignSource), dpkg -l, and cron-like
-// execs of shells and tools every 200 ms, as benignUID. checkBenign then
-// finds no finding that names them.
-func startBenign(t *testing.T) {
+// answering 1000 requests (from benignSource, one every pace at most),
+// dpkg -l, and cron-like execs of shells and tools every 200 ms, as
+// benignUID. checkBenign then finds no finding that names them. The
+// returned channel is closed after the 1000th request.
+func startBenign(t *testing.T, pace time.Duration) <-chan struct{} {
 	t.Helper()
+	served := make(chan struct{})
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -207,8 +209,9 @@ func startBenign(t *testing.T) {
 			}
 			io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
-			time.Sleep(5 * time.Millisecond)
+			time.Sleep(pace)
 		}
+		close(served)
 	}()
 	go func() {
 		defer wg.Done()
@@ -224,6 +227,7 @@ func startBenign(t *testing.T) {
 		wg.Wait()
 		srv.Close()
 	})
+	return served
 }
 
 // checkBenign fails on any finding that names the benign background.
@@ -236,6 +240,28 @@ func (l *live) checkBenign(t *testing.T) {
 			t.Errorf("finding from the benign background: %s", f.Text())
 		}
 	}
+}
+
+// The benign background alone for 2 minutes (its 1000 requests paced
+// over them), every rule running with its default thresholds: no finding
+// names it. The attack tests run it beside each attack too.
+func TestBenignBackgroundE2E(t *testing.T) {
+	need(t, "/usr/bin/dpkg")
+	l := startLive(t, Defaults())
+	start := time.Now()
+	served := startBenign(t, 2*time.Minute/1000)
+	select {
+	case <-served:
+	case <-time.After(5 * time.Minute):
+		t.Fatal("the benign web client did not make its 1000 requests within 5 minutes")
+	}
+	if took := time.Since(start); took < 2*time.Minute {
+		t.Fatalf("the background ran %s, want 2 minutes", took)
+	}
+	// Findings are judged at the engine's ticks, every second (privilege
+	// escalation at the tick after its exec).
+	time.Sleep(3 * time.Second)
+	l.checkBenign(t)
 }
 
 func fastConfig() Config {
@@ -254,7 +280,7 @@ func TestPortScanE2E(t *testing.T) {
 	need(t, "/usr/bin/nmap")
 	ns := newNetns(t)
 	l := startLive(t, fastConfig())
-	startBenign(t)
+	startBenign(t, 5*time.Millisecond)
 	// Some open ports among the 100 (accepted by -sT, SYN-ACKed by -sS).
 	var open []int
 	for range 3 {
@@ -348,7 +374,7 @@ func TestPrivEscE2E(t *testing.T) {
 	uid := lookupUID(t, user)
 
 	l := startLive(t, fastConfig())
-	startBenign(t)
+	startBenign(t, 5*time.Millisecond)
 	asUser := func(name string, args ...string) *exec.Cmd {
 		cmd := exec.Command(name, args...)
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: uid}}
@@ -469,7 +495,7 @@ StrictModes no
 	cfg := fastConfig()
 	cfg.BruteForce.Services = map[string]int{"sshd": 20}
 	l := startLive(t, cfg)
-	startBenign(t)
+	startBenign(t, 5*time.Millisecond)
 	fromPeer := func(f Finding) bool { return f.Remote.Addr() == ns.Peer }
 
 	for range 5 {
@@ -514,7 +540,7 @@ func TestReverseShellE2E(t *testing.T) {
 	}
 	need(t, "/usr/bin/bash")
 	l := startLive(t, fastConfig())
-	startBenign(t)
+	startBenign(t, 5*time.Millisecond)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -583,7 +609,7 @@ func TestModuleLoadE2E(t *testing.T) {
 	cfg := fastConfig()
 	cfg.ModuleLoad.Allow = []string{name(files[1])}
 	l := startLive(t, cfg)
-	startBenign(t)
+	startBenign(t, 5*time.Millisecond)
 	for _, f := range files[:2] {
 		fd, err := os.Open(f)
 		if err != nil {

@@ -77,6 +77,7 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 10240);
+	__uint(map_flags, BPF_F_NO_PREALLOC); /* allocated as used: cheap starts */
 	__type(key, __u32);
 	__type(value, struct event);
 } checks SEC(".maps");

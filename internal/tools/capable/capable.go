@@ -189,8 +189,9 @@ it remembers up to 65536 kinds; past that, repeats may print.`,
 		if err := spec.Assign(&v); err != nil {
 			return err
 		}
-		// Stack maps are preallocated (10 and 8 MB): one entry each
-		// when not asked for.
+		// Stack maps (10 and 8 MB) and the LRU of -S (16k entries) are
+		// preallocated, a cost at every start: one entry each when
+		// not asked for.
 		var m capableMapSpecs
 		if err := spec.Assign(&m); err != nil {
 			return err
@@ -201,6 +202,9 @@ it remembers up to 65536 kinds; past that, repeats may print.`,
 		}
 		if !cfg.UStack {
 			m.Ustacks.MaxEntries = 1
+		}
+		if !cfg.Syscall {
+			m.InSyscall.MaxEntries = 1
 		}
 		return errors.Join(v.Verbose.Set(cfg.Verbose), v.WantKstack.Set(cfg.KStack),
 			v.WantUstack.Set(cfg.UStack), v.WantSyscall.Set(cfg.Syscall), pyframes.Configure(spec, cfg.UStack))

@@ -80,6 +80,7 @@ struct start {
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 10240);
+	__uint(map_flags, BPF_F_NO_PREALLOC); /* allocated as used: cheap starts */
 	__type(key, __u32);
 	__type(value, struct start);
 } starts SEC(".maps");

@@ -31,9 +31,12 @@ struct reset_key {
 
 const volatile bool count_only = false;
 
+/* Allocated as used: preallocating 64k entries cost 6 MB and ~10 ms of
+ * CPU at every start, for a table -s mode rarely fills. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 65536);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct reset_key);
 	__type(value, __u64);
 } resets SEC(".maps");
