@@ -1,0 +1,236 @@
+package storms
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/owlbpf/owl/internal/e2e"
+	"github.com/owlbpf/owl/internal/tools"
+)
+
+// A pending storm keeps more calls in flight at once than a tool's table
+// of events waiting for their end holds (shrunk with the hidden
+// --pending-entries), then lets them all end: every call is delivered or
+// counted, as pending_evicted (an LRU table pushed it out) or map_full (a
+// plain hash had no room for it).
+const (
+	inFlight       = 64  // calls in flight at once
+	pendingEntries = "8" // the table's size in these storms
+)
+
+// pendingStorms are the tools whose pending table is overfilled, and the
+// counter of the calls it has no room for. The ring keeps its default
+// size: nothing else is lost.
+var pendingStorms = map[string]struct {
+	storm
+	cause string // "pending_evicted" or "map_full"
+}{
+	// Readers blocked in open(2) of FIFOs, then as many writers; each
+	// reader opened its thread's syscall file first (fifoBurst). The
+	// child opens nothing else meanwhile.
+	"opensnoop": {storm{work: "fifo", args: mntnsArgs, made: 3 * inFlight,
+		match: func(ev map[string]any) bool { return true }}, "map_full"},
+	// Goroutines blocked in a Go function whose return prints an argument
+	// saved at its entry.
+	"trace": {storm{work: "block", args: blockArgs, made: inFlight,
+		match: func(ev map[string]any) bool { return true }}, "pending_evicted"},
+}
+
+// notPendingStormed are the tools with a pending table not stormed here,
+// and why.
+var notPendingStormed = map[string]string{}
+
+func TestPendingStorms(t *testing.T) {
+	e2e.Require(t)
+	for _, tl := range tools.All() {
+		name := tl.Info().Name
+		if !tl.Info().Pending {
+			continue
+		}
+		t.Run(name, func(t *testing.T) {
+			if why, ok := notPendingStormed[name]; ok {
+				t.Skip(why)
+			}
+			s, ok := pendingStorms[name]
+			if !ok {
+				t.Fatalf("no pending storm for %s: add one to pendingStorms or say why in notPendingStormed", name)
+			}
+			delivered, st, others := runStorm(t, name, s.storm, s.made, "--pending-entries", pendingEntries)
+			counted := map[string]uint64{}
+			for _, c := range st.Causes() {
+				counted[c.Name] = c.N
+			}
+			t.Logf("%s: made %d, delivered %d, lost %d (%s %d), other events %d", name, s.made, delivered, st.Lost(), s.cause, counted[s.cause], others)
+			if delivered+st.Lost() != uint64(s.made) || counted[s.cause] == 0 || counted[s.cause] != st.Lost() {
+				t.Fatalf("%s: made %d, delivered %d + counted lost %+v: want delivered + %s == made, %s > 0, no other cause",
+					name, s.made, delivered, st, s.cause, s.cause)
+			}
+		})
+	}
+}
+
+// fifoName is in the paths of the FIFOs of the "fifo" storm.
+const fifoName = "owl-storm-fifo"
+
+// pendingBurst returns the child's storm of a kind that keeps calls in
+// flight: burst makes n of them, prep runs before "ready", cleanup after
+// the tracing ended.
+func pendingBurst(kind string) (burst func(n int) error, prep func() error, cleanup func(), err error) {
+	switch kind {
+	case "fifo":
+		var dir string
+		prep = func() (err error) {
+			dir, err = os.MkdirTemp("", fifoName)
+			return err
+		}
+		// Unlinked without opening anything (os.RemoveAll opens the
+		// directory).
+		cleanup = func() {
+			ents, _ := os.ReadDir(dir)
+			for _, e := range ents {
+				unix.Unlink(filepath.Join(dir, e.Name()))
+			}
+			unix.Rmdir(dir)
+		}
+		return func(n int) error { return fifoBurst(dir, n/3) }, prep, cleanup, nil
+	case "block":
+		return blockBurst, nil, nil, nil
+	}
+	return nil, nil, nil, fmt.Errorf("no storm %q", kind)
+}
+
+// fifoBurst makes 3n opens, n in flight at once: n threads each open their
+// own /proc/self/task/TID/syscall, then a FIFO of their own for reading,
+// which blocks until a writer opens it; once all are blocked in openat
+// (their syscall files say so, read without opening anything more), the
+// FIFOs are opened for writing, which ends the readers' opens.
+func fifoBurst(dir string, n int) error {
+	paths := make([]string, n)
+	for i := range paths {
+		paths[i] = filepath.Join(dir, fmt.Sprintf("%s-%d", fifoName, i))
+		if err := unix.Mkfifo(paths[i], 0o600); err != nil {
+			return err
+		}
+	}
+	syscallFiles := make(chan *os.File, n)
+	errs := make(chan error, 2*n)
+	var wg sync.WaitGroup
+	for _, p := range paths {
+		wg.Go(func() {
+			// Its own thread: each blocked open holds one.
+			runtime.LockOSThread()
+			f, err := os.Open(fmt.Sprintf("/proc/self/task/%d/syscall", unix.Gettid()))
+			syscallFiles <- f
+			if err != nil {
+				errs <- err
+				return
+			}
+			fd, err := unix.Open(p, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+			if err != nil {
+				errs <- fmt.Errorf("open %s for reading: %w", p, err)
+				return
+			}
+			unix.Close(fd)
+		})
+	}
+	for range n {
+		f := <-syscallFiles
+		if f == nil {
+			continue
+		}
+		err := inOpenat(f)
+		f.Close()
+		if err != nil {
+			return err
+		}
+	}
+	for _, p := range paths {
+		fd, err := unix.Open(p, unix.O_WRONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return fmt.Errorf("open %s for writing: %w", p, err)
+		}
+		unix.Close(fd)
+	}
+	wg.Wait()
+	close(errs)
+	var all []error
+	for err := range errs {
+		all = append(all, err)
+	}
+	return errors.Join(all...)
+}
+
+// inOpenat waits until the thread of f, its /proc/self/task/TID/syscall,
+// is blocked in openat. Each read at offset 0 takes the file anew.
+func inOpenat(f *os.File) error {
+	want := strconv.Itoa(unix.SYS_OPENAT) + " "
+	buf := make([]byte, 256)
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		n, err := f.ReadAt(buf, 0)
+		if n == 0 && err != nil {
+			return fmt.Errorf("read %s: %w", f.Name(), err)
+		}
+		if strings.HasPrefix(string(buf[:n]), want) {
+			return nil
+		}
+	}
+	return fmt.Errorf("%s: its thread never blocked in openat", f.Name())
+}
+
+var (
+	// entered counts the calls of blockTarget in flight; they return
+	// when release is closed.
+	entered atomic.Int64
+	release = make(chan struct{})
+)
+
+// blockTarget is the Go function of the "block" storm: it returns once
+// every call has begun.
+//
+//go:noinline
+func blockTarget(i int) int {
+	entered.Add(1)
+	<-release
+	return i + 1
+}
+
+// blockBurst makes n calls of blockTarget in flight at once, each on a
+// goroutine of its own, then ends them.
+func blockBurst(n int) error {
+	var wg sync.WaitGroup
+	var bad atomic.Int64
+	for i := range n {
+		wg.Go(func() {
+			if blockTarget(i) != i+1 {
+				bad.Add(1)
+			}
+		})
+	}
+	for entered.Load() < int64(n) {
+		time.Sleep(time.Millisecond)
+	}
+	close(release)
+	wg.Wait()
+	if bad.Load() != 0 {
+		return errors.New("blockTarget")
+	}
+	return nil
+}
+
+// blockArgs probes blockTarget's returns with the argument of its entry,
+// which trace keeps in its table of entries until the return.
+func blockArgs(pid int, _ string) []string {
+	exe, _ := os.Executable()
+	return []string{"-p", strconv.Itoa(pid), "r:" + exe + ":github.com/owlbpf/owl/test/storms.blockTarget \"%d\", arg1"}
+}
