@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -41,6 +42,10 @@ var pendingStorms = map[string]struct {
 	// child opens nothing else meanwhile.
 	"opensnoop": {storm{work: "fifo", args: mntnsArgs, made: 3 * inFlight,
 		match: func(ev map[string]any) bool { return true }}, "map_full"},
+	// Execs that fail (-x), each held in execve while its file name's
+	// page is missing (userfaultfd).
+	"execsnoop": {storm{work: "uffd-exec", args: func(_ int, ns string) []string { return []string{"-x", "--mntns", ns} }, made: inFlight,
+		match: func(ev map[string]any) bool { return ev["ret"] == -float64(unix.ENOENT) && ev["filename"] == uffdExecName }}, "map_full"},
 	// Goroutines blocked in a Go function whose return prints an argument
 	// saved at its entry.
 	"trace": {storm{work: "block", args: blockArgs, made: inFlight,
@@ -106,6 +111,13 @@ func pendingBurst(kind string) (burst func(n int) error, prep func() error, clea
 		return func(n int) error { return fifoBurst(dir, n/3) }, prep, cleanup, nil
 	case "block":
 		return blockBurst, nil, nil, nil
+	case "uffd-exec":
+		var u *uffdPage
+		prep = func() (err error) {
+			u, err = newUffdPage()
+			return err
+		}
+		return func(n int) error { return u.execBurst(n) }, prep, nil, nil
 	}
 	return nil, nil, nil, fmt.Errorf("no storm %q", kind)
 }
@@ -149,7 +161,7 @@ func fifoBurst(dir string, n int) error {
 		if f == nil {
 			continue
 		}
-		err := inOpenat(f)
+		err := inSyscall(f, unix.SYS_OPENAT)
 		f.Close()
 		if err != nil {
 			return err
@@ -171,10 +183,10 @@ func fifoBurst(dir string, n int) error {
 	return errors.Join(all...)
 }
 
-// inOpenat waits until the thread of f, its /proc/self/task/TID/syscall,
-// is blocked in openat. Each read at offset 0 takes the file anew.
-func inOpenat(f *os.File) error {
-	want := strconv.Itoa(unix.SYS_OPENAT) + " "
+// inSyscall waits until the thread of f, its /proc/self/task/TID/syscall,
+// is blocked in syscall nr. Each read at offset 0 takes the file anew.
+func inSyscall(f *os.File, nr int) error {
+	want := strconv.Itoa(nr) + " "
 	buf := make([]byte, 256)
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
 		n, err := f.ReadAt(buf, 0)
@@ -185,7 +197,7 @@ func inOpenat(f *os.File) error {
 			return nil
 		}
 	}
-	return fmt.Errorf("%s: its thread never blocked in openat", f.Name())
+	return fmt.Errorf("%s: its thread never blocked in syscall %d", f.Name(), nr)
 }
 
 var (
@@ -233,4 +245,120 @@ func blockBurst(n int) error {
 func blockArgs(pid int, _ string) []string {
 	exe, _ := os.Executable()
 	return []string{"-p", strconv.Itoa(pid), "r:" + exe + ":github.com/owlbpf/owl/test/storms.blockTarget \"%d\", arg1"}
+}
+
+// userfaultfd(2) ioctls (UAPI, the same on every architecture).
+const (
+	uffdAPI             = 0xAA
+	uffdioAPI           = 0xc018aa3f // _IOWR(0xAA, 0x3F, struct uffdio_api)
+	uffdioRegister      = 0xc020aa00 // _IOWR(0xAA, 0x00, struct uffdio_register)
+	uffdioCopy          = 0xc028aa03 // _IOWR(0xAA, 0x03, struct uffdio_copy)
+	uffdRegisterMissing = 1          // UFFDIO_REGISTER_MODE_MISSING
+)
+
+// A uffdPage is a page whose first touch, by the kernel too, blocks until
+// fill gives it its bytes: a syscall reading its arguments from it is held
+// at that point.
+type uffdPage struct {
+	fd   int
+	page []byte
+}
+
+// errNoUffd says this kernel gives no userfaultfd; the child says "skip".
+var errNoUffd = errors.New("no userfaultfd")
+
+func newUffdPage() (*uffdPage, error) {
+	fd, _, errno := unix.Syscall(unix.SYS_USERFAULTFD, unix.O_CLOEXEC, 0, 0)
+	if errno != 0 {
+		return nil, fmt.Errorf("%w: userfaultfd: %v", errNoUffd, errno)
+	}
+	u := &uffdPage{fd: int(fd)}
+	api := struct{ API, Features, Ioctls uint64 }{API: uffdAPI}
+	if err := u.ioctl(uffdioAPI, unsafe.Pointer(&api)); err != nil {
+		return nil, fmt.Errorf("UFFDIO_API: %w", err)
+	}
+	var err error
+	if u.page, err = unix.Mmap(-1, 0, os.Getpagesize(), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS); err != nil {
+		return nil, err
+	}
+	reg := struct{ Start, Len, Mode, Ioctls uint64 }{Start: u.addr(), Len: uint64(len(u.page)), Mode: uffdRegisterMissing}
+	if err := u.ioctl(uffdioRegister, unsafe.Pointer(&reg)); err != nil {
+		return nil, fmt.Errorf("UFFDIO_REGISTER: %w", err)
+	}
+	return u, nil
+}
+
+func (u *uffdPage) addr() uint64 { return uint64(uintptr(unsafe.Pointer(&u.page[0]))) }
+
+func (u *uffdPage) ioctl(req uintptr, arg unsafe.Pointer) error {
+	if _, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(u.fd), req, uintptr(arg)); errno != 0 {
+		return errno
+	}
+	return nil
+}
+
+// fill gives the page its bytes, which wakes every thread blocked on it.
+func (u *uffdPage) fill(b []byte) error {
+	src := make([]byte, len(u.page))
+	copy(src, b)
+	c := struct {
+		Dst, Src, Len, Mode uint64
+		Copied              int64
+	}{Dst: u.addr(), Src: uint64(uintptr(unsafe.Pointer(&src[0]))), Len: uint64(len(src))}
+	err := u.ioctl(uffdioCopy, unsafe.Pointer(&c))
+	runtime.KeepAlive(src)
+	if err != nil {
+		return fmt.Errorf("UFFDIO_COPY: %w", err)
+	}
+	return nil
+}
+
+// uffdExecName is the file the execs of execBurst run: none.
+const uffdExecName = "/nonexistent/owl-storm-exec"
+
+// execBurst makes n execs in flight at once: n threads each execve a file
+// name in the missing page, where the kernel's copy of the name blocks;
+// once all are blocked in execve, the page gets a name that does not
+// exist, and every exec fails (ENOENT).
+func (u *uffdPage) execBurst(n int) error {
+	syscallFiles := make(chan *os.File, n)
+	errs := make(chan error, 2*n)
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			runtime.LockOSThread()
+			f, err := os.Open(fmt.Sprintf("/proc/self/task/%d/syscall", unix.Gettid()))
+			syscallFiles <- f
+			if err != nil {
+				errs <- err
+				return
+			}
+			argv := []uintptr{uintptr(u.addr()), 0}
+			_, _, errno := unix.Syscall(unix.SYS_EXECVE, uintptr(u.addr()), uintptr(unsafe.Pointer(&argv[0])), uintptr(unsafe.Pointer(&argv[1])))
+			if errno != unix.ENOENT {
+				errs <- fmt.Errorf("execve of a missing file: %v, want ENOENT", errno)
+			}
+		})
+	}
+	for range n {
+		f := <-syscallFiles
+		if f == nil {
+			continue
+		}
+		err := inSyscall(f, unix.SYS_EXECVE)
+		f.Close()
+		if err != nil {
+			return err
+		}
+	}
+	if err := u.fill([]byte(uffdExecName + "\x00")); err != nil {
+		return err
+	}
+	wg.Wait()
+	close(errs)
+	var all []error
+	for err := range errs {
+		all = append(all, err)
+	}
+	return errors.Join(all...)
 }
