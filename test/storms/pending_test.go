@@ -45,7 +45,9 @@ var pendingStorms = map[string]struct {
 	// Execs that fail (-x), each held in execve while its file name's
 	// page is missing (userfaultfd).
 	"execsnoop": {storm{work: "uffd-exec", args: func(_ int, ns string) []string { return []string{"-x", "--mntns", ns} }, made: inFlight,
-		match: func(ev map[string]any) bool { return ev["ret"] == -float64(unix.ENOENT) && ev["filename"] == uffdExecName }}, "map_full"},
+		match: func(ev map[string]any) bool {
+			return ev["ret"] == -float64(unix.ENOENT) && ev["filename"] == uffdExecName
+		}}, "map_full"},
 	// Goroutines blocked in a Go function whose return prints an argument
 	// saved at its entry.
 	"trace": {storm{work: "block", args: blockArgs, made: inFlight,
@@ -54,7 +56,19 @@ var pendingStorms = map[string]struct {
 
 // notPendingStormed are the tools with a pending table not stormed here,
 // and why.
-var notPendingStormed = map[string]string{}
+var notPendingStormed = map[string]string{
+	"tcpconnect": "a connect that finds its table full is delivered at once, untracked (no outcome): nothing is lost to count",
+	"modsnoop":   "needs kernel modules (and that many loads in flight)",
+	"pamsnoop":   "needs that many PAM conversations in flight (pamtester waiting for a password each); not written yet",
+	"bashfunclat": "count-only (histograms, no events); a bash recursion deeper than the table would storm it; " +
+		"not written yet",
+	// Both count an eviction as a lost event where the event is not lost:
+	// a storm would fail until they count it otherwise.
+	"uthreads": "over-counts: a thread whose start routine was evicted still gets its stop event (without the routine); " +
+		"64 threads alive with 8 entries gave 128 of 128 events and 58 counted pending_evicted",
+	"tcpaccept": "over-counts: an io_uring accept whose entry was evicted is still reported (a single-shot one at its completion, " +
+		"a multishot one learned again when a connection wakes it), yet counted pending_evicted",
+}
 
 func TestPendingStorms(t *testing.T) {
 	e2e.Require(t)
