@@ -4,7 +4,9 @@
 // from ./cmd/owl) with a one-page ring (the hidden --ring-bytes flag),
 // stops it (SIGSTOP) while a workload child makes the storm, then lets it
 // drain and end, and compares its JSON lines and its final lost line
-// with what the child made.
+// with what the child made. Pending storms (pending_test.go) overfill
+// the tables of events waiting for their end instead (the hidden
+// --pending-entries flag).
 package storms
 
 import (
