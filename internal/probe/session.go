@@ -84,6 +84,9 @@ type Options struct {
 // Open walks the hooks in order and returns a session on the first one that
 // loads and attaches. When none does, the error is a *NoHookError.
 func Open(spec *ebpf.CollectionSpec, hooks []Hook, opts Options) (*Session, error) {
+	if opts.PendingEntries != 0 && opts.Pending == "" {
+		return nil, fmt.Errorf("%s has no table of pending events to size", opts.Tool)
+	}
 	only := opts.Only
 	if only == "" && opts.Prefer != "" {
 		if _, err := Select(hooks, opts.Prefer); err == nil {
@@ -99,9 +102,6 @@ func Open(spec *ebpf.CollectionSpec, hooks []Hook, opts Options) (*Session, erro
 	}
 	if opts.RingBytes != 0 && (opts.RingBytes < minRing || opts.RingBytes&(opts.RingBytes-1) != 0) {
 		return nil, fmt.Errorf("ring buffer of %d bytes: want a power of two of at least %d", opts.RingBytes, minRing)
-	}
-	if opts.PendingEntries != 0 && opts.Pending == "" {
-		return nil, fmt.Errorf("%s has no table of pending events to size", opts.Tool)
 	}
 	var tried []Failure
 	for _, h := range hooks {
