@@ -38,6 +38,11 @@ type Common struct {
 	// --ring-bytes): tests overfill a small ring to check that every lost
 	// event is counted (docs/RELIABILITY.md).
 	RingBytes int
+	// PendingEntries overrides the size of the tool's table of events
+	// waiting for their end (hidden --pending-entries, tools that have
+	// one): tests overfill it to check that every event it loses is
+	// counted.
+	PendingEntries int
 	// NoUIDShort keeps --uid without its -u shorthand, for a command whose
 	// -u means something else (funclatency's -u is BCC's microseconds).
 	// Set it before NewCommand adds the flags.
@@ -62,9 +67,13 @@ const (
 	maxUID = 1<<32 - 2
 	// maxRing bounds --ring-bytes: 1 GiB, far above any tool's default.
 	maxRing = 1 << 30
+	// maxPending bounds --pending-entries: the largest pending table a
+	// tool has by default (tcpconnect's); LRU tables are allocated whole.
+	maxPending = 1 << 16
 )
 
-// AddFlags registers the common flags; task adds the task filters.
+// AddFlags registers the common flags; task adds the task filters, a tool
+// with a pending table (c.info) --pending-entries.
 func (c *Common) AddFlags(cmd *cobra.Command, task bool) {
 	c.cmd = cmd
 	f := cmd.Flags()
@@ -84,6 +93,10 @@ func (c *Common) AddFlags(cmd *cobra.Command, task bool) {
 	f.DurationVar(&c.Latency, "poll", probe.DefaultLatency, "read events at most `DURATION` after they happen ("+minLatency.String()+" to "+maxLatency.String()+"): the ring wakes owl only when a quarter full (at most 64 KiB), which costs far less per event in storms; a reader timer bounds the wait")
 	f.IntVar(&c.RingBytes, "ring-bytes", 0, "ring buffer size in `BYTES` (a power of two, 4096 to "+strconv.Itoa(maxRing)+"); for tests")
 	f.MarkHidden("ring-bytes")
+	if c.info.Pending {
+		f.IntVar(&c.PendingEntries, "pending-entries", 0, "size of the table of events waiting for their end, in `ENTRIES` (1 to "+strconv.Itoa(maxPending)+"); for tests")
+		f.MarkHidden("pending-entries")
+	}
 	f.StringVar(&c.Hook, "hook", "", "use only hooks of this `KIND`: tracepoint, raw_tracepoint, fentry (fentry/fexit), kprobe (kprobe/kretprobe) or uprobe; default: the first that works (env OWL_HOOKS=KIND forces KIND in tools that have it)")
 }
 
@@ -132,6 +145,7 @@ func (c *Common) Options() (tool.Options, error) {
 	opts.Hook = c.Hook
 	opts.Latency = c.Latency
 	opts.RingBytes = uint32(c.RingBytes)
+	opts.PendingEntries = uint32(c.PendingEntries)
 	if opts.Prefer, err = HooksEnv(); err != nil {
 		return opts, err
 	}
@@ -224,6 +238,9 @@ func (c *Common) check() error {
 	}
 	if c.given("ring-bytes", c.RingBytes, 0) && (c.RingBytes < 4096 || c.RingBytes > maxRing || c.RingBytes&(c.RingBytes-1) != 0) {
 		return Usagef("--ring-bytes %d: want a power of two from 4096 to %d", c.RingBytes, maxRing)
+	}
+	if c.given("pending-entries", c.PendingEntries, 0) && (c.PendingEntries < 1 || c.PendingEntries > maxPending) {
+		return Usagef("--pending-entries %d: want 1 to %d entries", c.PendingEntries, maxPending)
 	}
 	if c.given("uid", c.UID, -1) && (c.UID < 0 || c.UID > maxUID) {
 		return Usagef("--uid %d: want a user id from 0 to %d", c.UID, maxUID)
@@ -430,8 +447,8 @@ func NewCommand(info tool.Info, help, example string, c *Common, run func(cmd *c
 			return c.explain(err)
 		},
 	}
-	c.AddFlags(cmd, info.Task)
 	c.info = info
+	c.AddFlags(cmd, info.Task)
 	return cmd
 }
 

@@ -149,6 +149,35 @@ func TestNumericFlagRanges(t *testing.T) {
 	}
 }
 
+// --pending-entries exists only for tools with a pending table, hidden,
+// and takes 1 to maxPending.
+func TestPendingEntries(t *testing.T) {
+	var c Common
+	if NewCommand(tool.Info{Name: "x"}, "", "", &c, nil).Flags().Lookup("pending-entries") != nil {
+		t.Error("--pending-entries on a tool without a pending table")
+	}
+	for _, tc := range []struct {
+		arg string
+		ok  bool
+	}{{"1", true}, {strconv.Itoa(maxPending), true}, {"0", false}, {"-1", false}, {strconv.Itoa(maxPending + 1), false}} {
+		var c Common
+		cmd := NewCommand(tool.Info{Name: "x", Pending: true}, "", "", &c, nil)
+		if f := cmd.Flags().Lookup("pending-entries"); f == nil || !f.Hidden {
+			t.Fatalf("--pending-entries: %+v, want a hidden flag", f)
+		}
+		if err := cmd.ParseFlags([]string{"--pending-entries", tc.arg}); err != nil {
+			t.Fatal(err)
+		}
+		err := c.check()
+		switch {
+		case tc.ok && err != nil:
+			t.Errorf("--pending-entries %s: %v, want it accepted", tc.arg, err)
+		case !tc.ok && (ExitCode(err) != 2 || !strings.Contains(err.Error(), "--pending-entries")):
+			t.Errorf("--pending-entries %s: got %v, want a usage error naming the flag", tc.arg, err)
+		}
+	}
+}
+
 func TestSeconds(t *testing.T) {
 	for _, tc := range []struct {
 		args []string

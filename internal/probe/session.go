@@ -71,14 +71,22 @@ type Options struct {
 	// (WakeupBytes) waits before the reader polls for it: 0 means
 	// DefaultLatency.
 	Latency time.Duration
-	// Pending names an LRU table of events waiting for their end, whose
-	// evictions Stats derives from the pending counters of bpf/owl.h.
+	// Pending names the tool's table of events waiting for their end. An
+	// LRU table's evictions Stats derives from the pending counters of
+	// bpf/owl.h; a plain hash evicts nothing (a put into a full one is
+	// counted as map_full).
 	Pending string
+	// PendingEntries, when not 0, is max_entries of the Pending table:
+	// tests shrink it to overfill it (owl's hidden --pending-entries).
+	PendingEntries uint32
 }
 
 // Open walks the hooks in order and returns a session on the first one that
 // loads and attaches. When none does, the error is a *NoHookError.
 func Open(spec *ebpf.CollectionSpec, hooks []Hook, opts Options) (*Session, error) {
+	if opts.PendingEntries != 0 && opts.Pending == "" {
+		return nil, fmt.Errorf("%s has no table of pending events to size", opts.Tool)
+	}
 	only := opts.Only
 	if only == "" && opts.Prefer != "" {
 		if _, err := Select(hooks, opts.Prefer); err == nil {
@@ -298,7 +306,9 @@ func (s *Session) Stats() (Stats, error) {
 			st.UnpairedReturn += n
 		}
 	}
-	if s.pending != nil {
+	// Only an LRU table evicts; counting a plain hash's entries would cost
+	// a walk of it for nothing.
+	if s.pending != nil && (s.pending.Type() == ebpf.LRUHash || s.pending.Type() == ebpf.LRUCPUHash) {
 		held, err := count(s.pending)
 		if err != nil {
 			return st, err

@@ -106,8 +106,9 @@ func (r *Runtime) taskOffsets() ([]uint32, error) {
 	return r.offsets, r.offErr
 }
 
-// configureShared sets the ring's size and the shared filters on a copy of
-// a tool's spec before it is loaded.
+// configureShared sets the ring's size, the pending table's and the shared
+// filters on a copy of a tool's spec before it is loaded. The tool's own
+// Configure runs after it and may shrink a table a config does not use.
 func configureShared(spec *ebpf.CollectionSpec, opts *Options) error {
 	var sh sharedSpecs
 	if err := spec.Assign(&sh); err != nil {
@@ -120,6 +121,13 @@ func configureShared(spec *ebpf.CollectionSpec, opts *Options) error {
 		ring = minRing
 	}
 	sh.Events.MaxEntries = ring
+	if opts.PendingEntries != 0 {
+		m := spec.Maps[opts.Pending]
+		if m == nil {
+			return fmt.Errorf("pending table %s missing from the BPF object", opts.Pending)
+		}
+		m.MaxEntries = opts.PendingEntries
+	}
 	// Objects built before bpf/owl.h had the wakeup threshold keep the
 	// kernel's default wakeups; the reader polls either way.
 	if v := spec.Variables["owl_wakeup_bytes"]; v != nil && !opts.NoReader {

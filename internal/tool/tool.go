@@ -45,8 +45,9 @@ type Spec[C, E any] struct {
 	// Stream reports whether cfg needs the ring buffer; count-only modes
 	// read maps only. Nil: always.
 	Stream func(C) bool
-	// Pending names the tool's LRU table of events waiting for their end
-	// (bpf2go's constant), whose evictions Stats counts.
+	// Pending names the tool's table of events waiting for their end
+	// (bpf2go's constant): an LRU table's evictions Stats counts, and
+	// Options.PendingEntries sizes it.
 	Pending string
 	// Decoder returns the function that fills an event from one record
 	// and reports whether it is one to emit. It must not keep raw.
@@ -88,6 +89,9 @@ type Options struct {
 	Runtime *probe.Runtime
 	// RingBytes overrides the tool's ring size (a power of two).
 	RingBytes uint32
+	// PendingEntries, when not 0, overrides the size of the tool's Pending
+	// table (tests overfill it); a tool without one refuses it.
+	PendingEntries uint32
 	// NoReader attaches without reading anything, for `owl tools`.
 	NoReader bool
 	// Latency bounds how long an event waits in the ring (probe.Options);
@@ -125,14 +129,15 @@ func Open[C, E any](sp *Spec[C, E], cfg C, opts Options) (*Source[E], error) {
 		ring = opts.RingBytes
 	}
 	popts := probe.Options{
-		Tool:      sp.Name,
-		Only:      opts.Hook,
-		Prefer:    opts.Prefer,
-		Runtime:   opts.Runtime,
-		RingBytes: ring,
-		NoReader:  opts.NoReader || (sp.Stream != nil && !sp.Stream(cfg)),
-		Pending:   sp.Pending,
-		Latency:   opts.Latency,
+		Tool:           sp.Name,
+		Only:           opts.Hook,
+		Prefer:         opts.Prefer,
+		Runtime:        opts.Runtime,
+		RingBytes:      ring,
+		NoReader:       opts.NoReader || (sp.Stream != nil && !sp.Stream(cfg)),
+		Pending:        sp.Pending,
+		Latency:        opts.Latency,
+		PendingEntries: opts.PendingEntries,
 	}
 	if popts.NoReader {
 		popts.RingBytes = 0 // one page: nothing reads it
@@ -287,6 +292,7 @@ type Info struct {
 	Group   string // "security", "language" or "fleet"
 	Task    bool
 	Net     bool
+	Pending bool     // a table of events waiting for their end (--pending-entries)
 	Hooks   []string // hook names with the default config, in order of preference
 	Fields  []string // JSON fields of an event
 	Outputs []OutputInfo
@@ -306,7 +312,7 @@ type OutputInfo struct {
 
 // Info describes the tool.
 func (sp *Spec[C, E]) Info() Info {
-	i := Info{Name: sp.Name, Summary: sp.Summary, Group: sp.Group, Task: sp.Task, Net: sp.Net}
+	i := Info{Name: sp.Name, Summary: sp.Summary, Group: sp.Group, Task: sp.Task, Net: sp.Net, Pending: sp.Pending != ""}
 	for _, h := range sp.Hooks(sp.Default()) {
 		i.Hooks = append(i.Hooks, h.Name)
 	}

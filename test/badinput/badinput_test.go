@@ -141,14 +141,17 @@ var intLimits = map[string][]string{
 	"top":                {"-1"},
 	"minimum":            {"-1"},
 	"ring-bytes":         {"0", "1000", "3000", "1099511627776"},
+	"pending-entries":    {"0", "-1", "65537"},
 }
 
 // guest: the tests run in a qemu guest (test/vm/run.sh sets OWL_BIN).
 var guest = os.Getenv("OWL_BIN") != ""
 
-// common are the flags every tool has (internal/cli.Common).
+// common are the flags of internal/cli.Common: every tool has them but
+// --pending-entries, which tools with a pending table have (the first
+// tool, tcpconnect, included).
 var common = map[string]bool{"pid": true, "uid": true, "cgroup": true, "mntns": true, "duration": true,
-	"output": true, "poll": true, "hook": true, "ring-bytes": true}
+	"output": true, "poll": true, "hook": true, "ring-bytes": true, "pending-entries": true}
 
 // A bad is one bad command line.
 type bad struct {

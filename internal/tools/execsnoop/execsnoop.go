@@ -171,6 +171,9 @@ reported, nor anything for failed execs (-x).`,
 	Default:   func() Config { return Config{} },
 	Hooks:     hooks,
 	Configure: configure,
+	// -x's execs in progress: a plain hash, so an exec that finds it full
+	// is counted as map_full, nothing is evicted.
+	Pending: execsnoopMapStarts,
 	Decoder: func(cfg Config, s *probe.Session) (func([]byte, *Event) bool, error) {
 		return func(raw []byte, e *Event) bool { return decode(cfg, s, raw, e) }, nil
 	},

@@ -229,6 +229,9 @@ and counted (stack_unavailable).`,
 	Default:   func() Config { return Config{} },
 	Hooks:     hooks,
 	Configure: configure,
+	// A plain hash (its entries are ~4 KiB, allocated per call): a call
+	// that finds it full is counted as map_full, nothing is evicted.
+	Pending: opensnoopMapStarts,
 	Decoder: func(cfg Config, s *probe.Session) (func([]byte, *Event) bool, error) {
 		var us *pyframes.UserStacks
 		if cfg.UStack {

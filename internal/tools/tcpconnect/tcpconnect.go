@@ -204,10 +204,11 @@ counted (stack_unavailable).`,
 			v.WantUstack.Set(cfg.UStack && !cfg.Count), pyframes.ConfigureUser(spec, cfg.UStack && !cfg.Count))
 	},
 	Stream: func(cfg Config) bool { return !cfg.Count },
-	// No Pending: the table is a plain hash that evicts nothing (see
-	// tcpconnect.bpf.c); what it still holds at the end is delivered by
-	// Source.Run.
-	Held: func(_ Config, s *probe.Session, record func([]byte)) error { return takeHeld(s, record) },
+	// A plain hash that evicts nothing (see tcpconnect.bpf.c): a connect
+	// that finds it full is delivered at once, untracked; what it still
+	// holds at the end is delivered by Source.Run.
+	Pending: tcpconnectMapPending,
+	Held:    func(_ Config, s *probe.Session, record func([]byte)) error { return takeHeld(s, record) },
 	Decoder: func(cfg Config, s *probe.Session) (func([]byte, *Event) bool, error) {
 		var us *pyframes.UserStacks
 		if cfg.UStack && !cfg.Count {
