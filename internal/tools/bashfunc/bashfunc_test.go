@@ -53,9 +53,7 @@ type bashScript struct {
 
 func startScript(t *testing.T) *bashScript {
 	t.Helper()
-	if _, err := os.Stat(DefaultBash); err != nil {
-		t.Skipf("no %s: %v", DefaultBash, err)
-	}
+	e2e.Need(t, DefaultBash)
 	src := filepath.Join(t.TempDir(), "lib.sh")
 	if err := os.WriteFile(src, []byte("sourced() { :; }\nsourced\n"), 0o644); err != nil {
 		t.Fatal(err)

@@ -26,23 +26,6 @@ import (
 
 func TestMain(m *testing.M) { e2e.Main(m, nil) }
 
-// needTool returns the path of a compiler or program a test needs. Where
-// it is missing the test skips, or fails under OWL_E2E=require, except in
-// the qemu guest (OWL_BIN set), which has test binaries and no peers (its
-// programs come prebuilt: buildProgram).
-func needTool(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err == nil {
-		return p
-	}
-	if os.Getenv("OWL_E2E") == "require" && os.Getenv("OWL_BIN") == "" {
-		t.Fatalf("%s is needed to build the test program (OWL_E2E=require)", name)
-	}
-	t.Skipf("test skipped: %s is not installed", name)
-	return ""
-}
-
 // buildProgram returns testdata/src built into a temporary directory: C
 // and C++ with -O1 -fno-omit-frame-pointer -fno-inline (so every call is
 // a call), a Go directory with go build, a .rs file with rustc. In the
@@ -59,13 +42,13 @@ func buildProgram(t *testing.T, name, src string, flags ...string) string {
 		var cmd *exec.Cmd
 		switch filepath.Ext(src) {
 		case ".c":
-			cmd = exec.Command(needTool(t, "gcc"), append([]string{"-O1", "-fno-omit-frame-pointer", "-fno-inline", "-o", bin, abs}, flags...)...)
+			cmd = exec.Command(e2e.Need(t, "gcc"), append([]string{"-O1", "-fno-omit-frame-pointer", "-fno-inline", "-o", bin, abs}, flags...)...)
 		case ".cpp":
-			cmd = exec.Command(needTool(t, "g++"), append([]string{"-O1", "-fno-omit-frame-pointer", "-fno-inline", "-o", bin, abs}, flags...)...)
+			cmd = exec.Command(e2e.Need(t, "g++"), append([]string{"-O1", "-fno-omit-frame-pointer", "-fno-inline", "-o", bin, abs}, flags...)...)
 		case ".rs":
-			cmd = exec.Command(needTool(t, "rustc"), append([]string{"-o", bin, abs}, flags...)...)
+			cmd = exec.Command(e2e.Need(t, "rustc"), append([]string{"-o", bin, abs}, flags...)...)
 		default:
-			cmd = exec.Command(needTool(t, "go"), append(append([]string{"build", "-o", bin}, flags...), ".")...)
+			cmd = exec.Command(e2e.Need(t, "go"), append(append([]string{"build", "-o", bin}, flags...), ".")...)
 			cmd.Dir = abs
 			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		}
@@ -556,7 +539,7 @@ func TestReports(t *testing.T) {
 // names func from the process, gone by the time it prints.)
 func TestAgreesWithBpftrace(t *testing.T) {
 	e2e.Require(t)
-	bpftrace := needTool(t, "bpftrace")
+	bpftrace := e2e.Need(t, "bpftrace")
 	bin := buildProgram(t, "work", "work.c")
 	// bpftrace prints "Attaching 3 probes..." before it attaches them and
 	// runs BEGIN once they all are.

@@ -31,22 +31,6 @@ func TestMain(m *testing.M) { e2e.Main(m, nil) }
 // calls is how often the test programs call work per round.
 const calls = 1000
 
-// needTool returns the path of a compiler a test needs. Where it is missing
-// the test skips, or fails under OWL_E2E=require, except in the qemu guest
-// (OWL_BIN set), which has test binaries and no compilers.
-func needTool(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err == nil {
-		return p
-	}
-	if os.Getenv("OWL_E2E") == "require" && os.Getenv("OWL_BIN") == "" {
-		t.Fatalf("%s is needed to build the test program (OWL_E2E=require)", name)
-	}
-	t.Skipf("test skipped: %s is not installed", name)
-	return ""
-}
-
 // buildProgram compiles testdata/src into a temporary directory: C with
 // -O1 -fno-omit-frame-pointer -fno-inline (so every call is a call), a Go
 // directory with go build.
@@ -59,9 +43,9 @@ func buildProgram(t *testing.T, src string) string {
 	bin := filepath.Join(t.TempDir(), strings.TrimSuffix(filepath.Base(src), filepath.Ext(src)))
 	var cmd *exec.Cmd
 	if filepath.Ext(src) == ".c" {
-		cmd = exec.Command(needTool(t, "gcc"), "-O1", "-fno-omit-frame-pointer", "-fno-inline", "-o", bin, abs)
+		cmd = exec.Command(e2e.Need(t, "gcc"), "-O1", "-fno-omit-frame-pointer", "-fno-inline", "-o", bin, abs)
 	} else {
-		cmd = exec.Command(needTool(t, "go"), "build", "-o", bin, ".")
+		cmd = exec.Command(e2e.Need(t, "go"), "build", "-o", bin, ".")
 		cmd.Dir = abs
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	}
@@ -305,7 +289,7 @@ func TestKernelStacks(t *testing.T) {
 // to the calls made.
 func TestBothStacksFolded(t *testing.T) {
 	e2e.Require(t)
-	if before612() && os.Getenv("OWL_BIN") != "" {
+	if before612() && e2e.InGuest() {
 		// Known gap: on Debian's 6.1 (qemu guest) this prints no stack at
 		// all, while -K alone (TestKernelStacks) and this test on 6.12 and
 		// 6.18 pass; not yet understood (see docs/vm-results.md).

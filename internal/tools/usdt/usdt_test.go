@@ -22,32 +22,14 @@ import (
 
 func TestMain(m *testing.M) { e2e.Main(m, nil) }
 
-// needTool returns the path of a program a test needs; missing, the test
-// skips, or fails under OWL_E2E=require (outside the qemu guest, which
-// has no compilers).
-func needTool(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err == nil {
-		return p
-	}
-	if os.Getenv("OWL_E2E") == "require" && os.Getenv("OWL_BIN") == "" {
-		t.Fatalf("%s is needed by this test (OWL_E2E=require)", name)
-	}
-	t.Skipf("test skipped: %s is not installed", name)
-	return ""
-}
-
 // build compiles testdata/sdtlib.c into a shared library and
 // testdata/sdt.c into a program linked with it, -O2, and returns the
 // program and the library.
 func build(t *testing.T) (prog, lib string) {
 	t.Helper()
-	gcc := needTool(t, "gcc")
+	gcc := e2e.Need(t, "gcc")
 	if _, err := os.Stat("/usr/include/x86_64-linux-gnu/sys/sdt.h"); err != nil {
-		if _, err := os.Stat("/usr/include/sys/sdt.h"); err != nil {
-			needTool(t, "sys/sdt.h (apt systemtap-sdt-dev)")
-		}
+		e2e.Need(t, "/usr/include/sys/sdt.h") // systemtap-sdt-dev
 	}
 	dir := t.TempDir()
 	lib = filepath.Join(dir, "libowlsdt.so")
@@ -297,7 +279,7 @@ func runCommand(t *testing.T, args []string, workload func()) (string, error) {
 // TestList lists python3.11's probes and libjvm's as readelf -n counts
 // them (one line per note).
 func TestList(t *testing.T) {
-	readelf := needTool(t, "readelf")
+	readelf := e2e.Need(t, "readelf")
 	for _, f := range []string{"/usr/bin/python3.11", "/usr/lib/jvm/java-17-openjdk-amd64/lib/server/libjvm.so"} {
 		if _, err := os.Stat(f); err != nil {
 			t.Logf("%s: %v", f, err)
