@@ -143,9 +143,6 @@ var intLimits = map[string][]string{
 	"ring-bytes":         {"0", "1000", "3000", "1099511627776"},
 }
 
-// guest: the tests run in a qemu guest (test/vm/run.sh sets OWL_BIN).
-var guest = os.Getenv("OWL_BIN") != ""
-
 // common are the flags every tool has (internal/cli.Common).
 var common = map[string]bool{"pid": true, "uid": true, "cgroup": true, "mntns": true, "duration": true,
 	"output": true, "poll": true, "hook": true, "ring-bytes": true}
@@ -199,7 +196,7 @@ func (e *env) flagCases(t *testing.T) []bad {
 					t.Errorf("%s --%s: no bad values for flags of type %s", name, f.Name, typ)
 				}
 			}
-			if (common[f.Name] && !first || guest) && len(vals) > 1 {
+			if (common[f.Name] && !first || e2e.InGuest()) && len(vals) > 1 {
 				// The common flags are one code (internal/cli): every
 				// value for the first tool, one for each other tool. In
 				// the qemu guests (TCG: every process start is slow) one
