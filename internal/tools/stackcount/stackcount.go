@@ -411,36 +411,20 @@ const maxLearned = 256
 // smallest count first as BCC prints them. Each count is read and removed
 // at once, so a call is in exactly one report.
 func (s *Source) Stacks(now time.Time) ([]Stack, error) {
-	counts := s.maps.Counts
-	var (
-		keys []stackcountStackKey
-		k    stackcountStackKey
-		n    uint64
-	)
-	it := counts.Iterate()
-	for it.Next(&k, &n) {
-		keys = append(keys, k)
-	}
-	if err := it.Err(); err != nil {
-		return nil, fmt.Errorf("read counts: %w", err)
-	}
 	rows := map[string]*Stack{}
 	var ids []byte // a row's identity: process and frames as printed
-	for i := range keys {
-		if err := counts.LookupAndDelete(&keys[i], &n); err != nil {
-			if errors.Is(err, ebpf.ErrKeyNotExist) {
-				continue
-			}
-			return nil, fmt.Errorf("take count: %w", err)
-		}
-		st := s.stack(&keys[i])
+	err := probe.Take(s.maps.Counts, func(k *stackcountStackKey, n *uint64) {
+		st := s.stack(k)
 		ids = st.appendIdentity(ids[:0])
 		if r, ok := rows[string(ids)]; ok {
-			r.Count += n
-			continue
+			r.Count += *n
+			return
 		}
-		st.Count, st.Time = n, event.Time{Time: now}
+		st.Count, st.Time = *n, event.Time{Time: now}
 		rows[string(ids)] = &st
+	})
+	if err != nil {
+		return nil, err
 	}
 	out := make([]Stack, 0, len(rows))
 	for _, r := range rows {
