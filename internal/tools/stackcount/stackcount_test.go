@@ -2,8 +2,6 @@ package stackcount
 
 import (
 	"bufio"
-	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -13,7 +11,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -497,58 +494,6 @@ func TestBadInputExit2(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for the command's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// runCommand runs `owl stackcount args` in this process: once it says it
-// is tracing, workload runs, then the command is stopped as by Ctrl-C.
-func runCommand(t *testing.T, args []string, workload func()) (stdout, stderr string, err error) {
-	t.Helper()
-	cmd := command()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	cmd.SetContext(ctx)
-	cmd.SetArgs(append([]string{}, args...)) // nil would make cobra read os.Args
-	cmd.SilenceUsage, cmd.SilenceErrors = true, true
-	var out, errOut syncBuffer
-	cmd.SetOut(&out)
-	cmd.SetErr(&errOut)
-	done := make(chan error, 1)
-	go func() { done <- cmd.Execute() }()
-	deadline := time.Now().Add(20 * time.Second)
-	for !strings.Contains(errOut.String(), "Hit Ctrl-C to end.") {
-		select {
-		case err := <-done:
-			return out.String(), errOut.String(), err
-		case <-time.After(5 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("stackcount %v never started tracing: %s", args, errOut.String())
-		}
-	}
-	if workload != nil {
-		workload()
-	}
-	cancel()
-	err = <-done
-	return out.String(), errOut.String(), err
-}
-
 // before612 reports whether the running kernel is older than 6.12.
 func before612() bool {
 	var u unix.Utsname
@@ -558,4 +503,10 @@ func before612() bool {
 	var major, minor int
 	fmt.Sscanf(unix.ByteSliceToString(u.Release[:]), "%d.%d", &major, &minor)
 	return major < 6 || major == 6 && minor < 12
+}
+
+// runCommand runs `owl stackcount args` in this process (e2e.RunCommand).
+func runCommand(t *testing.T, args []string, workload func()) (stdout, stderr string, err error) {
+	t.Helper()
+	return e2e.RunCommand(t, command(), args, workload)
 }

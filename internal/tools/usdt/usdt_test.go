@@ -2,8 +2,6 @@ package usdt
 
 import (
 	"bufio"
-	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -11,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -241,39 +238,12 @@ for line in sys.stdin:
 }
 
 // runCommand runs `owl usdt args` in this process and returns its
-// output; with workload, once it traces, then stops it as by Ctrl-C.
+// output; with workload, once it traces, then stops it as by Ctrl-C
+// (e2e.RunCommand).
 func runCommand(t *testing.T, args []string, workload func()) (string, error) {
 	t.Helper()
-	cmd := command()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	cmd.SetContext(ctx)
-	cmd.SetArgs(append([]string{}, args...))
-	cmd.SilenceUsage, cmd.SilenceErrors = true, true
-	var out, errOut syncBuffer
-	cmd.SetOut(&out)
-	cmd.SetErr(&errOut)
-	if workload == nil {
-		err := cmd.Execute()
-		return out.String(), err
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Execute() }()
-	deadline := time.Now().Add(20 * time.Second)
-	for !strings.Contains(errOut.String(), "Hit Ctrl-C to end.") {
-		select {
-		case err := <-done:
-			return out.String(), err
-		case <-time.After(5 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("usdt %v never started tracing", args)
-		}
-	}
-	workload()
-	cancel()
-	err := <-done
-	return out.String(), err
+	out, _, err := e2e.RunCommand(t, command(), args, workload)
+	return out, err
 }
 
 // TestList lists python3.11's probes and libjvm's as readelf -n counts
@@ -348,25 +318,6 @@ func TestBadInput(t *testing.T) {
 			t.Errorf("%q: %v, want a usage error", args, err)
 		}
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for the command's writes and the
-// test's reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // TestOneUprobeEach takes the path of kernels without uprobe-multi links
