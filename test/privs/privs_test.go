@@ -507,7 +507,7 @@ func run(t *testing.T, l launcher, set caps.Set, args []string, sc scenario, e *
 	defer cancel()
 	cmd := l.command(t, set, args)
 	cmd.Dir = "/"
-	var stdout syncBuf
+	var stdout e2e.SyncBuffer
 	cmd.Stdout = &stdout
 	errPipe, err := cmd.StderrPipe()
 	if err != nil {
@@ -516,7 +516,7 @@ func run(t *testing.T, l launcher, set caps.Set, args []string, sc scenario, e *
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	var stderr syncBuf
+	var stderr e2e.SyncBuffer
 	traced := make(chan struct{})
 	copied := make(chan struct{})
 	go func() {
@@ -570,23 +570,6 @@ func run(t *testing.T, l launcher, set caps.Set, args []string, sc scenario, e *
 		t.Fatalf("owl %v: %v", args, err)
 	}
 	return r
-}
-
-type syncBuf struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // hookless reports why a tool has no usable hook here ("" if it has):
