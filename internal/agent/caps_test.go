@@ -16,7 +16,7 @@ import (
 // those, no new privileges, and still traces.
 func TestLeastCapabilities(t *testing.T) {
 	e2e.Require(t)
-	need(t, "/usr/bin/setpriv", "apt-get install util-linux")
+	e2e.Need(t, "/usr/bin/setpriv")
 	unit, err := os.ReadFile("../../deploy/systemd/owl-agent.service")
 	if err != nil {
 		t.Fatal(err)

@@ -50,20 +50,6 @@ func TestMain(m *testing.M) {
 	e2e.Main(m, nil)
 }
 
-// need finds a program the test needs, failing with OWL_E2E=require and
-// skipping otherwise when it is missing; the qemu guests (e2e.Prebuilt)
-// have none of the collector, Prometheus, podman or iproute2: skipped there.
-func need(t *testing.T, path, how string) string {
-	t.Helper()
-	if _, err := os.Stat(path); err != nil {
-		if os.Getenv("OWL_E2E") == "require" && !e2e.Prebuilt() {
-			t.Fatalf("%s missing (%s)", path, how)
-		}
-		t.Skipf("%s missing (%s)", path, how)
-	}
-	return path
-}
-
 // freePort returns a loopback port nothing listens on (bound, released).
 func freePort(t *testing.T) int {
 	t.Helper()
@@ -92,7 +78,7 @@ func newCollector(t *testing.T) *collector {
 	if bin == "" {
 		bin, _ = filepath.Abs("../../bin/otelcol-owl/otelcol-owl")
 	}
-	need(t, bin, "built by .ci/run: builder --config deploy/collector/builder.yaml")
+	e2e.Need(t, bin) // make deps-test builds it (deploy/collector/build.sh)
 	return &collector{t: t, bin: bin, dir: t.TempDir(), grpcPort: freePort(t), httpPort: freePort(t)}
 }
 
@@ -446,7 +432,7 @@ func TestOTLPToCollector(t *testing.T) {
 // returns owl's event counters for the tools the test exercised.
 func TestPrometheusScrapes(t *testing.T) {
 	e2e.Require(t)
-	prom := need(t, "/usr/bin/prometheus", "apt-get install prometheus")
+	prom := e2e.Need(t, "/usr/bin/prometheus")
 	port := freePort(t)
 	a := startAgent(t, "tools: [tcpconnect, execsnoop, setuids]\n", "--metrics-address", fmt.Sprintf("127.0.0.1:%d", port))
 	a.metrics = fmt.Sprintf("127.0.0.1:%d", port)

@@ -112,7 +112,7 @@ func TestCollectorOutage(t *testing.T) {
 // reload are all written.
 func TestReloadKeepsTools(t *testing.T) {
 	e2e.Require(t)
-	trueBin := need(t, "/bin/true", "apt-get install coreutils")
+	trueBin := e2e.Need(t, "/bin/true")
 	dir := t.TempDir()
 	out := filepath.Join(dir, "events.json")
 	path := filepath.Join(dir, "agent.yaml")

@@ -26,7 +26,7 @@ func run(t *testing.T, name string, args ...string) {
 // with its own host.name. Nothing leaves the namespaces the test makes.
 func TestFleet(t *testing.T) {
 	e2e.Require(t)
-	need(t, "/usr/sbin/ip", "apt-get install iproute2")
+	e2e.Need(t, "/usr/sbin/ip")
 	c := newCollector(t)
 	// The collector's namespace, held by a sleep until the test ends.
 	holder := exec.Command("unshare", "--net", "sleep", "600")

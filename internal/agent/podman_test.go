@@ -24,8 +24,8 @@ type podman struct {
 }
 
 func newPodman(t *testing.T) *podman {
-	need(t, "/usr/bin/podman", "apt-get install podman runc")
-	need(t, "/usr/sbin/runc", "apt-get install runc")
+	e2e.Need(t, "/usr/bin/podman")
+	e2e.Need(t, "/usr/sbin/runc")
 	dir := t.TempDir()
 	conf := filepath.Join(dir, "containers.conf")
 	err := os.WriteFile(conf, []byte("[containers]\ndefault_ulimits = []\n[engine]\ncgroup_manager = \"cgroupfs\"\nruntime = \"runc\"\nevents_logger = \"file\"\n"), 0o644)
@@ -55,7 +55,7 @@ func (p *podman) run(args ...string) string {
 // reports, and podman as the runtime.
 func TestPodmanContainer(t *testing.T) {
 	e2e.Require(t)
-	busybox := need(t, "/bin/busybox", "apt-get install busybox-static")
+	busybox := e2e.Need(t, "/bin/busybox")
 	p := newPodman(t)
 	dir := t.TempDir()
 	root := filepath.Join(dir, "rootfs")

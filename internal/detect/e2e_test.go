@@ -58,7 +58,7 @@ func startLive(t *testing.T, cfg Config) *live {
 	for _, s := range started {
 		switch {
 		case s.Err == nil:
-		case s.Name == "modsnoop" || e2e.Prebuilt():
+		case s.Name == "modsnoop" || e2e.InGuest():
 			// No modules here; the qemu guests have no libpam, and
 			// their test (module loads) needs only modsnoop.
 			t.Logf("%s not started: %v", s.Name, s.Err)
@@ -113,18 +113,6 @@ func (l *live) wait(t *testing.T, rule Rule, timeout time.Duration, what string,
 	return Finding{}
 }
 
-func need(t *testing.T, files ...string) {
-	t.Helper()
-	for _, f := range files {
-		if _, err := os.Stat(f); err != nil {
-			if e2e.Prebuilt() || os.Getenv("OWL_E2E") != "require" {
-				t.Skipf("%s missing (make deps-test installs it)", f)
-			}
-			t.Fatalf("%s missing: make deps-test installs it", f)
-		}
-	}
-}
-
 func run(t *testing.T, name string, args ...string) string {
 	t.Helper()
 	out, err := exec.Command(name, args...).CombinedOutput()
@@ -143,7 +131,7 @@ type netns struct {
 
 func newNetns(t *testing.T) *netns {
 	t.Helper()
-	need(t, "/usr/sbin/ip")
+	e2e.Need(t, "/usr/sbin/ip")
 	n := os.Getpid()%200 + 20
 	ns := &netns{Name: fmt.Sprintf("owldet%d", os.Getpid()),
 		Host: netip.AddrFrom4([4]byte{10, 213, byte(n), 1}), Peer: netip.AddrFrom4([4]byte{10, 213, byte(n), 2})}
@@ -246,7 +234,7 @@ func (l *live) checkBenign(t *testing.T) {
 // over them), every rule running with its default thresholds: no finding
 // names it. The attack tests run it beside each attack too.
 func TestBenignBackgroundE2E(t *testing.T) {
-	need(t, "/usr/bin/dpkg")
+	e2e.Need(t, "/usr/bin/dpkg")
 	l := startLive(t, Defaults())
 	start := time.Now()
 	served := startBenign(t, 2*time.Minute/1000)
@@ -277,7 +265,7 @@ func fastConfig() Config {
 // finding each, naming the attacker and ≥ 100 ports; 100 connects to one
 // open port: none.
 func TestPortScanE2E(t *testing.T) {
-	need(t, "/usr/bin/nmap")
+	e2e.Need(t, "/usr/bin/nmap")
 	ns := newNetns(t)
 	l := startLive(t, fastConfig())
 	startBenign(t, 5*time.Millisecond)
@@ -351,7 +339,10 @@ func TestPortScanE2E(t *testing.T) {
 // A setuid-root helper run by an unprivileged user that calls setuid(0):
 // a finding; sudo and su used normally: none.
 func TestPrivEscE2E(t *testing.T) {
-	need(t, "/usr/bin/gcc", "/usr/bin/sudo", "/usr/bin/su", "/usr/bin/script")
+	e2e.Need(t, "/usr/bin/gcc")
+	e2e.Need(t, "/usr/bin/sudo")
+	e2e.Need(t, "/usr/bin/su")
+	e2e.Need(t, "/usr/bin/script")
 	dir, err := os.MkdirTemp("", "owldetect")
 	if err != nil {
 		t.Fatal(err)
@@ -422,7 +413,8 @@ func TestPrivEscE2E(t *testing.T) {
 // testUser makes a user with a known password, removed at the end.
 func testUser(t *testing.T) (name, pass string) {
 	t.Helper()
-	need(t, "/usr/sbin/useradd", "/usr/sbin/chpasswd")
+	e2e.Need(t, "/usr/sbin/useradd")
+	e2e.Need(t, "/usr/sbin/chpasswd")
 	name, pass = fmt.Sprintf("owld%d", os.Getpid()), "Owl-test-pass-7"
 	exec.Command("userdel", "-r", name).Run()
 	run(t, "useradd", "-m", "-s", "/bin/sh", name)
@@ -446,7 +438,10 @@ func lookupUID(t *testing.T, name string) uint32 {
 // a brute-force finding and a success-after-failures finding naming the
 // attacker and the user; 5 normal logins before: none.
 func TestBruteForceE2E(t *testing.T) {
-	need(t, "/usr/sbin/sshd", "/usr/bin/hydra", "/usr/bin/sshpass", "/usr/bin/ssh-keygen")
+	e2e.Need(t, "/usr/sbin/sshd")
+	e2e.Need(t, "/usr/bin/hydra")
+	e2e.Need(t, "/usr/bin/sshpass")
+	e2e.Need(t, "/usr/bin/ssh-keygen")
 	ns := newNetns(t)
 	user, pass := testUser(t)
 	dir := t.TempDir()
@@ -538,7 +533,7 @@ func TestReverseShellE2E(t *testing.T) {
 	if _, ok := reflect.TypeOf(execsnoop.Event{}).FieldByName("Stdio"); !ok {
 		t.Skip("execsnoop does not report the sockets of fds 0-2 yet (branch execsock)")
 	}
-	need(t, "/usr/bin/bash")
+	e2e.Need(t, "/usr/bin/bash")
 	l := startLive(t, fastConfig())
 	startBenign(t, 5*time.Millisecond)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

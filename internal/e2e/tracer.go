@@ -23,19 +23,14 @@ type Tracer struct {
 	eof   chan struct{}
 }
 
-// StartTracer starts path with args, or skips when it is not installed (fails
-// under OWL_E2E=require on the host; the qemu guest has no peers). The peer
-// runs under stdbuf -oL: libbpf-tools write to a pipe block-buffered, and
-// a test must see their lines as they come to know when they have caught
-// up (bpftrace: pass -B line).
+// StartTracer starts path with args; where it is not installed, t skips or
+// fails as Need says (the qemu guests have no peers). The peer runs under
+// stdbuf -oL: libbpf-tools write to a pipe block-buffered, and a test must
+// see their lines as they come to know when they have caught up
+// (bpftrace: pass -B line).
 func StartTracer(t *testing.T, path string, args ...string) *Tracer {
 	t.Helper()
-	if _, err := os.Stat(path); err != nil {
-		if os.Getenv("OWL_E2E") == "require" && os.Getenv("OWL_BIN") == "" {
-			t.Fatalf("%s is missing (make deps-test): %v", path, err)
-		}
-		t.Skipf("%s is missing (make deps-test)", path)
-	}
+	Need(t, path)
 	argv := append([]string{path}, args...)
 	if stdbuf, err := exec.LookPath("stdbuf"); err == nil {
 		argv = append([]string{stdbuf, "-oL"}, argv...)

@@ -37,21 +37,8 @@ type UserStacks struct {
 	Walker *Walker
 	Procs  *syms.Processes
 	native *ebpf.Map
-	frames [127]buildIDFrame
+	frames [127]syms.BuildIDFrame
 }
-
-// buildIDFrame is struct bpf_stack_build_id.
-type buildIDFrame struct {
-	Status  int32
-	BuildID [20]byte
-	Off     uint64
-}
-
-// Status of a build-id frame (enum bpf_stack_build_id_status).
-const (
-	frameEmpty   = 0
-	frameBuildID = 1
-)
 
 // NewUser returns the UserStacks of a session (assign is Session.Assign),
 // looking at processes as New does.
@@ -79,16 +66,7 @@ func (u *UserStacks) Frames(pid uint32, native int32, python uint64) []syms.Fram
 	py := u.Walker.Python(pid, python)
 	var out []syms.Frame
 	if native >= 0 && u.native.Lookup(uint32(native), &u.frames) == nil {
-		for _, f := range u.frames {
-			if f.Status == frameEmpty {
-				break
-			}
-			if f.Status == frameBuildID {
-				out = append(out, u.Procs.ResolveBuildID(pid, f.BuildID[:], f.Off))
-			} else {
-				out = append(out, u.Procs.Resolve(pid, f.Off))
-			}
-		}
+		out = u.Procs.ResolveUserStack(pid, u.frames[:], 0, 0)
 	}
 	return Merge(out, py)
 }

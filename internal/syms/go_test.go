@@ -3,13 +3,15 @@ package syms
 import (
 	"path/filepath"
 	"testing"
+
+	"github.com/owlbpf/owl/internal/e2e"
 )
 
 // TestResolveGo symbolizes a running Go program through its pclntab, also
 // stripped of .symtab (-s -w) and as a PIE, against the address the program
 // printed itself.
 func TestResolveGo(t *testing.T) {
-	goTool := lookTool(t, "go")
+	goTool := e2e.Need(t, "go")
 	src, err := filepath.Abs("testdata/gotarget/main.go")
 	if err != nil {
 		t.Fatal(err)

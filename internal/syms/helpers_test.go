@@ -27,19 +27,6 @@ func need(t *testing.T, ok bool, reason string) {
 
 func needRoot(t *testing.T) { t.Helper(); need(t, os.Geteuid() == 0, "not root") }
 
-// lookTool returns the path of a program the test builds with.
-func lookTool(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil && os.Getenv("OWL_BIN") != "" {
-		// The qemu guest (OWL_BIN set) has busybox and the test binaries,
-		// no compilers: what needs one is tested on the host.
-		t.Skipf("%s is not in the qemu guest", name)
-	}
-	need(t, err == nil, name+" not installed")
-	return p
-}
-
 // startTarget runs bin, which prints "name 0xADDR" lines then "ready" and
 // blocks reading stdin until the test ends. It returns the pid and the
 // printed addresses.

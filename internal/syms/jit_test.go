@@ -23,23 +23,6 @@ import (
 	"github.com/owlbpf/owl/internal/uprobe"
 )
 
-// needRuntime returns the path of a language runtime's program. Missing,
-// the test skips, but fails under OWL_E2E=require on the host, where
-// deps-test installs the runtimes; the qemu guest (OWL_BIN set) has test
-// binaries only.
-func needRuntime(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err == nil {
-		return p
-	}
-	if os.Getenv("OWL_E2E") == "require" && os.Getenv("OWL_BIN") == "" {
-		t.Fatalf("%s not installed (OWL_E2E=require; make deps-test installs it)", name)
-	}
-	t.Skipf("%s not installed", name)
-	return ""
-}
-
 // start runs cmd until the test ends and returns the first line it prints
 // that contains want, failing after timeout.
 func start(t *testing.T, cmd *exec.Cmd, want string, timeout time.Duration) {
@@ -91,7 +74,7 @@ func start(t *testing.T, cmd *exec.Cmd, want string, timeout time.Duration) {
 // the file grew.
 func TestNodeJIT(t *testing.T) {
 	e2e.Require(t) // root: another process's maps
-	node := needRuntime(t, "node")
+	node := e2e.Need(t, "node")
 	js := `function owlHot(n) { let s = 0; for (let i = 0; i < n; i++) s += i % 7; return s; }
 let t = 0;
 console.log("running");
@@ -165,8 +148,8 @@ func mapsOf(t *testing.T, pid int) []syms.Mapping {
 // Compiler.perfmap` writes, below the native wrapper.
 func TestJavaJITStacks(t *testing.T) {
 	e2e.Require(t)
-	java := needRuntime(t, "java")
-	jcmd := needRuntime(t, "jcmd")
+	java := e2e.Need(t, "java")
+	jcmd := e2e.Need(t, "jcmd")
 	src, err := filepath.Abs("testdata/Jit.java")
 	if err != nil {
 		t.Fatal(err)

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/owlbpf/owl/internal/e2e"
 )
 
 // clock is a settable time for Processes.now.
@@ -28,7 +30,7 @@ func newTestProcesses(max int) (*Processes, *clock) {
 // startSleep runs `sleep 30`, killed when the test ends.
 func startSleep(t *testing.T) *exec.Cmd {
 	t.Helper()
-	sleep := lookTool(t, "sleep")
+	sleep := e2e.Need(t, "sleep")
 	cmd := exec.Command(sleep, "30")
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -167,7 +169,7 @@ func TestProcessesRecycledPid(t *testing.T) {
 // was made: same pid and start time, new mappings, reread on the first
 // address in none of the old ones.
 func TestProcessesExec(t *testing.T) {
-	sleep, sh := lookTool(t, "sleep"), lookTool(t, "sh")
+	sleep, sh := e2e.Need(t, "sleep"), e2e.Need(t, "sh")
 	if a, _ := filepath.EvalSymlinks(sleep); a == mustEval(sh) {
 		t.Skipf("sleep and sh are one program (%s, busybox): an exec would not change the code mapping", a)
 	}

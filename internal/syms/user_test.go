@@ -6,12 +6,14 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/owlbpf/owl/internal/e2e"
 )
 
 // buildC compiles testdata/target.c with gcc and flags into dir/name.
 func buildC(t *testing.T, dir, name string, flags ...string) string {
 	t.Helper()
-	gcc := lookTool(t, "gcc")
+	gcc := e2e.Need(t, "gcc")
 	src, err := filepath.Abs("testdata/target.c")
 	if err != nil {
 		t.Fatal(err)
@@ -25,7 +27,7 @@ func buildC(t *testing.T, dir, name string, flags ...string) string {
 // and stripped PIE (only .dynsym left), against the addresses the program
 // printed itself.
 func TestResolveC(t *testing.T) {
-	lookTool(t, "gcc") // skips in the qemu guest, which has no compiler
+	e2e.Need(t, "gcc") // skips in the qemu guest, which has no compiler
 	dir := t.TempDir()
 	cache := NewCache()
 	for _, c := range []struct {

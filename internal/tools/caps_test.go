@@ -1,9 +1,6 @@
 package tools
 
 import (
-	"errors"
-	"io/fs"
-	"os"
 	"strings"
 	"testing"
 
@@ -15,15 +12,9 @@ import (
 // otherwise; its last column (flags that need more) is prose, proved by
 // test/privs.
 func TestReadmeCapabilities(t *testing.T) {
-	readme, err := os.ReadFile("../../README.md")
-	if errors.Is(err, fs.ErrNotExist) && os.Getenv("OWL_BIN") != "" {
-		t.Skip("no source tree here (the qemu guest has only test binaries)")
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	readme := readme(t)
 	for _, tl := range All() {
-		if row := CapsRow(tl.Info().Name); !strings.Contains(string(readme), "\n"+row) {
+		if row := CapsRow(tl.Info().Name); !strings.Contains(readme, "\n"+row) {
 			t.Errorf("README's capability table lacks a row starting\n%s", row)
 		}
 	}

@@ -144,9 +144,6 @@ var intLimits = map[string][]string{
 	"pending-entries":    {"0", "-1", "65537"},
 }
 
-// guest: the tests run in a qemu guest (test/vm/run.sh sets OWL_BIN).
-var guest = os.Getenv("OWL_BIN") != ""
-
 // common are the flags of internal/cli.Common: every tool has them but
 // --pending-entries, which tools with a pending table have (the first
 // tool, tcpconnect, included).
@@ -202,7 +199,7 @@ func (e *env) flagCases(t *testing.T) []bad {
 					t.Errorf("%s --%s: no bad values for flags of type %s", name, f.Name, typ)
 				}
 			}
-			if (common[f.Name] && !first || guest) && len(vals) > 1 {
+			if (common[f.Name] && !first || e2e.InGuest()) && len(vals) > 1 {
 				// The common flags are one code (internal/cli): every
 				// value for the first tool, one for each other tool. In
 				// the qemu guests (TCG: every process start is slow) one

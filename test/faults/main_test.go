@@ -299,14 +299,14 @@ type world struct {
 	python *proc
 }
 
-// skipInGuest skips in the qemu guests (e2e.Prebuilt): starting, faulting
+// skipInGuest skips in the qemu guests (e2e.InGuest): starting, faulting
 // and stopping every tool dozens of times under TCG takes longer than a
 // guest's 5-minute test budget (the 6.1 guest ran out in
 // TestPIDExitEndsTool, and detaching per-pid Go RET uprobes took over 10 s
 // there). The host run covers it; the guests run every tool's own tests.
 func skipInGuest(t *testing.T) {
 	t.Helper()
-	if e2e.Prebuilt() {
+	if e2e.InGuest() {
 		t.Skip("fault injection over every tool is too slow for the qemu guests (TCG): host only")
 	}
 }

@@ -186,7 +186,9 @@ var launchers = []launcher{
 	},
 }
 
-// need says which of the programs are missing ("" if none).
+// need says which of the programs are missing ("" if none): a reason to
+// pass over one launcher or scenario while the others run (the qemu guests
+// have no capsh, bash or su), where e2e.Need would skip the whole tool.
 func need(programs ...string) string {
 	var missing []string
 	for _, p := range programs {
@@ -505,7 +507,7 @@ func run(t *testing.T, l launcher, set caps.Set, args []string, sc scenario, e *
 	defer cancel()
 	cmd := l.command(t, set, args)
 	cmd.Dir = "/"
-	var stdout syncBuf
+	var stdout e2e.SyncBuffer
 	cmd.Stdout = &stdout
 	errPipe, err := cmd.StderrPipe()
 	if err != nil {
@@ -514,7 +516,7 @@ func run(t *testing.T, l launcher, set caps.Set, args []string, sc scenario, e *
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	var stderr syncBuf
+	var stderr e2e.SyncBuffer
 	traced := make(chan struct{})
 	copied := make(chan struct{})
 	go func() {
@@ -570,23 +572,6 @@ func run(t *testing.T, l launcher, set caps.Set, args []string, sc scenario, e *
 	return r
 }
 
-type syncBuf struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // hookless reports why a tool has no usable hook here ("" if it has):
 // owl run as root says so.
 func hookless(t *testing.T, name string, args []string) string {
@@ -621,10 +606,10 @@ func TestLeastPrivilege(t *testing.T) {
 	}
 	// Debian's and Ubuntu's kernels add kernel.perf_event_paranoid=3,
 	// where perf events (every attachment) may be CAP_SYS_ADMIN's alone:
-	// the README tells users to set 2. In the qemu guests (prebuilt
-	// programs) this test does so; elsewhere it leaves the host alone.
+	// the README tells users to set 2. In the qemu guests this test does
+	// so; elsewhere it leaves the host alone.
 	if p := caps.Paranoid(); p > 2 {
-		if !e2e.Prebuilt() {
+		if !e2e.InGuest() {
 			t.Skipf("kernel.perf_event_paranoid=%d: CAP_PERFMON may not be enough here (set it to 2)", p)
 		}
 		if err := os.WriteFile("/proc/sys/kernel/perf_event_paranoid", []byte("2"), 0); err != nil {

@@ -29,7 +29,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/owlbpf/owl/internal/e2e"
-	"github.com/owlbpf/owl/internal/langs/langtest"
 	"github.com/owlbpf/owl/internal/probe"
 	"github.com/owlbpf/owl/internal/tools"
 	"github.com/owlbpf/owl/test/internal/owltest"
@@ -387,7 +386,7 @@ func traceArgs(pid int, _ string) []string {
 // it wants events.
 func python(kind string) func(t *testing.T, n int) *exec.Cmd {
 	return func(t *testing.T, n int) *exec.Cmd {
-		py := langtest.Need(t, "/usr/bin/python3.11")
+		py := e2e.Need(t, "/usr/bin/python3.11")
 		if kind == "threads" {
 			n /= 2
 		}

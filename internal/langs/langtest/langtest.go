@@ -12,6 +12,8 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/owlbpf/owl/internal/e2e"
 )
 
 // Program is a running test program.
@@ -25,21 +27,6 @@ type Program struct {
 func Testdata() string {
 	_, file, _, _ := runtime.Caller(0)
 	return filepath.Join(filepath.Dir(file), "..", "testdata")
-}
-
-// Need skips t when bin is missing: always in the qemu guest (no
-// runtimes there), else unless OWL_E2E=require, which fails instead.
-func Need(t *testing.T, bin string) string {
-	t.Helper()
-	p, err := exec.LookPath(bin)
-	if err == nil {
-		return p
-	}
-	if os.Getenv("OWL_E2E") == "require" && os.Getenv("OWL_BIN") == "" {
-		t.Fatalf("%s missing (make deps-test installs it): %v", bin, err)
-	}
-	t.Skipf("%s missing: %v", bin, err)
-	return ""
 }
 
 // Start starts argv and waits for its "ready" line.
@@ -99,8 +86,8 @@ func (p *Program) PID() int { return p.Cmd.Process.Pid }
 // Java compiles Work.java and starts it with the JVM flags given.
 func Java(t *testing.T, flags ...string) *Program {
 	t.Helper()
-	javac := Need(t, "javac")
-	java := Need(t, "java")
+	javac := e2e.Need(t, "javac")
+	java := e2e.Need(t, "java")
 	dir := t.TempDir()
 	if out, err := exec.Command(javac, "-d", dir, filepath.Join(Testdata(), "Work.java")).CombinedOutput(); err != nil {
 		t.Fatalf("javac: %v: %s", err, out)
@@ -111,7 +98,7 @@ func Java(t *testing.T, flags ...string) *Program {
 // C compiles testdata/NAME.c with cc -pthread and starts it.
 func C(t *testing.T, name string) *Program {
 	t.Helper()
-	cc := Need(t, "cc")
+	cc := e2e.Need(t, "cc")
 	bin := filepath.Join(t.TempDir(), name)
 	if out, err := exec.Command(cc, "-O1", "-pthread", "-o", bin, filepath.Join(Testdata(), name+".c")).CombinedOutput(); err != nil {
 		t.Fatalf("cc: %v: %s", err, out)

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/owlbpf/owl/internal/e2e"
 	"github.com/owlbpf/owl/internal/syms"
 )
 
@@ -35,8 +36,8 @@ var pyenvVersions = []string{"3.8.18", "3.9.18", "3.10.13", "3.11.7", "3.12.1", 
 func Interps(t *testing.T) []Interp {
 	t.Helper()
 	if _, err := os.Stat(Debian); err != nil {
-		if os.Getenv("OWL_BIN") != "" {
-			// The qemu guest has busybox and the test binaries, no Python.
+		if e2e.InGuest() {
+			// The qemu guests have busybox and the test binaries, no Python.
 			t.Skipf("%s is not in the qemu guest: Python frames are tested on the host", Debian)
 		}
 		t.Fatalf("%s: %v (apt-get install python3.11; make test installs it)", Debian, err)
@@ -102,7 +103,7 @@ type Prog struct {
 // ends it.
 func Start(t *testing.T, python, mode, arg string) *Prog {
 	t.Helper()
-	if _, err := os.Stat(python); err != nil && os.Getenv("OWL_BIN") != "" {
+	if _, err := os.Stat(python); err != nil && e2e.InGuest() {
 		t.Skipf("%s is not in the qemu guest: Python frames are tested on the host", python)
 	}
 	path := filepath.Join(t.TempDir(), "frames.py")

@@ -2,7 +2,6 @@ package bashfunc
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"math/bits"
@@ -11,7 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -53,9 +51,7 @@ type bashScript struct {
 
 func startScript(t *testing.T) *bashScript {
 	t.Helper()
-	if _, err := os.Stat(DefaultBash); err != nil {
-		t.Skipf("no %s: %v", DefaultBash, err)
-	}
+	e2e.Need(t, DefaultBash)
 	src := filepath.Join(t.TempDir(), "lib.sh")
 	if err := os.WriteFile(src, []byte("sourced() { :; }\nsourced\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -202,7 +198,7 @@ func TestCommand(t *testing.T) {
 	e2e.Require(t)
 	s := startScript(t)
 	var measured time.Duration
-	out, stderr, err := runCommand(t, latCommand(), []string{"-p", strconv.Itoa(s.pid())}, func() { measured = s.run(t) })
+	out, stderr, err := e2e.RunCommand(t, latCommand(), []string{"-p", strconv.Itoa(s.pid())}, func() { measured = s.run(t) })
 	if err != nil {
 		t.Fatalf("bashfunclat: %v: %s", err, stderr)
 	}
@@ -225,60 +221,11 @@ func TestCommand(t *testing.T) {
 		{latCommand, []string{"--funcs", "0"}, "--funcs 0"},
 		{latCommand, []string{"--microseconds", "--nanoseconds"}, "choose one unit"},
 	} {
-		_, stderr, err := runCommand(t, c.cmd(), c.args, nil)
+		_, stderr, err := e2e.RunCommand(t, c.cmd(), c.args, nil)
 		if err == nil || cli.ExitCode(err) != 2 || !strings.Contains(err.Error(), c.says) || strings.Contains(err.Error(), "\n") {
 			t.Errorf("%q: %v (status %d), stderr %q; want one line saying %q, status 2", c.args, err, cli.ExitCode(err), stderr, c.says)
 		}
 	}
-}
-
-// runCommand runs a command until it traces, then workload, then stops it.
-func runCommand(t *testing.T, cmd *cobra.Command, args []string, workload func()) (stdout, stderr string, err error) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	cmd.SetContext(ctx)
-	cmd.SetArgs(append([]string{}, args...))
-	cmd.SilenceUsage, cmd.SilenceErrors = true, true
-	var out, errOut syncBuffer
-	cmd.SetOut(&out)
-	cmd.SetErr(&errOut)
-	done := make(chan error, 1)
-	go func() { done <- cmd.Execute() }()
-	deadline := time.Now().Add(20 * time.Second)
-	for !strings.Contains(errOut.String(), "Hit Ctrl-C to end.") {
-		select {
-		case err := <-done:
-			return out.String(), errOut.String(), err
-		case <-time.After(5 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%v never started tracing: %s", args, errOut.String())
-		}
-	}
-	if workload != nil {
-		workload()
-	}
-	cancel()
-	err = <-done
-	return out.String(), errOut.String(), err
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // Symbols of the stock bash, and files that are no bash.

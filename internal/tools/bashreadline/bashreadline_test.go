@@ -22,22 +22,6 @@ import (
 
 func TestMain(m *testing.M) { e2e.Main(m, nil) }
 
-// need returns the path of a program a test runs; where it is missing the
-// test skips, or fails under OWL_E2E=require (make deps-test installs it),
-// except in the qemu guest (OWL_BIN set), which has test binaries only.
-func need(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err == nil {
-		return p
-	}
-	if os.Getenv("OWL_E2E") == "require" && os.Getenv("OWL_BIN") == "" {
-		t.Fatalf("%s is needed (OWL_E2E=require; make deps-test installs it)", name)
-	}
-	t.Skipf("test skipped: %s is not installed", name)
-	return ""
-}
-
 // pane is an interactive program in a tmux pane of a tmux server of the
 // test's own (its own socket: no one else's sessions are touched).
 type pane struct {
@@ -52,7 +36,7 @@ const prompt = "owl-ready$ "
 // want (for bash, its prompt: readline draws it, so bash is in readline).
 func newPane(t *testing.T, want string, argv ...string) *pane {
 	t.Helper()
-	need(t, "tmux")
+	e2e.Need(t, "tmux")
 	p := &pane{t: t, socket: fmt.Sprintf("owl-test-%d-%d", os.Getpid(), time.Now().UnixNano())}
 	args := append([]string{"new-session", "-d", "-x", "200", "-y", "50", "-s", "owl", "--"}, argv...)
 	p.tmux(args...)
@@ -209,7 +193,7 @@ func TestTinyRingCountsEveryDrop(t *testing.T) {
 // traced; bc itself, on the same library, is not.
 func TestLibreadline(t *testing.T) {
 	e2e.Require(t)
-	bc := need(t, "bc")
+	bc := e2e.Need(t, "bc")
 	dir := t.TempDir()
 	fake := filepath.Join(dir, "bash")
 	b, err := os.ReadFile(bc)

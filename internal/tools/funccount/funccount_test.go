@@ -2,8 +2,6 @@ package funccount
 
 import (
 	"bufio"
-	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -11,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -25,23 +22,6 @@ import (
 )
 
 func TestMain(m *testing.M) { e2e.Main(m, nil) }
-
-// needTool returns the path of a compiler or program a test needs. Where
-// it is missing the test skips, or fails under OWL_E2E=require, except in
-// the qemu guest (OWL_BIN set), which has test binaries and no peers (its
-// programs come prebuilt: buildProgram).
-func needTool(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err == nil {
-		return p
-	}
-	if os.Getenv("OWL_E2E") == "require" && os.Getenv("OWL_BIN") == "" {
-		t.Fatalf("%s is needed to build the test program (OWL_E2E=require)", name)
-	}
-	t.Skipf("test skipped: %s is not installed", name)
-	return ""
-}
 
 // buildProgram returns testdata/src built into a temporary directory: C
 // and C++ with -O1 -fno-omit-frame-pointer -fno-inline (so every call is
@@ -59,13 +39,13 @@ func buildProgram(t *testing.T, name, src string, flags ...string) string {
 		var cmd *exec.Cmd
 		switch filepath.Ext(src) {
 		case ".c":
-			cmd = exec.Command(needTool(t, "gcc"), append([]string{"-O1", "-fno-omit-frame-pointer", "-fno-inline", "-o", bin, abs}, flags...)...)
+			cmd = exec.Command(e2e.Need(t, "gcc"), append([]string{"-O1", "-fno-omit-frame-pointer", "-fno-inline", "-o", bin, abs}, flags...)...)
 		case ".cpp":
-			cmd = exec.Command(needTool(t, "g++"), append([]string{"-O1", "-fno-omit-frame-pointer", "-fno-inline", "-o", bin, abs}, flags...)...)
+			cmd = exec.Command(e2e.Need(t, "g++"), append([]string{"-O1", "-fno-omit-frame-pointer", "-fno-inline", "-o", bin, abs}, flags...)...)
 		case ".rs":
-			cmd = exec.Command(needTool(t, "rustc"), append([]string{"-o", bin, abs}, flags...)...)
+			cmd = exec.Command(e2e.Need(t, "rustc"), append([]string{"-o", bin, abs}, flags...)...)
 		default:
-			cmd = exec.Command(needTool(t, "go"), append(append([]string{"build", "-o", bin}, flags...), ".")...)
+			cmd = exec.Command(e2e.Need(t, "go"), append(append([]string{"build", "-o", bin}, flags...), ".")...)
 			cmd.Dir = abs
 			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		}
@@ -418,58 +398,6 @@ func TestCountsTracepoint(t *testing.T) {
 	checkCounts(t, counted(t, src), map[string]uint64{"syscalls:sys_enter_getppid": 123, "syscalls:sys_enter_getpgid": 45})
 }
 
-// syncBuffer is a bytes.Buffer safe for the command's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// runCommand runs `owl funccount args` in this process: once it says it
-// is tracing, workload runs, then the command is stopped as by Ctrl-C.
-func runCommand(t *testing.T, args []string, workload func()) (stdout, stderr string, err error) {
-	t.Helper()
-	cmd := command()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	cmd.SetContext(ctx)
-	cmd.SetArgs(append([]string{}, args...)) // nil would make cobra read os.Args
-	cmd.SilenceUsage, cmd.SilenceErrors = true, true
-	var out, errOut syncBuffer
-	cmd.SetOut(&out)
-	cmd.SetErr(&errOut)
-	done := make(chan error, 1)
-	go func() { done <- cmd.Execute() }()
-	deadline := time.Now().Add(20 * time.Second)
-	for !strings.Contains(errOut.String(), "Hit Ctrl-C to end.") {
-		select {
-		case err := <-done:
-			return out.String(), errOut.String(), err
-		case <-time.After(5 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("funccount %v never started tracing: %s", args, errOut.String())
-		}
-	}
-	if workload != nil {
-		workload()
-	}
-	cancel()
-	err = <-done
-	return out.String(), errOut.String(), err
-}
-
 // Bad patterns and flags are one line and exit status 2, before anything
 // is loaded.
 func TestBadPatternsExit2(t *testing.T) {
@@ -535,7 +463,7 @@ func TestReports(t *testing.T) {
 	counts := func(now time.Time) ([]Count, error) {
 		return []Count{{Func: "b", Count: n[0]}, {Func: "zero", Count: n[1]}, {Func: "a\n", Count: n[2]}}, nil
 	}
-	var buf syncBuffer
+	var buf e2e.SyncBuffer
 	out := output.NewWriter[Count](&buf, output.Text, nil)
 	r := reporter{out: out, counts: counts, timestamp: true, interval: true}
 	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.Local)
@@ -556,7 +484,7 @@ func TestReports(t *testing.T) {
 // names func from the process, gone by the time it prints.)
 func TestAgreesWithBpftrace(t *testing.T) {
 	e2e.Require(t)
-	bpftrace := needTool(t, "bpftrace")
+	bpftrace := e2e.Need(t, "bpftrace")
 	bin := buildProgram(t, "work", "work.c")
 	// bpftrace prints "Attaching 3 probes..." before it attaches them and
 	// runs BEGIN once they all are.
@@ -565,7 +493,7 @@ func TestAgreesWithBpftrace(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var btErr syncBuffer
+	var btErr e2e.SyncBuffer
 	bt.Stderr = &btErr
 	defer func() { t.Logf("bpftrace's stderr: %q", btErr.String()) }()
 	if err := bt.Start(); err != nil {
@@ -607,4 +535,10 @@ func TestAgreesWithBpftrace(t *testing.T) {
 	t.Logf("owl %v, bpftrace %v", owl, theirs)
 	checkCounts(t, theirs, owl)
 	checkCounts(t, owl, map[string]uint64{"work": 1000, "sleep_ms": 20})
+}
+
+// runCommand runs `owl funccount args` in this process (e2e.RunCommand).
+func runCommand(t *testing.T, args []string, workload func()) (stdout, stderr string, err error) {
+	t.Helper()
+	return e2e.RunCommand(t, command(), args, workload)
 }

@@ -30,23 +30,13 @@ import (
 
 func TestMain(m *testing.M) { e2e.Main(m, nil) }
 
-// skipWithout skips t when a build tool is missing.
-func skipWithout(t *testing.T, tool string) string {
-	t.Helper()
-	p, err := exec.LookPath(tool)
-	if err != nil {
-		t.Skipf("%s is not installed: the test builds its target program with it", tool)
-	}
-	return p
-}
-
 // buildC builds testdata/target.c (what its arguments do is said there)
 // as the issue asks: frame pointers, no inlining. The qemu guest has it
 // prebuilt, static, by test/vm/run.sh (e2e.Program).
 func buildC(t *testing.T) string {
 	t.Helper()
 	return e2e.Program(t, "funclatency/target", func() string {
-		gcc := skipWithout(t, "gcc")
+		gcc := e2e.Need(t, "gcc")
 		bin := filepath.Join(t.TempDir(), "target")
 		if out, err := exec.Command(gcc, "-O1", "-fno-omit-frame-pointer", "-fno-inline", "-o", bin, "testdata/target.c").CombinedOutput(); err != nil {
 			t.Fatalf("gcc: %v\n%s", err, out)
@@ -346,7 +336,7 @@ func buildGo(t *testing.T) map[string]string {
 		bins[name] = e2e.Program(t, "funclatency/go-"+name, func() string {
 			goTool := filepath.Join(runtime.GOROOT(), "bin", "go")
 			if _, err := os.Stat(goTool); err != nil {
-				goTool = skipWithout(t, "go")
+				goTool = e2e.Need(t, "go")
 			}
 			bin := filepath.Join(t.TempDir(), name)
 			cmd := exec.Command(goTool, "build", "-ldflags="+ldflags, "-o", bin, ".")
@@ -409,13 +399,7 @@ func TestGoProgramCompletesAndCountsEveryCall(t *testing.T) {
 func TestSameAsLibbpfTools(t *testing.T) {
 	e2e.Require(t)
 	const peer = "/usr/sbin/funclatency"
-	if _, err := os.Stat(peer); err != nil {
-		// The qemu guest (OWL_BIN set) has test binaries and no peers.
-		if os.Getenv("OWL_E2E") == "require" && os.Getenv("OWL_BIN") == "" {
-			t.Fatalf("%s is missing (apt-get install libbpf-tools): %v", peer, err)
-		}
-		t.Skipf("%s is missing (apt-get install libbpf-tools)", peer)
-	}
+	e2e.Need(t, peer)
 	bin := buildC(t)
 	src := openOrFatal(t, Config{Pattern: bin + ":sleep_ms", Unit: Msecs})
 

@@ -1,7 +1,6 @@
 package opensnoop
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -285,7 +284,7 @@ func TestFullPathCommand(t *testing.T) {
 	e2e.Require(t)
 	dir := tempDir(t)
 	cmd := Tool.Command()
-	var stdout syncBuffer
+	var stdout e2e.SyncBuffer
 	stderr := &readyWriter{ready: make(chan struct{})}
 	cmd.SetOut(&stdout)
 	cmd.SetErr(stderr)
@@ -330,34 +329,16 @@ func TestFullPathCommand(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe to read while the command writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // readyWriter closes ready once the command says it is tracing.
 type readyWriter struct {
-	syncBuffer
+	e2e.SyncBuffer
 	ready chan struct{}
 	once  sync.Once
 }
 
 func (w *readyWriter) Write(p []byte) (int, error) {
-	n, err := w.syncBuffer.Write(p)
-	if strings.Contains(w.syncBuffer.String(), "Hit Ctrl-C to end.") {
+	n, err := w.SyncBuffer.Write(p)
+	if strings.Contains(w.SyncBuffer.String(), "Hit Ctrl-C to end.") {
 		w.once.Do(func() { close(w.ready) })
 	}
 	return n, err

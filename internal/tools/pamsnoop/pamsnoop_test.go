@@ -23,22 +23,6 @@ import (
 
 func TestMain(m *testing.M) { e2e.Main(m, nil) }
 
-// need returns the path of a program a test runs. Where it is missing the
-// test skips, or fails under OWL_E2E=require (make deps-test installs it),
-// except in the qemu guest (OWL_BIN set), which has test binaries only.
-func need(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err == nil {
-		return p
-	}
-	if os.Getenv("OWL_E2E") == "require" && os.Getenv("OWL_BIN") == "" {
-		t.Fatalf("%s is needed (OWL_E2E=require; make deps-test installs it)", name)
-	}
-	t.Skipf("test skipped: %s is not installed", name)
-	return ""
-}
-
 // waitFor waits for the event match accepts.
 func waitFor(t *testing.T, ch <-chan Event, what string, match func(Event) bool) Event {
 	t.Helper()
@@ -50,7 +34,7 @@ func waitFor(t *testing.T, ch <-chan Event, what string, match func(Event) bool)
 // showing the handle's service and user.
 func TestSu(t *testing.T) {
 	e2e.Require(t)
-	need(t, "su")
+	e2e.Need(t, "su")
 	src, err := Open(Config{}, e2e.Options())
 	if err != nil {
 		t.Fatal(err)
@@ -87,7 +71,7 @@ func TestSu(t *testing.T) {
 // (pam_set_item) show on the handle's events.
 func TestPassword(t *testing.T) {
 	e2e.Require(t)
-	pamtester := need(t, "pamtester")
+	pamtester := e2e.Need(t, "pamtester")
 	user, password := newUser(t)
 	src, err := Open(Config{}, e2e.Options())
 	if err != nil {
@@ -146,7 +130,7 @@ func TestPassword(t *testing.T) {
 // test ends.
 func newUser(t *testing.T) (user, password string) {
 	t.Helper()
-	need(t, "useradd")
+	e2e.Need(t, "useradd")
 	user = fmt.Sprintf("owlpam%d", os.Getpid())
 	password = "Owl-test-pw-7"
 	if out, err := exec.Command("useradd", "-M", "-s", "/usr/sbin/nologin", user).CombinedOutput(); err != nil {
@@ -171,7 +155,7 @@ func newUser(t *testing.T) (user, password string) {
 // handle's service, user and remote host in.
 func TestHandleStartedBefore(t *testing.T) {
 	e2e.Require(t)
-	pamtester := need(t, "pamtester")
+	pamtester := e2e.Need(t, "pamtester")
 	user, password := newUser(t)
 	cmd := exec.Command(pamtester, "-I", "rhost=198.51.100.3", "login", user, "authenticate", "acct_mgmt", "open_session", "close_session")
 	stdin, _ := cmd.StdinPipe()
@@ -237,7 +221,7 @@ func readUntil(r *bufio.Reader, s string) error {
 // when the shell exits, after which *status is its exit status.
 func namespace(t *testing.T, script string) (pid int, ns uint32, run func(), exited <-chan struct{}, status *error) {
 	t.Helper()
-	need(t, "unshare")
+	e2e.Need(t, "unshare")
 	host, err := findLib("", 0)
 	if err != nil {
 		t.Fatal(err)
@@ -290,7 +274,7 @@ func namespace(t *testing.T, script string) (pid int, ns uint32, run func(), exi
 // of that namespace.
 func TestOtherMountNamespace(t *testing.T) {
 	e2e.Require(t)
-	need(t, "su")
+	e2e.Need(t, "su")
 	pid, ns, run, _, _ := namespace(t, "su -s /bin/true nobody")
 	byPID, err := findLibs("", probe.TaskFilter{PID: pid, UID: -1})
 	if err != nil {
@@ -333,7 +317,7 @@ func TestOtherMountNamespace(t *testing.T) {
 // while nothing reads it, then drained: delivered + ring_full == made.
 func TestTinyRingCountsEveryDrop(t *testing.T) {
 	e2e.Require(t)
-	need(t, "su")
+	e2e.Need(t, "su")
 	const runs, each = 10, 5
 	_, ns, run, exited, status := namespace(t, fmt.Sprintf(`i=0; while [ $i -lt %d ]; do su -s /bin/true nobody || exit 1; i=$((i+1)); done`, runs))
 	opts := e2e.Options()

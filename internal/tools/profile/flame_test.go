@@ -23,8 +23,8 @@ import (
 // script reports that share.
 func TestPprofAndSVG(t *testing.T) {
 	e2e.Require(t)
-	goTool := needTool(t, "go")
-	chromium := needTool(t, "chromium")
+	goTool := e2e.Need(t, "go")
+	chromium := e2e.Need(t, "chromium")
 	p := start(t, build(t, "hotwarm.c"))
 	dir := t.TempDir()
 	pprofFile, svgFile := filepath.Join(dir, "cpu.pb.gz"), filepath.Join(dir, "flame.svg")
@@ -213,7 +213,7 @@ const frameRows = 15
 // hot() first, its lines with -lines; the flame graph has hot's box.
 func TestPythonCommand(t *testing.T) {
 	e2e.Require(t)
-	goTool := needTool(t, "go")
+	goTool := e2e.Need(t, "go")
 	script, err := filepath.Abs("testdata/hot.py")
 	if err != nil {
 		t.Fatal(err)

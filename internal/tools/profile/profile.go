@@ -95,20 +95,6 @@ const (
 	noSuchOne = -int32(syscall.EFAULT) // nothing to walk
 )
 
-// buildIDFrame is struct bpf_stack_build_id: one frame of a user stack.
-type buildIDFrame struct {
-	Status  int32
-	BuildID [syms.BuildIDSize]byte
-	Off     uint64 // file offset, or the address with frameIP
-}
-
-// Status of a build-id frame (enum bpf_stack_build_id_status).
-const (
-	frameEmpty   = 0 // past the end of the stack
-	frameBuildID = 1
-	frameIP      = 2 // no file with a build-id was mapped there
-)
-
 // maxProcesses bounds the processes whose mappings are kept to name user
 // frames.
 const maxProcesses = 4096
@@ -262,7 +248,7 @@ type Source struct {
 	py       *pyframes.Walker // Python frames; nil without user stacks
 	learned  map[uint32]bool  // processes whose files Learn has read
 	ips      [127]uint64
-	frames   [127]buildIDFrame
+	frames   [127]syms.BuildIDFrame
 }
 
 // Open loads profile and starts sampling on every CPU of cfg.
@@ -460,36 +446,20 @@ func (s *Source) learn(pid uint32) {
 // count first as BCC prints them. Each count is read and removed at once,
 // so a sample is in exactly one call's result.
 func (s *Source) Stacks(now time.Time) ([]Stack, error) {
-	counts := s.maps.Counts
-	var (
-		keys []profileSampleKey
-		k    profileSampleKey
-		n    uint64
-	)
-	it := counts.Iterate()
-	for it.Next(&k, &n) {
-		keys = append(keys, k)
-	}
-	if err := it.Err(); err != nil {
-		return nil, fmt.Errorf("read counts: %w", err)
-	}
 	rows := map[string]*Stack{}
 	var ids []byte // a row's identity: process and frames as printed
-	for i := range keys {
-		if err := counts.LookupAndDelete(&keys[i], &n); err != nil {
-			if errors.Is(err, ebpf.ErrKeyNotExist) {
-				continue
-			}
-			return nil, fmt.Errorf("take count: %w", err)
-		}
-		st := s.stack(&keys[i])
+	err := probe.Take(s.maps.Counts, func(k *profileSampleKey, n *uint64) {
+		st := s.stack(k)
 		ids = st.appendIdentity(ids[:0])
 		if r, ok := rows[string(ids)]; ok {
-			r.Count += n
-			continue
+			r.Count += *n
+			return
 		}
-		st.Count, st.Time = n, event.Time{Time: now}
+		st.Count, st.Time = *n, event.Time{Time: now}
 		rows[string(ids)] = &st
+	})
+	if err != nil {
+		return nil, err
 	}
 	out := make([]Stack, 0, len(rows))
 	for _, r := range rows {
@@ -509,47 +479,18 @@ func (s *Source) stack(k *profileSampleKey) Stack {
 	}
 	if s.procs != nil && k.Ustack >= 0 {
 		// Python first: its code objects are read from the process.
+		// Merged with the native frames, the Python frames show in text,
+		// folded, JSON, pprof and SVG outputs alike. k.Caller: the caller
+		// the walk missed (profile.bpf.c, missing_caller).
 		py := s.py.Python(k.Pid, k.Pystack)
-		st.UStack = pyframes.Merge(s.userFrames(k, s.userStack(k.Ustack)), py)
+		native := s.procs.ResolveUserStack(k.Pid, s.userStack(k.Ustack), k.Ip, k.Caller)
+		st.UStack = pyframes.Merge(native, py)
 	}
 	// A stack id that is no stack, or one gone from its table, is a
 	// missed stack (counted in the kernel when it could not be taken).
 	st.KStackMissed = missed(k.Kstack, len(st.KStack))
 	st.UStackMissed = missed(k.Ustack, len(st.UStack))
 	return st
-}
-
-// userFrames names the native frames of a user stack, innermost first,
-// putting back the caller the walk missed (profile.bpf.c, missing_caller).
-// stack merges the Python frames into them, so that text, folded, JSON,
-// pprof and SVG outputs all show them.
-func (s *Source) userFrames(k *profileSampleKey, frames []buildIDFrame) []syms.Frame {
-	out := make([]syms.Frame, 0, len(frames)+1)
-	for i, f := range frames {
-		if f.Status == frameBuildID {
-			out = append(out, s.procs.ResolveBuildID(k.Pid, f.BuildID[:], f.Off))
-		} else {
-			out = append(out, s.procs.Resolve(k.Pid, f.Off))
-		}
-		if i == 0 && k.Caller != 0 {
-			out = append(out, s.caller(k, f))
-		}
-	}
-	return out
-}
-
-// caller names the caller the kernel's walk missed, from its return
-// address: in the file of the sampled function (the usual case) from the
-// build-id, at the function's file offset plus the distance between the
-// two addresses; elsewhere from the process's mappings.
-func (s *Source) caller(k *profileSampleKey, top buildIDFrame) syms.Frame {
-	if top.Status == frameBuildID {
-		f := s.procs.ResolveBuildID(k.Pid, top.BuildID[:], top.Off+(k.Caller-k.Ip))
-		if f.Symbol != syms.Unknown {
-			return f
-		}
-	}
-	return s.procs.Resolve(k.Pid, k.Caller)
 }
 
 func missed(id int32, frames int) bool {
@@ -569,16 +510,14 @@ func (s *Source) kernelStack(id int32) []uint64 {
 	return s.ips[:n]
 }
 
-// userStack returns the frames of user stack id, as kernelStack does.
-func (s *Source) userStack(id int32) []buildIDFrame {
+// userStack returns the frames of user stack id, innermost first, as the
+// table keeps them (syms.ResolveUserStack reads up to the first empty
+// one); none when it is not in the table.
+func (s *Source) userStack(id int32) []syms.BuildIDFrame {
 	if err := s.maps.Ustacks.Lookup(uint32(id), &s.frames); err != nil {
 		return nil
 	}
-	n := 0
-	for n < len(s.frames) && s.frames[n].Status != frameEmpty {
-		n++
-	}
-	return s.frames[:n]
+	return s.frames[:]
 }
 
 // appendIdentity appends what tells rows apart: the process, then each

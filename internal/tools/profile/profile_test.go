@@ -20,22 +20,6 @@ func TestMain(m *testing.M) { e2e.Main(m, nil) }
 // freq is the tests' sampling rate, the benchmark's.
 const freq = 99
 
-// needTool returns the path of a program a test needs. Where it is
-// missing the test skips, or fails under OWL_E2E=require, except in the
-// qemu guest (OWL_BIN set), which has test binaries and no compilers.
-func needTool(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err == nil {
-		return p
-	}
-	if os.Getenv("OWL_E2E") == "require" && os.Getenv("OWL_BIN") == "" {
-		t.Fatalf("%s is needed by this test (OWL_E2E=require)", name)
-	}
-	t.Skipf("test skipped: %s is not installed", name)
-	return ""
-}
-
 // build compiles testdata/src into a temporary directory: C at -O0 with
 // frame pointers (gcc omits them in leaf functions at -O1 even with
 // -fno-omit-frame-pointer, and a frameless hot() would hide its caller),
@@ -49,9 +33,9 @@ func build(t *testing.T, src string) string {
 	bin := filepath.Join(t.TempDir(), strings.TrimSuffix(filepath.Base(src), filepath.Ext(src)))
 	var cmd *exec.Cmd
 	if filepath.Ext(src) == ".c" {
-		cmd = exec.Command(needTool(t, "gcc"), "-O0", "-fno-omit-frame-pointer", "-o", bin, abs)
+		cmd = exec.Command(e2e.Need(t, "gcc"), "-O0", "-fno-omit-frame-pointer", "-o", bin, abs)
 	} else {
-		cmd = exec.Command(needTool(t, "go"), "build", "-o", bin, ".")
+		cmd = exec.Command(e2e.Need(t, "go"), "build", "-o", bin, ".")
 		cmd.Dir = abs
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	}

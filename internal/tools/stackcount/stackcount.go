@@ -88,20 +88,6 @@ const (
 	noSuchOne = -int32(syscall.EFAULT) // nothing to walk
 )
 
-// buildIDFrame is struct bpf_stack_build_id: one frame of a user stack.
-type buildIDFrame struct {
-	Status  int32
-	BuildID [syms.BuildIDSize]byte
-	Off     uint64 // file offset, or the address with frameIP
-}
-
-// Status of a build-id frame (enum bpf_stack_build_id_status).
-const (
-	frameEmpty   = 0 // past the end of the stack
-	frameBuildID = 1
-	frameIP      = 2 // no file with a build-id was mapped there
-)
-
 // maxProcesses bounds the processes whose mappings are kept to name user
 // frames.
 const maxProcesses = 1024
@@ -326,7 +312,7 @@ type Source struct {
 	procs    *syms.Processes
 	py       *pyframes.Walker
 	ips      [127]uint64
-	frames   [127]buildIDFrame
+	frames   [127]syms.BuildIDFrame
 }
 
 // Open loads stackcount and attaches it to every function and tracepoint
@@ -425,36 +411,20 @@ const maxLearned = 256
 // smallest count first as BCC prints them. Each count is read and removed
 // at once, so a call is in exactly one report.
 func (s *Source) Stacks(now time.Time) ([]Stack, error) {
-	counts := s.maps.Counts
-	var (
-		keys []stackcountStackKey
-		k    stackcountStackKey
-		n    uint64
-	)
-	it := counts.Iterate()
-	for it.Next(&k, &n) {
-		keys = append(keys, k)
-	}
-	if err := it.Err(); err != nil {
-		return nil, fmt.Errorf("read counts: %w", err)
-	}
 	rows := map[string]*Stack{}
 	var ids []byte // a row's identity: process and frames as printed
-	for i := range keys {
-		if err := counts.LookupAndDelete(&keys[i], &n); err != nil {
-			if errors.Is(err, ebpf.ErrKeyNotExist) {
-				continue
-			}
-			return nil, fmt.Errorf("take count: %w", err)
-		}
-		st := s.stack(&keys[i])
+	err := probe.Take(s.maps.Counts, func(k *stackcountStackKey, n *uint64) {
+		st := s.stack(k)
 		ids = st.appendIdentity(ids[:0])
 		if r, ok := rows[string(ids)]; ok {
-			r.Count += n
-			continue
+			r.Count += *n
+			return
 		}
-		st.Count, st.Time = n, event.Time{Time: now}
+		st.Count, st.Time = *n, event.Time{Time: now}
 		rows[string(ids)] = &st
+	})
+	if err != nil {
+		return nil, err
 	}
 	out := make([]Stack, 0, len(rows))
 	for _, r := range rows {
@@ -481,41 +451,17 @@ func (s *Source) stack(k *stackcountStackKey) Stack {
 		}
 	}
 	if s.procs != nil && k.Ustack >= 0 {
+		// k.Caller: the caller of a probed function that the kernel's
+		// walk missed (stackcount.bpf.c, missing_caller).
 		py := s.py.Python(k.Pid, k.Pystack)
-		frames := s.userStack(k.Ustack)
-		for i, f := range frames {
-			if f.Status == frameBuildID {
-				st.UStack = append(st.UStack, s.procs.ResolveBuildID(k.Pid, f.BuildID[:], f.Off))
-			} else {
-				st.UStack = append(st.UStack, s.procs.Resolve(k.Pid, f.Off))
-			}
-			if i == 0 && k.Caller != 0 {
-				st.UStack = append(st.UStack, s.caller(k, f))
-			}
-		}
-		st.UStack = pyframes.Merge(st.UStack, py)
+		native := s.procs.ResolveUserStack(k.Pid, s.userStack(k.Ustack), k.Ip, k.Caller)
+		st.UStack = pyframes.Merge(native, py)
 	}
 	// A stack id that is no stack, or one gone from its table, is a
 	// missed stack (counted in the kernel when it could not be taken).
 	st.KStackMissed = missed(k.Kstack, len(st.KStack))
 	st.UStackMissed = missed(k.Ustack, len(st.UStack))
 	return st
-}
-
-// caller names the caller of a probed function that the kernel's walk
-// missed (stackcount.bpf.c, missing_caller), from its return address. In
-// the file of the function (the usual case) it is named like the other
-// frames, from the build-id, at the function's file offset plus the
-// distance between the two addresses; elsewhere, from the process's
-// mappings.
-func (s *Source) caller(k *stackcountStackKey, top buildIDFrame) syms.Frame {
-	if top.Status == frameBuildID {
-		f := s.procs.ResolveBuildID(k.Pid, top.BuildID[:], top.Off+(k.Caller-k.Ip))
-		if f.Symbol != syms.Unknown {
-			return f
-		}
-	}
-	return s.procs.Resolve(k.Pid, k.Caller)
 }
 
 // isTracingFrame: a stack taken at a raw tracepoint starts in the BPF
@@ -547,16 +493,14 @@ func (s *Source) kernelStack(id int32) []uint64 {
 	return s.ips[:n]
 }
 
-// userStack returns the frames of user stack id, as kernelStack does.
-func (s *Source) userStack(id int32) []buildIDFrame {
+// userStack returns the frames of user stack id, innermost first, as the
+// table keeps them (syms.ResolveUserStack reads up to the first empty
+// one); none when it is not in the table.
+func (s *Source) userStack(id int32) []syms.BuildIDFrame {
 	if err := s.maps.Ustacks.Lookup(uint32(id), &s.frames); err != nil {
 		return nil
 	}
-	n := 0
-	for n < len(s.frames) && s.frames[n].Status != frameEmpty {
-		n++
-	}
-	return s.frames[:n]
+	return s.frames[:]
 }
 
 // appendIdentity appends what tells rows apart: the process with -P, then

@@ -2,8 +2,6 @@ package stackcount
 
 import (
 	"bufio"
-	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -13,7 +11,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -31,22 +28,6 @@ func TestMain(m *testing.M) { e2e.Main(m, nil) }
 // calls is how often the test programs call work per round.
 const calls = 1000
 
-// needTool returns the path of a compiler a test needs. Where it is missing
-// the test skips, or fails under OWL_E2E=require, except in the qemu guest
-// (OWL_BIN set), which has test binaries and no compilers.
-func needTool(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err == nil {
-		return p
-	}
-	if os.Getenv("OWL_E2E") == "require" && os.Getenv("OWL_BIN") == "" {
-		t.Fatalf("%s is needed to build the test program (OWL_E2E=require)", name)
-	}
-	t.Skipf("test skipped: %s is not installed", name)
-	return ""
-}
-
 // buildProgram compiles testdata/src into a temporary directory: C with
 // -O1 -fno-omit-frame-pointer -fno-inline (so every call is a call), a Go
 // directory with go build.
@@ -59,9 +40,9 @@ func buildProgram(t *testing.T, src string) string {
 	bin := filepath.Join(t.TempDir(), strings.TrimSuffix(filepath.Base(src), filepath.Ext(src)))
 	var cmd *exec.Cmd
 	if filepath.Ext(src) == ".c" {
-		cmd = exec.Command(needTool(t, "gcc"), "-O1", "-fno-omit-frame-pointer", "-fno-inline", "-o", bin, abs)
+		cmd = exec.Command(e2e.Need(t, "gcc"), "-O1", "-fno-omit-frame-pointer", "-fno-inline", "-o", bin, abs)
 	} else {
-		cmd = exec.Command(needTool(t, "go"), "build", "-o", bin, ".")
+		cmd = exec.Command(e2e.Need(t, "go"), "build", "-o", bin, ".")
 		cmd.Dir = abs
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	}
@@ -305,7 +286,7 @@ func TestKernelStacks(t *testing.T) {
 // to the calls made.
 func TestBothStacksFolded(t *testing.T) {
 	e2e.Require(t)
-	if before612() && os.Getenv("OWL_BIN") != "" {
+	if before612() && e2e.InGuest() {
 		// Known gap: on Debian's 6.1 (qemu guest) this prints no stack at
 		// all, while -K alone (TestKernelStacks) and this test on 6.12 and
 		// 6.18 pass; not yet understood (see docs/vm-results.md).
@@ -513,58 +494,6 @@ func TestBadInputExit2(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for the command's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// runCommand runs `owl stackcount args` in this process: once it says it
-// is tracing, workload runs, then the command is stopped as by Ctrl-C.
-func runCommand(t *testing.T, args []string, workload func()) (stdout, stderr string, err error) {
-	t.Helper()
-	cmd := command()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	cmd.SetContext(ctx)
-	cmd.SetArgs(append([]string{}, args...)) // nil would make cobra read os.Args
-	cmd.SilenceUsage, cmd.SilenceErrors = true, true
-	var out, errOut syncBuffer
-	cmd.SetOut(&out)
-	cmd.SetErr(&errOut)
-	done := make(chan error, 1)
-	go func() { done <- cmd.Execute() }()
-	deadline := time.Now().Add(20 * time.Second)
-	for !strings.Contains(errOut.String(), "Hit Ctrl-C to end.") {
-		select {
-		case err := <-done:
-			return out.String(), errOut.String(), err
-		case <-time.After(5 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("stackcount %v never started tracing: %s", args, errOut.String())
-		}
-	}
-	if workload != nil {
-		workload()
-	}
-	cancel()
-	err = <-done
-	return out.String(), errOut.String(), err
-}
-
 // before612 reports whether the running kernel is older than 6.12.
 func before612() bool {
 	var u unix.Utsname
@@ -574,4 +503,10 @@ func before612() bool {
 	var major, minor int
 	fmt.Sscanf(unix.ByteSliceToString(u.Release[:]), "%d.%d", &major, &minor)
 	return major < 6 || major == 6 && minor < 12
+}
+
+// runCommand runs `owl stackcount args` in this process (e2e.RunCommand).
+func runCommand(t *testing.T, args []string, workload func()) (stdout, stderr string, err error) {
+	t.Helper()
+	return e2e.RunCommand(t, command(), args, workload)
 }

@@ -7,7 +7,6 @@ import (
 	"net/netip"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -295,7 +294,7 @@ func TestSummaryCommand(t *testing.T) {
 		t.Run(format, func(t *testing.T) {
 			cmd := command()
 			var stdout strings.Builder
-			stderr := &lockedBuilder{}
+			stderr := &e2e.SyncBuffer{}
 			cmd.SetOut(&stdout)
 			cmd.SetErr(stderr)
 			cmd.SetArgs([]string{"-s", "60", "-d", "1", "-o", format})
@@ -333,22 +332,4 @@ func TestSummaryCommand(t *testing.T) {
 			}
 		})
 	}
-}
-
-// lockedBuilder is a strings.Builder safe to read while a command writes.
-type lockedBuilder struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuilder) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuilder) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

@@ -350,21 +350,9 @@ type decoder struct {
 	ustacks *ebpf.Map
 	procs   *syms.Processes
 	py      *pyframes.Walker
-	frames  [127]buildIDFrame
+	frames  [127]syms.BuildIDFrame
 	rec     record
 }
-
-// buildIDFrame is struct bpf_stack_build_id: one frame of a user stack.
-type buildIDFrame struct {
-	Status  int32
-	BuildID [20]byte
-	Off     uint64
-}
-
-const (
-	frameEmpty   = 0
-	frameBuildID = 1
-)
 
 // maxProcesses bounds the processes whose mappings -U keeps.
 const maxProcesses = 1024
@@ -428,30 +416,21 @@ func (d *decoder) decode(raw []byte, e *Event) bool {
 	e.Msg = string(msg)
 	if d.procs != nil {
 		py := d.py.Python(r.Task.Pid, r.Pystack) // first: read while the process is there
-		for _, f := range d.userStack(r.Ustack) {
-			if f.Status == frameBuildID {
-				e.UStack = append(e.UStack, d.procs.ResolveBuildID(r.Task.Pid, f.BuildID[:], f.Off))
-			} else {
-				e.UStack = append(e.UStack, d.procs.Resolve(r.Task.Pid, f.Off))
-			}
-		}
-		e.UStack = pyframes.Merge(e.UStack, py)
+		native := d.procs.ResolveUserStack(r.Task.Pid, d.userStack(r.Ustack), 0, 0)
+		e.UStack = pyframes.Merge(native, py)
 	}
 	return true
 }
 
-// userStack returns the frames of user stack id, innermost first; none
-// for a failed id (counted in the kernel) or one no longer in the map.
-func (d *decoder) userStack(id int32) []buildIDFrame {
+// userStack returns user stack id as its table keeps it, innermost first
+// (syms.ResolveUserStack names it up to the first empty frame); none for
+// a failed id (counted in the kernel) or one no longer in the map.
+func (d *decoder) userStack(id int32) []syms.BuildIDFrame {
 	if id < 0 || d.ustacks == nil {
 		return nil
 	}
 	if err := d.ustacks.Lookup(uint32(id), &d.frames); err != nil {
 		return nil
 	}
-	n := 0
-	for n < len(d.frames) && d.frames[n].Status != frameEmpty {
-		n++
-	}
-	return d.frames[:n]
+	return d.frames[:]
 }

@@ -53,21 +53,9 @@ int main(int argc, char **argv)
 }
 `
 
-func skipWithout(t *testing.T, tool string) string {
-	t.Helper()
-	p, err := exec.LookPath(tool)
-	if err != nil {
-		if os.Getenv("OWL_E2E") == "require" && os.Getenv("OWL_BIN") == "" {
-			t.Fatalf("%s is not installed: the test builds its target with it", tool)
-		}
-		t.Skipf("%s is not installed: the test builds its target with it", tool)
-	}
-	return p
-}
-
 func buildC(t *testing.T) string {
 	t.Helper()
-	gcc := skipWithout(t, "gcc")
+	gcc := e2e.Need(t, "gcc")
 	dir := t.TempDir()
 	src := filepath.Join(dir, "app.c")
 	if err := os.WriteFile(src, []byte(cProgram), 0o644); err != nil {
@@ -300,7 +288,7 @@ func buildGo(t *testing.T) map[string]string {
 	t.Helper()
 	goTool := filepath.Join(runtime.GOROOT(), "bin", "go")
 	if _, err := os.Stat(goTool); err != nil {
-		goTool = skipWithout(t, "go")
+		goTool = e2e.Need(t, "go")
 	}
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "main.go"), []byte(goProgram), 0o644)

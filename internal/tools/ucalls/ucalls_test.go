@@ -108,7 +108,7 @@ func TestJava(t *testing.T) {
 // (its function__entry only for generators): 400 calls counted 400.
 func TestPython(t *testing.T) {
 	e2e.Require(t)
-	py := langtest.Need(t, "/usr/bin/python3.11")
+	py := e2e.Need(t, "/usr/bin/python3.11")
 	p := langtest.Start(t, nil, py, filepath.Join(langtest.Testdata(), "work.py"))
 	m := count(t, langs.Python, p, false, "calls 400", "called 400")
 	key := filepath.Join(langtest.Testdata(), "work.py") + ".work"
@@ -128,7 +128,7 @@ func TestPython(t *testing.T) {
 // as ucalls --help shows.
 func TestRuby(t *testing.T) {
 	e2e.Require(t)
-	ruby := langtest.Need(t, "ruby")
+	ruby := e2e.Need(t, "ruby")
 	script := filepath.Join(langtest.Testdata(), "work.rb")
 	p := langtest.Start(t, nil, ruby, script)
 	m := count(t, langs.Ruby, p, false, "calls 300", "called 300")

@@ -125,7 +125,7 @@ func sideBySide(t *testing.T, p *langtest.Program) {
 
 func TestPythonGC(t *testing.T) {
 	e2e.Require(t)
-	py := langtest.Need(t, "/usr/bin/python3.11")
+	py := e2e.Need(t, "/usr/bin/python3.11")
 	p := langtest.Start(t, nil, py, filepath.Join(langtest.Testdata(), "work.py"))
 	var gen2 int
 	for _, e := range gcs(t, langs.Python, p, "gc", "gc done") {

@@ -2,8 +2,6 @@ package usdt
 
 import (
 	"bufio"
-	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -11,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,32 +19,14 @@ import (
 
 func TestMain(m *testing.M) { e2e.Main(m, nil) }
 
-// needTool returns the path of a program a test needs; missing, the test
-// skips, or fails under OWL_E2E=require (outside the qemu guest, which
-// has no compilers).
-func needTool(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err == nil {
-		return p
-	}
-	if os.Getenv("OWL_E2E") == "require" && os.Getenv("OWL_BIN") == "" {
-		t.Fatalf("%s is needed by this test (OWL_E2E=require)", name)
-	}
-	t.Skipf("test skipped: %s is not installed", name)
-	return ""
-}
-
 // build compiles testdata/sdtlib.c into a shared library and
 // testdata/sdt.c into a program linked with it, -O2, and returns the
 // program and the library.
 func build(t *testing.T) (prog, lib string) {
 	t.Helper()
-	gcc := needTool(t, "gcc")
+	gcc := e2e.Need(t, "gcc")
 	if _, err := os.Stat("/usr/include/x86_64-linux-gnu/sys/sdt.h"); err != nil {
-		if _, err := os.Stat("/usr/include/sys/sdt.h"); err != nil {
-			needTool(t, "sys/sdt.h (apt systemtap-sdt-dev)")
-		}
+		e2e.Need(t, "/usr/include/sys/sdt.h") // systemtap-sdt-dev
 	}
 	dir := t.TempDir()
 	lib = filepath.Join(dir, "libowlsdt.so")
@@ -259,45 +238,18 @@ for line in sys.stdin:
 }
 
 // runCommand runs `owl usdt args` in this process and returns its
-// output; with workload, once it traces, then stops it as by Ctrl-C.
+// output; with workload, once it traces, then stops it as by Ctrl-C
+// (e2e.RunCommand).
 func runCommand(t *testing.T, args []string, workload func()) (string, error) {
 	t.Helper()
-	cmd := command()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	cmd.SetContext(ctx)
-	cmd.SetArgs(append([]string{}, args...))
-	cmd.SilenceUsage, cmd.SilenceErrors = true, true
-	var out, errOut syncBuffer
-	cmd.SetOut(&out)
-	cmd.SetErr(&errOut)
-	if workload == nil {
-		err := cmd.Execute()
-		return out.String(), err
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Execute() }()
-	deadline := time.Now().Add(20 * time.Second)
-	for !strings.Contains(errOut.String(), "Hit Ctrl-C to end.") {
-		select {
-		case err := <-done:
-			return out.String(), err
-		case <-time.After(5 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("usdt %v never started tracing", args)
-		}
-	}
-	workload()
-	cancel()
-	err := <-done
-	return out.String(), err
+	out, _, err := e2e.RunCommand(t, command(), args, workload)
+	return out, err
 }
 
 // TestList lists python3.11's probes and libjvm's as readelf -n counts
 // them (one line per note).
 func TestList(t *testing.T) {
-	readelf := needTool(t, "readelf")
+	readelf := e2e.Need(t, "readelf")
 	for _, f := range []string{"/usr/bin/python3.11", "/usr/lib/jvm/java-17-openjdk-amd64/lib/server/libjvm.so"} {
 		if _, err := os.Stat(f); err != nil {
 			t.Logf("%s: %v", f, err)
@@ -366,25 +318,6 @@ func TestBadInput(t *testing.T) {
 			t.Errorf("%q: %v, want a usage error", args, err)
 		}
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for the command's writes and the
-// test's reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // TestOneUprobeEach takes the path of kernels without uprobe-multi links
