@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 )
 
@@ -111,8 +112,12 @@ func Read(r io.ReaderAt) (probes []Probe, err error) {
 		if p.Offset, ok = fileOffset(ef, p.Addr, true); !ok {
 			return nil, fmt.Errorf("probe %s at %#x: not in an executable segment", p.ID(), p.Addr)
 		}
+		// A segment header can claim bytes past the file's end.
+		if !inFile(r, p.Offset) {
+			return nil, fmt.Errorf("probe %s at %#x: file offset %#x is past the file's end", p.ID(), p.Addr, p.Offset)
+		}
 		if p.Semaphore != 0 {
-			if p.RefCtrOffset, ok = fileOffset(ef, p.Semaphore, false); !ok {
+			if p.RefCtrOffset, ok = fileOffset(ef, p.Semaphore, false); !ok || !inFile(r, p.RefCtrOffset) {
 				return nil, fmt.Errorf("probe %s: semaphore at %#x is not in a writable segment backed by the file", p.ID(), p.Semaphore)
 			}
 		}
@@ -156,6 +161,16 @@ func fileOffset(ef *elf.File, addr uint64, exec bool) (uint64, bool) {
 		return p.Off + (addr - p.Vaddr), true
 	}
 	return 0, false
+}
+
+// inFile reports whether the file holds a byte at off.
+func inFile(r io.ReaderAt, off uint64) bool {
+	if off > math.MaxInt64 {
+		return false
+	}
+	var b [1]byte
+	n, _ := r.ReadAt(b[:], int64(off))
+	return n == 1
 }
 
 // symbols resolves the symbols of x86 operands (counter(%rip)), reading
