@@ -214,7 +214,8 @@ func runStorm(t *testing.T, name string, s storm, n int, flags ...string) (deliv
 			lostLine = true
 			num := func(k string) uint64 { f, _ := lost[k].(float64); return uint64(f) }
 			st = probe.Stats{RingFull: num("ring_full"), MapFull: num("map_full"), PendingEvicted: num("pending_evicted"),
-				QueueFull: num("output_queue_full"), UnpairedReturn: num("unpaired_return")}
+				QueueFull: num("output_queue_full"), UnpairedReturn: num("unpaired_return"),
+				StackUnavailable: num("stack_unavailable"), PendingPartial: num("pending_partial")}
 			if total, _ := ev["lost"].(float64); uint64(total) != st.Lost() {
 				t.Errorf("lost line %q: lost is not the sum of its causes", line)
 			}
