@@ -342,7 +342,7 @@ func stormChild(args []string) error {
 		}
 	}
 	if prep != nil {
-		if err := prep(); errors.Is(err, errNoUffd) {
+		if err := prep(); errors.Is(err, errUnsupported) {
 			fmt.Println("skip:", err) // the kernel cannot make this storm
 			return nil
 		} else if err != nil {
@@ -384,12 +384,12 @@ func traceArgs(pid int, _ string) []string {
 }
 
 // python makes the storm of storm.py's kind with Debian's python3.11,
-// which has USDT probes; uthreads' storm starts half as many threads as
-// it wants events.
+// which has USDT probes; uthreads' storms (threads, live) start half as
+// many threads as they want events.
 func python(kind string) func(t *testing.T, n int) *exec.Cmd {
 	return func(t *testing.T, n int) *exec.Cmd {
 		py := langtest.Need(t, "/usr/bin/python3.11")
-		if kind == "threads" {
+		if kind == "threads" || kind == "live" {
 			n /= 2
 		}
 		return exec.Command(py, filepath.Join("testdata", "storm.py"), kind, strconv.Itoa(n))
