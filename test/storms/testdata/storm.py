@@ -8,6 +8,7 @@ import gc
 import os
 import sys
 import threading
+import time
 
 
 def work(i):
@@ -37,6 +38,16 @@ elif kind == "live":
     end.set()
     for t in threads:
         t.join()
+if kind in ("threads", "live"):
+    # join returns when a thread's Python state is gone, before the
+    # thread's exit in the kernel (uthreads' stop event): on a loaded
+    # machine that can come after "done". A thread leaves /proc/self/task
+    # after its exit was traced.
+    deadline = time.monotonic() + 30
+    while len(os.listdir("/proc/self/task")) > 1:
+        if time.monotonic() > deadline:
+            sys.exit("threads still alive: %s" % os.listdir("/proc/self/task"))
+        time.sleep(0.001)
 print("done", flush=True)
 while os.read(0, 100):
     pass
