@@ -258,7 +258,9 @@ func addStats(a, b probe.Stats) probe.Stats {
 	a.MapFull += b.MapFull
 	a.PendingEvicted += b.PendingEvicted
 	a.QueueFull += b.QueueFull
+	a.UnpairedReturn += b.UnpairedReturn
 	a.StackUnavailable += b.StackUnavailable
+	a.PendingPartial += b.PendingPartial
 	return a
 }
 

@@ -53,7 +53,8 @@ func TestWriterJSON(t *testing.T) {
 	w := NewWriter(&out, JSON, tab)
 	w.Header()
 	w.Event(&row{N: 1, Name: "<x>"})
-	w.Lost(&errb, probe.Stats{RingFull: 1, PendingEvicted: 2})
+	// Parts missing from delivered events are counted, not summed as lost.
+	w.Lost(&errb, probe.Stats{RingFull: 1, PendingEvicted: 2, PendingPartial: 4})
 	w.Close()
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
 	if len(lines) != 2 {
@@ -68,7 +69,8 @@ func TestWriterJSON(t *testing.T) {
 		LostByCause map[string]uint64 `json:"lost_by_cause"`
 	}
 	if err := json.Unmarshal([]byte(lines[1]), &lost); err != nil || lost.Lost == nil || *lost.Lost != 3 ||
-		lost.LostByCause["ring_full"] != 1 || lost.LostByCause["pending_evicted"] != 2 || len(lost.LostByCause) != 6 {
+		lost.LostByCause["ring_full"] != 1 || lost.LostByCause["pending_evicted"] != 2 ||
+		lost.LostByCause["pending_partial"] != 4 || len(lost.LostByCause) != 7 {
 		t.Errorf("lost line %q: %v", lines[1], err)
 	}
 }

@@ -29,7 +29,10 @@ type Session struct {
 	reader     *ringbuf.Reader
 	counterMap *ebpf.Map
 	pending    *ebpf.Map // LRU table of events waiting for their end, or nil
-	latency    time.Duration
+	// pendingPartial: an eviction from pending loses a part of an event,
+	// not the event (Options.PendingPartial).
+	pendingPartial bool
+	latency        time.Duration
 
 	clockMu sync.Mutex
 	clock   int64 // wall-clock ns minus CLOCK_MONOTONIC ns, for event times
@@ -76,6 +79,11 @@ type Options struct {
 	// bpf/owl.h; a plain hash evicts nothing (a put into a full one is
 	// counted as map_full).
 	Pending string
+	// PendingPartial says that an eviction from the Pending table loses
+	// what the entry held, not the event, which is delivered without it
+	// (uthreads: a thread's stop without its start routine): Stats counts
+	// such evictions as PendingPartial, not as PendingEvicted.
+	PendingPartial bool
 	// PendingEntries, when not 0, is max_entries of the Pending table:
 	// tests shrink it to overfill it (owl's hidden --pending-entries).
 	PendingEntries uint32
@@ -174,6 +182,7 @@ func tryHook(spec *ebpf.CollectionSpec, h Hook, opts *Options, forced bool) (_ *
 		if s.pending = coll.Maps[opts.Pending]; s.pending == nil {
 			return nil, fmt.Errorf("map %s missing from the BPF object", opts.Pending)
 		}
+		s.pendingPartial = opts.PendingPartial
 	}
 	if opts.Net != nil {
 		if err := s.setPorts(opts.Net.Ports); err != nil {
@@ -314,8 +323,14 @@ func (s *Session) Stats() (Stats, error) {
 			return st, err
 		}
 		// What was put and neither taken back nor still held was evicted.
+		var evicted uint64
 		if out := c[ctrPendingTaken] + held; c[ctrPendingPut] > out {
-			st.PendingEvicted = c[ctrPendingPut] - out
+			evicted = c[ctrPendingPut] - out
+		}
+		if s.pendingPartial {
+			st.PendingPartial = evicted
+		} else {
+			st.PendingEvicted = evicted
 		}
 	}
 	return st, nil

@@ -20,9 +20,13 @@ type Stats struct {
 	// tracing did. Read from the per-CPU counter UnpairedMap of tools that
 	// have one.
 	UnpairedReturn uint64
-	// Parts of events lost: a stack that could not be taken (the event
-	// is delivered without it).
+	// Parts of events lost, the events delivered without them (not in
+	// Lost): a stack that could not be taken; an entry of a pending
+	// table evicted where the event does not need it to be delivered
+	// (Options.PendingPartial: uthreads' start routine of a thread, shown
+	// at its stop).
 	StackUnavailable uint64
+	PendingPartial   uint64
 }
 
 // Lost is the number of whole events lost.
@@ -39,17 +43,21 @@ type Cause struct {
 	Name string // snake_case, as in JSON and metrics
 	N    uint64
 	What string // for messages: "ring buffer full"
+	// Part: it counts parts missing from delivered events, not lost
+	// events (not summed by Lost).
+	Part bool
 }
 
 // Causes lists every cause, in a fixed order, zero or not.
 func (s Stats) Causes() []Cause {
 	return []Cause{
-		{"ring_full", s.RingFull, "ring buffer full"},
-		{"map_full", s.MapFull, "table full"},
-		{"pending_evicted", s.PendingEvicted, "evicted from the pending table"},
-		{"output_queue_full", s.QueueFull, "output queue full"},
-		{"unpaired_return", s.UnpairedReturn, "returns without a start (starts evicted from the table of calls in flight, or Go calls begun before tracing)"},
-		{"stack_unavailable", s.StackUnavailable, "stacks unavailable (events kept)"},
+		{"ring_full", s.RingFull, "ring buffer full", false},
+		{"map_full", s.MapFull, "table full", false},
+		{"pending_evicted", s.PendingEvicted, "evicted from the pending table", false},
+		{"output_queue_full", s.QueueFull, "output queue full", false},
+		{"unpaired_return", s.UnpairedReturn, "returns without a start (starts evicted from the table of calls in flight, or Go calls begun before tracing)", false},
+		{"stack_unavailable", s.StackUnavailable, "stacks unavailable (events kept)", true},
+		{"pending_partial", s.PendingPartial, "evicted from the pending table (events kept without what it held)", true},
 	}
 }
 

@@ -49,6 +49,10 @@ type Spec[C, E any] struct {
 	// (bpf2go's constant): an LRU table's evictions Stats counts, and
 	// Options.PendingEntries sizes it.
 	Pending string
+	// PendingPartial: an eviction from Pending loses a part of an event,
+	// not the event, which is delivered without what the entry held;
+	// Stats counts it as pending_partial, not as a lost event.
+	PendingPartial bool
 	// Decoder returns the function that fills an event from one record
 	// and reports whether it is one to emit. It must not keep raw.
 	Decoder func(C, *probe.Session) (func(raw []byte, e *E) bool, error)
@@ -136,6 +140,7 @@ func Open[C, E any](sp *Spec[C, E], cfg C, opts Options) (*Source[E], error) {
 		RingBytes:      ring,
 		NoReader:       opts.NoReader || (sp.Stream != nil && !sp.Stream(cfg)),
 		Pending:        sp.Pending,
+		PendingPartial: sp.PendingPartial,
 		Latency:        opts.Latency,
 		PendingEntries: opts.PendingEntries,
 	}

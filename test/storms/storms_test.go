@@ -213,7 +213,8 @@ func runStorm(t *testing.T, name string, s storm, n int, flags ...string) (deliv
 			lostLine = true
 			num := func(k string) uint64 { f, _ := lost[k].(float64); return uint64(f) }
 			st = probe.Stats{RingFull: num("ring_full"), MapFull: num("map_full"), PendingEvicted: num("pending_evicted"),
-				QueueFull: num("output_queue_full"), UnpairedReturn: num("unpaired_return")}
+				QueueFull: num("output_queue_full"), UnpairedReturn: num("unpaired_return"),
+				StackUnavailable: num("stack_unavailable"), PendingPartial: num("pending_partial")}
 			if total, _ := ev["lost"].(float64); uint64(total) != st.Lost() {
 				t.Errorf("lost line %q: lost is not the sum of its causes", line)
 			}
@@ -340,7 +341,7 @@ func stormChild(args []string) error {
 		}
 	}
 	if prep != nil {
-		if err := prep(); errors.Is(err, errNoUffd) {
+		if err := prep(); errors.Is(err, errUnsupported) {
 			fmt.Println("skip:", err) // the kernel cannot make this storm
 			return nil
 		} else if err != nil {
@@ -382,12 +383,12 @@ func traceArgs(pid int, _ string) []string {
 }
 
 // python makes the storm of storm.py's kind with Debian's python3.11,
-// which has USDT probes; uthreads' storm starts half as many threads as
-// it wants events.
+// which has USDT probes; uthreads' storms (threads, live) start half as
+// many threads as they want events.
 func python(kind string) func(t *testing.T, n int) *exec.Cmd {
 	return func(t *testing.T, n int) *exec.Cmd {
 		py := e2e.Need(t, "/usr/bin/python3.11")
-		if kind == "threads" {
+		if kind == "threads" || kind == "live" {
 			n /= 2
 		}
 		return exec.Command(py, filepath.Join("testdata", "storm.py"), kind, strconv.Itoa(n))

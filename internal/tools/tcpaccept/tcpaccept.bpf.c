@@ -127,8 +127,10 @@ struct uring_accept {
 };
 
 /* LRU: an accept that never posts its last completion (IOSQE_CQE_SKIP_SUCCESS,
- * a ring torn down) must not fill it; an eviction is counted as a loss, as
- * later connections of that multishot accept would go unseen. */
+ * a ring torn down) must not fill it. An evicted accept is still reported
+ * (Spec.PendingPartial): a single-shot one from its completion's request,
+ * a multishot one learned again by io_uring_task_add when a connection
+ * wakes it, before it completes. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 2048);

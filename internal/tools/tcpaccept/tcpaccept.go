@@ -103,7 +103,14 @@ io_uring accepts, which make no accept syscall, are seen when they complete,
 multishot and direct-descriptor ones included; one that io_uring finishes in a
 worker thread shows the process's PID with that thread's name (iou-wrk-TID).
 Not seen there: an io_uring accept submitted with IOSQE_CQE_SKIP_SUCCESS,
-which posts no completion (the inet_csk_accept hooks see it).`,
+which posts no completion (the inet_csk_accept hooks see it).
+
+io_uring accepts in flight are kept in a table (2048 entries) for the
+completions of multishot accepts, which carry no request. One evicted from
+it (more in flight at once) is counted as pending_partial and still reported:
+a single-shot accept at its completion, a multishot one learned again when a
+connection wakes it. Only an accept evicted between that wakeup and its
+completion (2048 others learned in between) would go unseen.`,
 	Task:      true,
 	Net:       true,
 	RingBytes: 1 << 20,
@@ -114,8 +121,12 @@ which posts no completion (the inet_csk_accept hooks see it).`,
 		return func(raw []byte, e *Event) bool { return decode(s, raw, e) }, nil
 	},
 	// io_uring accepts in flight, for the completions of multishot accepts
-	// that carry no request: an eviction loses that accept's connections.
-	Pending: tcpacceptMapUringAccepts,
+	// that carry no request. An evicted accept is still reported: a
+	// single-shot one from its completion, which carries the request; a
+	// multishot one is learned again when a connection wakes it, before
+	// it completes. The entry is a part lost, not the event.
+	Pending:        tcpacceptMapUringAccepts,
+	PendingPartial: true,
 }
 
 // Tool is tcpaccept's registry entry.

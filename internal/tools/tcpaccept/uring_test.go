@@ -217,7 +217,7 @@ func TestUringMultishotAccept(t *testing.T) {
 
 // checkForgotten checks that no io_uring accept is left in the table of
 // accepts in flight once they have all completed: entries left behind
-// would fill it and end as evictions counted as losses.
+// would fill it and end as evictions (pending_partial).
 func checkForgotten(t *testing.T, tr *tool.Source[Event]) {
 	t.Helper()
 	m := tr.Coll.Maps[tcpacceptMapUringAccepts]

@@ -68,8 +68,9 @@ struct {
 	__type(value, __u64);
 } creating SEC(".maps");
 
-/* Start routines by new tid, until the thread exits (Spec.Pending: the
- * evictions of threads that outlive 16384 newer ones are counted). */
+/* Start routines by new tid, until the thread exits (Spec.Pending). A
+ * thread that outlives 16384 newer ones loses its entry, and stops without
+ * its routine: counted as a part lost (Spec.PendingPartial). */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 16384);

@@ -145,7 +145,9 @@ its exit (sched:sched_process_exit) the stop line. DESCRIPTION is the
 start routine, symbolized as "function [file]", and at stop the thread's
 name in parentheses: a new thread has its creator's name until it sets its
 own (pthread_setname_np), so the start line has none. Threads started
-before tracing stop without a routine; the main thread's exit is the
+before tracing stop without a routine, as do threads whose routine was
+evicted from its table (more than 16384 threads alive at once; counted as
+pending_partial in the lost line); the main thread's exit is the
 process's and is not printed. Threads made without pthread_create (a bare
 clone, Go's runtime) are not seen.`,
 	Task:      true,
@@ -175,7 +177,10 @@ clone, Go's runtime) are not seen.`,
 		}
 		return probe.PrepareUprobes(cs, uthreadsProgUthreadsHit)
 	},
-	Pending: uthreadsMapRoutines,
+	// Start routines of the threads alive: an evicted one is a stop
+	// without its routine.
+	Pending:        uthreadsMapRoutines,
+	PendingPartial: true,
 	Decoder: func(cfg Config, s *probe.Session) (func([]byte, *Event) bool, error) {
 		var routine func(uint64) *syms.Frame
 		if cfg.Lang == langs.C {
