@@ -90,10 +90,12 @@ func TestPendingStorms(t *testing.T) {
 		if !tl.Info().Pending {
 			continue
 		}
+		// Listed in the log, not skipped subtests: the reasons are known gaps.
+		if why, ok := notPendingStormed[name]; ok {
+			t.Logf("%s: not stormed: %s", name, why)
+			continue
+		}
 		t.Run(name, func(t *testing.T) {
-			if why, ok := notPendingStormed[name]; ok {
-				t.Skip(why)
-			}
 			s, ok := pendingStorms[name]
 			if !ok {
 				t.Fatalf("no pending storm for %s: add one to pendingStorms or say why in notPendingStormed", name)
