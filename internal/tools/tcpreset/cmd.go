@@ -12,6 +12,7 @@ import (
 
 type flags struct {
 	common  cli.Common
+	net     cli.Net
 	summary int
 }
 
@@ -19,16 +20,21 @@ func command() *cobra.Command {
 	var f flags
 	cmd := cli.NewCommand(spec.Info(), spec.Help(), `  owl tcpreset               # one line per reset sent
   owl tcpreset -s 5          # every 5 s, resets and distinct local ports per remote address
-  owl tcpreset -o json -d 60 # JSON lines for one minute`, &f.common, func(cmd *cobra.Command, opts tool.Options) error {
+  owl tcpreset -o json -d 60 # JSON lines for one minute
+  owl tcpreset -4 -P 22,443  # IPv4 resets sent from local ports 22 and 443 only`, &f.common, func(cmd *cobra.Command, opts tool.Options) error {
 		return run(cmd, &f, opts)
 	})
 	cmd.Flags().IntVarP(&f.summary, "summary", "s", 0, "every `SECONDS`, print per remote address the resets and distinct local ports instead of each reset (counted in the kernel)")
+	f.net.AddFlags(cmd, "local")
 	return cmd
 }
 
 func run(cmd *cobra.Command, f *flags, opts tool.Options) error {
 	every, err := cli.Seconds(cmd, "summary", f.summary)
 	if err != nil {
+		return err
+	}
+	if opts.Net, err = f.net.Filter(); err != nil {
 		return err
 	}
 	src, err := Open(Config{Summary: every > 0}, opts)

@@ -77,6 +77,8 @@ static __always_inline void zero(struct event *e)
  * mode never reserves ring space. */
 static __always_inline void submit(const struct event *e)
 {
+	if (!owl_endpoint_wanted(e->family, e->lport)) /* -4, -6, -P */
+		return;
 	if (count_only)
 		count(e);
 	else

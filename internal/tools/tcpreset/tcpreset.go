@@ -140,8 +140,9 @@ closed ports); it alone gives the kernel's REASON, e.g. NO_SOCKET for a
 closed port (- on the other hooks). STATE is the TCP state of the socket
 that sent the reset, - when none did; in JSON, state and reason are null
 when unknown. Resets are sent by the kernel, not by a task: there are no
-task filters or fields.`,
+task filters or fields; -4, -6 and -P (local ports) filter in the kernel.`,
 	RingBytes: 1 << 20,
+	Net:       true,
 	Load:      loadTcpreset,
 	Default:   func() Config { return Config{} },
 	Hooks:     hooks,

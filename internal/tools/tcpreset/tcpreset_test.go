@@ -214,14 +214,40 @@ func TestTally(t *testing.T) {
 }
 
 // Resets have no task: asking to filter on one is an error, not a filter
-// that silently does nothing.
+// that silently does nothing. They have endpoints: -4/-6/-P apply.
 func TestNoTaskFilter(t *testing.T) {
 	if _, err := Open(Config{}, e2e.Own()); err == nil {
 		t.Error("Open with a pid filter: no error")
 	}
-	if info := spec.Info(); info.Task || info.Net {
-		t.Errorf("info: task %v net %v, want neither", info.Task, info.Net)
+	if info := spec.Info(); info.Task || !info.Net {
+		t.Errorf("info: task %v net %v, want net only", info.Task, info.Net)
 	}
+}
+
+// -P: resets sent from the listed local port are traced, from another
+// closed port not.
+func TestPortFilter(t *testing.T) {
+	e2e.Require(t)
+	src := uniqueLoopback()
+	wanted, other := e2e.ClosedPort(t, "127.0.0.1"), e2e.ClosedPort(t, "127.0.0.1")
+	opts := e2e.Options()
+	opts.Net.Ports = []uint16{wanted.Port()}
+	tr, err := Open(Config{}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	skipIfBlindToClosedPorts(t, tr)
+	events := e2e.Collect(t, tr.Source)
+	// The reset from the other port comes first: had it passed the
+	// filter, it would arrive before the wanted one.
+	refused(t, src, other)
+	client := refused(t, src, wanted)
+	e2e.Wait(t, events, timeout, "the reset from "+wanted.String(), func(e Event) bool {
+		if e.Raddr == src && e.Lport == other.Port() {
+			t.Errorf("-P %d: a reset from port %d", wanted.Port(), e.Lport)
+		}
+		return e.Lport == wanted.Port() && e.Rport == client.Port()
+	})
 }
 
 func TestTableAndJSONNames(t *testing.T) {
