@@ -11,6 +11,9 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/owlbpf/owl/internal/execwatch"
+	"github.com/owlbpf/owl/internal/probe"
 )
 
 // openPID takes a pidfd of the -p process. The filter in the kernel is a
@@ -109,5 +112,39 @@ func (c *Common) watchPID(exited func()) (stop func() bool) {
 	return sync.OnceValue(func() bool {
 		c.pidfd.SetReadDeadline(time.Now())
 		return <-done
+	})
+}
+
+// relinkOnExec attaches s's uprobes for the -p process again whenever
+// that process execs from a thread other than its leader, which leaves
+// them filtered on a thread that is gone (execwatch), and says so through
+// say. The returned stop ends the watch; call it before closing s.
+func (c *Common) relinkOnExec(s *probe.Session, say func(format string, args ...any)) (stop func()) {
+	if c.PID == 0 || !s.PIDFiltered() {
+		return func() {}
+	}
+	w, err := execwatch.Start(c.PID)
+	if err != nil {
+		say("owl: warning: process %d is not watched for execs (%v): should a thread other than its first exec, its uprobes go quiet", c.PID, err)
+		return func() {}
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			tid, err := w.Next()
+			if err != nil {
+				return
+			}
+			if err := s.Relink(); err != nil {
+				say("owl: process %d exec'd from thread %d; its uprobes could not be attached again: %v", c.PID, tid, err)
+				continue
+			}
+			say("owl: process %d exec'd from thread %d: uprobes attached to it again (calls in between not seen)", c.PID, tid)
+		}
+	}()
+	return sync.OnceFunc(func() {
+		w.Close()
+		<-done
 	})
 }

@@ -123,6 +123,12 @@ func Run[E any](cmd *cobra.Command, c *Common, src *tool.Source[E], out Sink, l 
 		out.Flush()
 		mu.Unlock()
 	}
+	stopRelink := c.relinkOnExec(src.Session, func(format string, args ...any) {
+		mu.Lock()
+		fmt.Fprintf(cmd.ErrOrStderr(), format+"\n", args...)
+		mu.Unlock()
+	})
+	defer stopRelink()
 	Announce(cmd.ErrOrStderr(), l.What)
 	reported := make(chan error, 1)
 	go func() {
@@ -149,6 +155,7 @@ func Run[E any](cmd *cobra.Command, c *Common, src *tool.Source[E], out Sink, l 
 	}
 	runErr := src.Run(ctx, emit)
 	cancel()
+	stopRelink()
 	exited := stopWatch()
 	repErr := <-reported
 	st, stErr := src.Stats()

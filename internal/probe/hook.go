@@ -32,6 +32,10 @@ type Attachment struct {
 	Target   string // what it attaches to, for messages: "sock:inet_sock_set_state"
 	Optional bool   // a failure is tolerated (e.g. tcp_v6_connect without IPv6)
 	attach   func(*ebpf.Program) (link.Link, error)
+	// pid is the one process a uprobe attachment traps in (0: all); for
+	// LazyAt, lazyPID holds the resolved attachment's once attached.
+	pid     int
+	lazyPID *int
 	// each, when set, replaces attach: the program is loaded again for
 	// each of many targets (see TracingEachAt).
 	each *perTarget
@@ -108,7 +112,8 @@ func RawTracepointAt(prog, name string) Attachment {
 // resolved one's; a per-target attachment (TracingEachAt, KprobesEachAt)
 // cannot be resolved this way: its attach needs the loaded collection.
 func LazyAt(prog, target string, resolve func() (Attachment, error)) Attachment {
-	return Attachment{Program: prog, Target: target,
+	pid := new(int)
+	return Attachment{Program: prog, Target: target, lazyPID: pid,
 		attach: func(p *ebpf.Program) (link.Link, error) {
 			a, err := resolve()
 			switch {
@@ -123,8 +128,18 @@ func LazyAt(prog, target string, resolve func() (Attachment, error)) Attachment 
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", a.Target, err)
 			}
+			*pid = a.pid
 			return l, nil
 		}}
+}
+
+// forPID is the process the kernel filters a uprobe attachment on (the
+// kernel, not only the program), 0 when it traps in every process.
+func (a Attachment) forPID() int {
+	if a.lazyPID != nil {
+		return *a.lazyPID
+	}
+	return a.pid
 }
 
 // Optional marks an attachment whose failure does not reject the hook.

@@ -23,9 +23,13 @@ type Session struct {
 	// Skipped lists the targets of per-target attachments (TracingEachAt,
 	// KprobesEachAt) that did not attach, with the reason: the hook works
 	// without them.
-	Skipped    []Failure
-	Runtime    *Runtime // shared with the other tools of the process
-	links      []link.Link
+	Skipped []Failure
+	Runtime *Runtime   // shared with the other tools of the process
+	linkMu  sync.Mutex // Relink and Close
+	links   []link.Link
+	// relinks are the attachments the kernel filters on one process, by
+	// index in links (Relink).
+	relinks    map[int]Attachment
 	reader     *ringbuf.Reader
 	counterMap *ebpf.Map
 	pending    *ebpf.Map // LRU table of events waiting for their end, or nil
@@ -205,6 +209,12 @@ func tryHook(spec *ebpf.CollectionSpec, h Hook, opts *Options, forced bool) (_ *
 			}
 			return nil, fmt.Errorf("attach %s: %w", a.Target, err)
 		}
+		if a.each == nil && a.forPID() != 0 {
+			if s.relinks == nil {
+				s.relinks = map[int]Attachment{}
+			}
+			s.relinks[len(s.links)] = a
+		}
 		s.links = append(s.links, l)
 	}
 	if !opts.NoReader {
@@ -362,6 +372,43 @@ func count(m *ebpf.Map) (uint64, error) {
 	return n, nil
 }
 
+// PIDFiltered reports whether the kernel filters some of the session's
+// uprobes on one process (-p): see Relink.
+func (s *Session) PIDFiltered() bool {
+	s.linkMu.Lock()
+	defer s.linkMu.Unlock()
+	return len(s.relinks) > 0
+}
+
+// Relink attaches again the uprobes the kernel filters on one process,
+// after that process exec'd from a thread other than its leader. The
+// kernel's filter holds the leading thread (a task, not the pid), and
+// such an exec ends that thread: the new image would never trap. Calls
+// between the exec and Relink are not seen.
+func (s *Session) Relink() error {
+	s.linkMu.Lock()
+	defer s.linkMu.Unlock()
+	if s.Coll == nil {
+		return errors.New("session closed")
+	}
+	var errs []error
+	for i, a := range s.relinks {
+		// Closed first: where the old link still traps (an exec by the
+		// leader), both together would count each call twice.
+		if s.links[i] != nil {
+			errs = append(errs, s.links[i].Close())
+			s.links[i] = nil
+		}
+		l, err := a.attach(s.Coll.Programs[a.Program])
+		if err != nil {
+			errs = append(errs, fmt.Errorf("attach %s again: %w", a.Target, err))
+			continue
+		}
+		s.links[i] = l
+	}
+	return errors.Join(errs...)
+}
+
 // Close detaches every link and frees the collection. Safe to call twice.
 func (s *Session) Close() error {
 	var errs []error
@@ -369,8 +416,12 @@ func (s *Session) Close() error {
 		errs = append(errs, s.reader.Close())
 		s.reader = nil
 	}
+	s.linkMu.Lock()
+	defer s.linkMu.Unlock()
 	for _, l := range s.links {
-		errs = append(errs, l.Close())
+		if l != nil {
+			errs = append(errs, l.Close())
+		}
 	}
 	s.links = nil
 	if s.Coll != nil {

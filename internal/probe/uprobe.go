@@ -66,7 +66,7 @@ func UprobesAt(prog, path string, offsets, cookies []uint64, ret bool, pid int) 
 	if len(offsets) == 1 {
 		target = fmt.Sprintf("%s %s+%#x", kind, path, offsets[0])
 	}
-	return Attachment{Program: prog, Target: target,
+	return Attachment{Program: prog, Target: target, pid: pid,
 		attach: func(p *ebpf.Program) (link.Link, error) {
 			return attachUprobes(p, path, offsets, nil, cookies, ret, pid)
 		}}

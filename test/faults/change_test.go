@@ -124,7 +124,9 @@ func TestPIDExitWhileStarting(t *testing.T) {
 }
 
 // A traced process execs (same pid, new image): owl keeps tracing it,
-// then ends when it exits.
+// then ends when it exits. An exec from a thread other than the leader
+// leaves the kernel's uprobe filter on a thread that is gone: owl attaches
+// them again and says so.
 func TestExecMidTrace(t *testing.T) {
 	skipInGuest(t)
 	e2e.Require(t)
@@ -133,9 +135,12 @@ func TestExecMidTrace(t *testing.T) {
 	if err := os.WriteFile(marker, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{"opensnoop", "funccount"} {
-		t.Run(name, func(t *testing.T) {
-			p := startProc(t, nil, e2e.Child("execer", marker), "")
+	for _, c := range []struct{ name, from string }{
+		{"opensnoop", "leader"}, {"opensnoop", "thread"}, {"funccount", "leader"}, {"funccount", "thread"},
+	} {
+		name := c.name
+		t.Run(name+"/"+c.from, func(t *testing.T) {
+			p := startProc(t, nil, e2e.Child("execer", c.from, marker), "")
 			argv := w.argv(t, name, p.pidArg())
 			r := startOwl(t, argv...)
 			if !r.waitReady(60 * time.Second) {
@@ -162,6 +167,11 @@ func TestExecMidTrace(t *testing.T) {
 			endsWith(t, r, "owl: process "+p.pidArg()+" exited", 15*time.Second)
 			if name == "funccount" && !strings.Contains(r.outText(), "spinWork") {
 				t.Errorf("owl %v counted no spinWork calls of the new image; stdout:\n%s", argv, r.outText())
+			}
+			// Only uprobes are filtered on a thread; opensnoop has none.
+			said := strings.Contains(r.errText(), "owl: process "+p.pidArg()+" exec'd from thread ")
+			if want := name == "funccount" && c.from == "thread"; said != want {
+				t.Errorf("owl %v: said it attached uprobes again: %v, want %v; stderr:\n%s", argv, said, want, r.errText())
 			}
 		})
 	}

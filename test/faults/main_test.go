@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -134,23 +133,13 @@ func spin([]string) error {
 }
 
 // execer waits for a line on stdin, then becomes opener (same pid, a new
-// image) with its arguments.
+// image) with the rest of its arguments: exec'd from the process's leading
+// thread when args[0] is "leader", else from another thread.
 func execer(args []string) error {
 	if _, err := bufio.NewReader(os.Stdin).ReadString('\n'); err != nil {
 		return err
 	}
-	exe, err := os.Executable()
-	if err != nil {
-		return err
-	}
-	// syscall.Exec keeps the first of duplicate variables: replace it.
-	env := []string{"OWL_E2E_CHILD=opener"}
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "OWL_E2E_CHILD=") {
-			env = append(env, kv)
-		}
-	}
-	return syscall.Exec(exe, append([]string{exe}, args...), env)
+	return e2e.ExecOnThread(args[0] == "leader", "opener", args[1:]...)
 }
 
 // opener opens args[0] and calls spinWork every 10 ms until its stdin

@@ -17,11 +17,34 @@ import (
 
 	"github.com/owlbpf/owl/internal/cli"
 	"github.com/owlbpf/owl/internal/e2e"
+	"github.com/owlbpf/owl/internal/execwatch"
 	"github.com/owlbpf/owl/internal/output"
 	"github.com/owlbpf/owl/internal/uprobe"
 )
 
-func TestMain(m *testing.M) { e2e.Main(m, nil) }
+func TestMain(m *testing.M) {
+	e2e.Main(m, map[string]func([]string) error{
+		// Waits for a line, then execs itself from a thread other than
+		// its leader into "count".
+		"execer": func([]string) error {
+			if _, err := bufio.NewReader(os.Stdin).ReadString('\n'); err != nil {
+				return err
+			}
+			return e2e.ExecOnThread(false, "count")
+		},
+		// Says "ready", waits for a line, calls countMe 555 times.
+		"count": func([]string) error {
+			fmt.Println("ready")
+			if _, err := bufio.NewReader(os.Stdin).ReadString('\n'); err != nil {
+				return err
+			}
+			for i := range 555 {
+				countMe(i)
+			}
+			return nil
+		},
+	})
+}
 
 // buildProgram returns testdata/src built into a temporary directory: C
 // and C++ with -O1 -fno-omit-frame-pointer -fno-inline (so every call is
@@ -65,7 +88,12 @@ type program struct {
 
 func start(t *testing.T, bin string, args ...string) *program {
 	t.Helper()
-	p := &program{cmd: exec.Command(bin, args...)}
+	return startCmd(t, exec.Command(bin, args...))
+}
+
+func startCmd(t *testing.T, cmd *exec.Cmd) *program {
+	t.Helper()
+	p := &program{cmd: cmd}
 	p.cmd.Stderr = os.Stderr
 	var err error
 	if p.stdin, err = p.cmd.StdinPipe(); err != nil {
@@ -374,6 +402,53 @@ func TestCountsOwnGoFunction(t *testing.T) {
 		}
 		checkCounts(t, counted(t, src), map[string]uint64{"github.com/owlbpf/owl/internal/tools/funccount.countMe": 777})
 		src.Close()
+	}
+}
+
+// A -p process that execs from a thread other than its leader ends the
+// thread the kernel filters its uprobes on: once attached again (what
+// owl does when execwatch reports such an exec), the new image's calls
+// are counted, exactly, with uprobe-multi links and one uprobe each.
+func TestCountsAfterExecFromThread(t *testing.T) {
+	e2e.Require(t)
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, each := range []bool{false, true} {
+		t.Run(fmt.Sprint("each=", each), func(t *testing.T) {
+			p := startCmd(t, e2e.Child("execer"))
+			cfg := resolveT(t, self+":*/funccount.countMe")
+			cfg.each = each
+			opts := e2e.Options()
+			opts.Task.PID = p.pid()
+			src, err := Open(cfg, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer src.Close()
+			if !src.PIDFiltered() {
+				t.Fatal("uprobes for one process are not filtered on it in the kernel")
+			}
+			w, err := execwatch.Start(p.pid())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer w.Close()
+			fmt.Fprintln(p.stdin)
+			tid, err := w.Next()
+			if err != nil || tid == p.pid() {
+				t.Fatalf("exec from a thread: reported thread %d of %d (%v)", tid, p.pid(), err)
+			}
+			if err := src.Relink(); err != nil {
+				t.Fatal(err)
+			}
+			if line, err := p.stdout.ReadString('\n'); line != "ready\n" {
+				t.Fatalf("the new image said %q (%v)", line, err)
+			}
+			p.run(t)
+			checkCounts(t, counted(t, src), map[string]uint64{"github.com/owlbpf/owl/internal/tools/funccount.countMe": 555})
+		})
 	}
 }
 
