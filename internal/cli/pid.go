@@ -143,8 +143,11 @@ func (c *Common) relinkOnExec(s *probe.Session, say func(format string, args ...
 			say("owl: process %d exec'd from thread %d: uprobes attached to it again (calls in between not seen)", c.PID, tid)
 		}
 	}()
+	// Detaching a tracepoint waits for the kernel's RCU grace periods
+	// (40 ms here): it goes on beside the end of the run, which waits
+	// only for the watch to stop reading.
 	return sync.OnceFunc(func() {
-		w.Close()
+		go w.Close()
 		<-done
 	})
 }
