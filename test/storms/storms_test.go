@@ -62,6 +62,11 @@ type storm struct {
 	// match tells the storm's events from others (a tool without a task
 	// filter sees the whole host's).
 	match func(ev map[string]any) bool
+	// count, when set, is how many events a matched line stands for (a
+	// count-only tool's histogram: its count); else one.
+	count func(ev map[string]any) uint64
+	// prepare, when set, runs first (a user to log in as).
+	prepare func(t *testing.T)
 }
 
 func mntnsArgs(pid int, mntns string) []string { return []string{"--mntns", mntns} }
@@ -144,6 +149,9 @@ func TestStorms(t *testing.T) {
 // events delivered that match, owl's counts of lost events, and how many
 // other events it printed.
 func runStorm(t *testing.T, name string, s storm, n int, flags ...string) (delivered uint64, st probe.Stats, others int) {
+	if s.prepare != nil {
+		s.prepare(t)
+	}
 	var child *exec.Cmd
 	if s.work != "" {
 		child = e2e.Child("storm", s.work, strconv.Itoa(n))
@@ -213,7 +221,11 @@ func runStorm(t *testing.T, name string, s storm, n int, flags ...string) (deliv
 			continue
 		}
 		if s.match(ev) {
-			delivered++
+			if s.count != nil {
+				delivered += s.count(ev)
+			} else {
+				delivered++
+			}
 		} else {
 			others++
 		}
@@ -385,6 +397,12 @@ func python(kind string) func(t *testing.T, n int) *exec.Cmd {
 		}
 		return exec.Command(py, filepath.Join("testdata", "storm.py"), kind, strconv.Itoa(n))
 	}
+}
+
+// bashRecursion is bash in n nested calls of a shell function at once.
+func bashRecursion(t *testing.T, n int) *exec.Cmd {
+	script := fmt.Sprintf(`owl_deep() { if (($1 > 1)); then owl_deep $(($1 - 1)); fi; }; echo ready; read go; owl_deep %d; echo done; cat >/dev/null`, n)
+	return exec.Command(e2e.Need(t, "bash"), "-c", script)
 }
 
 // bashStorm is bash calling a shell function made times.
