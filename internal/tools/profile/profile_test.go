@@ -426,6 +426,8 @@ func framesOf(names ...string) []syms.Frame {
 
 // A process that exits before the end keeps its names: Learn, run once
 // a second as the command does, read its files' build-ids while it ran.
+// hotwarm's "3" runs 2 to 3 s (time(2) seconds): at least one Learn
+// falls well inside its life ("2" ran as little as 1 s, racing the first).
 func TestExitedProcess(t *testing.T) {
 	e2e.Require(t)
 	bin := build(t, "hotwarm.c")
@@ -434,7 +436,7 @@ func TestExitedProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer src.Close()
-	cmd := exec.Command(bin, "2")
+	cmd := exec.Command(bin, "3")
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
